@@ -1,0 +1,299 @@
+//! Settings: command-line flags and `ROLLCALL_*` environment variables (clap reads
+//! both) override an optional TOML file, which overrides the defaults. Defaults run
+//! locally with nothing set. A bad setting is one line that names it.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Every setting, each optional: one layer of configuration (flags+env, or file).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: Option<String>,
+    pub base_url: Option<String>,
+    pub database_url: Option<String>,
+    pub log_format: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Take the workspace from `X-Forwarded-Host` (only behind a proxy that sets it).
+    pub trust_forwarded_host: Option<bool>,
+    pub access_token_ttl_secs: Option<u64>,
+    pub refresh_token_ttl_secs: Option<u64>,
+    pub refresh_grace_secs: Option<u64>,
+}
+
+impl Settings {
+    /// `self` wins where set.
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(lower.listen),
+            base_url: self.base_url.or(lower.base_url),
+            database_url: self.database_url.or(lower.database_url),
+            log_format: self.log_format.or(lower.log_format),
+            data_dir: self.data_dir.or(lower.data_dir),
+            trust_forwarded_host: self.trust_forwarded_host.or(lower.trust_forwarded_host),
+            access_token_ttl_secs: self.access_token_ttl_secs.or(lower.access_token_ttl_secs),
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(lower.refresh_token_ttl_secs),
+            refresh_grace_secs: self.refresh_grace_secs.or(lower.refresh_grace_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub base_url: Url,
+    pub database_url: String,
+    pub log_format: LogFormat,
+    pub data_dir: PathBuf,
+    pub trust_forwarded_host: bool,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_BASE_URL: &str = "http://localhost:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rollcall.db";
+
+impl Config {
+    /// Resolve `flags` (already merged with the environment by clap) over the TOML
+    /// file at `config_file`, if any, over the defaults.
+    pub fn load(flags: Settings, config_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match config_file {
+            None => Settings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| {
+                    let msg = e.message().to_owned();
+                    bad("config", format!("{}: {msg}", path.display()))
+                })?
+            }
+        };
+        Self::from_settings(flags.or(file))
+    }
+
+    pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let listen = s.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            bad(
+                "listen",
+                format!("'{listen}' is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let base_url = parse_base_url(s.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
+
+        let database_url = s
+            .database_url
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database_url",
+                "expected sqlite://FILE, sqlite::memory: or postgres://USER@HOST/DB",
+            ));
+        }
+
+        let log_format = match s.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(bad("log_format", format!("'{other}' is not text or json"))),
+        };
+
+        let secs = |v: Option<u64>, default: u64, name: &'static str| match v.unwrap_or(default) {
+            0 => Err(bad(name, "must be at least 1 second")),
+            n => Ok(Duration::from_secs(n)),
+        };
+        let refresh_grace = Duration::from_secs(s.refresh_grace_secs.unwrap_or(60));
+        Ok(Config {
+            listen,
+            base_url,
+            database_url,
+            log_format,
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from(".")),
+            trust_forwarded_host: s.trust_forwarded_host.unwrap_or(false),
+            access_token_ttl: secs(s.access_token_ttl_secs, 3600, "access_token_ttl_secs")?,
+            refresh_token_ttl: secs(
+                s.refresh_token_ttl_secs,
+                180 * 24 * 3600,
+                "refresh_token_ttl_secs",
+            )?,
+            refresh_grace,
+        })
+    }
+
+    /// The base URL without a trailing slash, for building absolute URLs.
+    pub fn base(&self) -> &str {
+        self.base_url.as_str().trim_end_matches('/')
+    }
+
+    /// `http://acme.localhost:8080` for workspace `acme`.
+    pub fn workspace_origin(&self, subdomain: &str) -> String {
+        let mut url = self.base_url.clone();
+        let host = url.host_str().unwrap_or("localhost").to_owned();
+        // The base URL was checked to have a domain host, so this cannot fail.
+        let _ = url.set_host(Some(&format!("{subdomain}.{host}")));
+        url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The host name (no port) that workspace subdomains sit under.
+    pub fn base_host(&self) -> &str {
+        self.base_url.host_str().unwrap_or("localhost")
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.base_url.scheme() == "https"
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| bad("base_url", format!("'{raw}': {e}")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad("base_url", format!("'{raw}' must be http or https")));
+    }
+    match url.host() {
+        Some(url::Host::Domain(_)) => {}
+        _ => {
+            return Err(bad(
+                "base_url",
+                format!("'{raw}' needs a domain name (workspaces live on its subdomains)"),
+            ));
+        }
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            "base_url",
+            format!("'{raw}' must not have a path, query or fragment"),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_locally() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.base(), "http://localhost:8080");
+        assert_eq!(c.database_url, "sqlite://rollcall.db");
+        assert_eq!(c.workspace_origin("acme"), "http://acme.localhost:8080");
+        assert_eq!(c.refresh_grace, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let cases = [
+            (
+                Settings {
+                    listen: Some("nope".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                Settings {
+                    base_url: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "base_url",
+            ),
+            (
+                Settings {
+                    base_url: Some("http://127.0.0.1:8080".into()),
+                    ..Default::default()
+                },
+                "base_url",
+            ),
+            (
+                Settings {
+                    base_url: Some("http://x.test/app".into()),
+                    ..Default::default()
+                },
+                "base_url",
+            ),
+            (
+                Settings {
+                    database_url: Some("mysql://x".into()),
+                    ..Default::default()
+                },
+                "database_url",
+            ),
+            (
+                Settings {
+                    log_format: Some("xml".into()),
+                    ..Default::default()
+                },
+                "log_format",
+            ),
+            (
+                Settings {
+                    access_token_ttl_secs: Some(0),
+                    ..Default::default()
+                },
+                "access_token_ttl_secs",
+            ),
+        ];
+        for (settings, name) in cases {
+            let err = Config::from_settings(settings).unwrap_err();
+            assert_eq!(err.setting, name);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid setting {name}: "))
+            );
+        }
+    }
+
+    #[test]
+    fn flags_override_file_and_file_unknown_keys_fail() {
+        let dir = std::env::temp_dir().join(format!("rollcall-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rollcall.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nbase_url = \"https://id.example.com\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        };
+        let c = Config::load(flags, Some(&path)).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.base(), "https://id.example.com");
+        assert!(c.secure_cookies());
+
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Config::load(Settings::default(), Some(&path)).unwrap_err();
+        assert_eq!(err.setting, "config");
+        assert!(err.message.contains("lisen"), "{}", err.message);
+    }
+}

@@ -1,0 +1,152 @@
+//! axum: the router, host dispatch, middleware, and one module per area. Handlers
+//! stay thin: they parse, call the protocol and store layers, and render.
+
+pub mod csrf;
+pub mod host;
+pub mod pages;
+pub mod views;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::store::{Db, sessions::DbSessionStore, workspaces};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use host::Site;
+use std::sync::Arc;
+use tower::ServiceExt;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+}
+
+/// The workspace whose host the request came to; set by the dispatcher.
+#[derive(Clone, Debug)]
+pub struct CurrentWorkspace(pub workspaces::Workspace);
+
+pub const SESSION_COOKIE: &str = "rollcall_session";
+
+/// Pages load only our own assets and may not be framed. Forms may post to
+/// http(s) targets because the consent form's answer is a redirect to the client.
+const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_secure(state.config.secure_cookies())
+        .with_same_site(SameSite::Lax)
+        .with_http_only(true)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(12)));
+
+    let sites = Sites {
+        app: pages::app_routes().with_state(state.clone()),
+        workspace: pages::workspace_routes()
+            .layer(sessions)
+            .with_state(state.clone()),
+        state: state.clone(),
+    };
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/static/style.css", get(stylesheet))
+        .fallback(move |req: Request| {
+            let sites = sites.clone();
+            async move { sites.dispatch(req).await }
+        })
+        // Framing, sniffing and referrer protections on every response.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Path only: query strings can carry codes and state.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+#[derive(Clone)]
+struct Sites {
+    app: Router,
+    workspace: Router,
+    state: AppState,
+}
+
+impl Sites {
+    async fn dispatch(self, mut req: Request) -> Response {
+        let config = &self.state.config;
+        let host = host::request_host(req.headers(), req.uri(), config.trust_forwarded_host);
+        let site = host
+            .as_deref()
+            .map_or(Site::Other, |h| host::site_of(h, config.base_host()));
+        let routed = match site {
+            Site::App => self.app.oneshot(req).await,
+            Site::Workspace(sub) => match workspaces::by_subdomain(&self.state.db, &sub).await {
+                Ok(Some(ws)) => {
+                    req.extensions_mut().insert(CurrentWorkspace(ws));
+                    self.workspace.oneshot(req).await
+                }
+                Ok(None) => {
+                    return AppError::NotFound(format!("There is no workspace called '{sub}'."))
+                        .into_response();
+                }
+                Err(e) => return AppError::from(e).into_response(),
+            },
+            Site::Other => {
+                return AppError::NotFound("This server does not serve that host name.".into())
+                    .into_response();
+            }
+        };
+        match routed {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "database unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}

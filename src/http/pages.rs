@@ -1,0 +1,321 @@
+//! Browser pages: the app host's start page; a workspace's sign-in, sign-out and
+//! member list.
+
+use super::views::{HomePage, MemberRow, MembersPage, SignInPage};
+use super::{AppState, CurrentWorkspace, csrf};
+use crate::domain::Subdomain;
+use crate::error::AppError;
+use crate::secrets;
+use crate::store::{members, workspaces};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+use tower_sessions::Session;
+use uuid::Uuid;
+
+pub fn app_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home).post(go_to_workspace))
+        .fallback(not_found)
+}
+
+pub fn workspace_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(workspace_home))
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signout", post(signout))
+        .route("/members", get(members_page))
+        .fallback(not_found)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("There is no page at this address.".into())
+}
+
+async fn home() -> HomePage {
+    HomePage {
+        error: None,
+        subdomain: String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SubdomainForm {
+    subdomain: String,
+}
+
+async fn go_to_workspace(
+    State(state): State<AppState>,
+    Form(form): Form<SubdomainForm>,
+) -> Result<Response, AppError> {
+    let again = |error: String| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            HomePage {
+                error: Some(error),
+                subdomain: form.subdomain.clone(),
+            },
+        )
+            .into_response()
+    };
+    let sub = match Subdomain::parse(&form.subdomain) {
+        Ok(s) => s,
+        Err(e) => return Ok(again(e.0)),
+    };
+    if workspaces::by_subdomain(&state.db, sub.as_str())
+        .await?
+        .is_none()
+    {
+        return Ok(again(format!("There is no workspace called '{sub}'.")));
+    }
+    Ok(Redirect::to(&format!(
+        "{}/signin",
+        state.config.workspace_origin(sub.as_str())
+    ))
+    .into_response())
+}
+
+/// Session keys.
+const MEMBER_ID: &str = "member_id";
+const WORKSPACE_ID: &str = "workspace_id";
+
+/// The signed-in member of the current workspace. Without one, the request is sent
+/// to sign in and brought back afterwards.
+pub struct SignedIn {
+    pub member: members::Member,
+    pub workspace: workspaces::Workspace,
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let err = |e: AppError| e.into_response();
+        let Extension(CurrentWorkspace(workspace)) =
+            Extension::<CurrentWorkspace>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| e.into_response())?;
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(s, m)| (s, m).into_response())?;
+        let to_signin = || {
+            let next = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            Redirect::to(&format!("/signin?next={}", urlencode(next))).into_response()
+        };
+        let session_ws: Option<i64> = session.get(WORKSPACE_ID).await.ok().flatten();
+        let member_id: Option<Uuid> = session.get(MEMBER_ID).await.ok().flatten();
+        // A session belongs to one workspace; the cookie is host-only, and this
+        // check keeps it so even if a cookie is carried to another host.
+        let (Some(ws_id), Some(member_id)) = (session_ws, member_id) else {
+            return Err(to_signin());
+        };
+        if ws_id != workspace.id {
+            return Err(to_signin());
+        }
+        match members::by_id(&state.db, workspace.id, member_id).await {
+            Ok(Some(member)) if member.active => Ok(SignedIn {
+                member,
+                workspace,
+                session,
+            }),
+            Ok(_) => {
+                let _ = session.flush().await;
+                Err(to_signin())
+            }
+            Err(e) => Err(err(e.into())),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Where to go after sign-in: only a path on this same host, never `//evil` or a URL.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains(['\r', '\n']) =>
+        {
+            n.to_owned()
+        }
+        _ => "/members".to_owned(),
+    }
+}
+
+async fn workspace_home(session: Session) -> Redirect {
+    let signed_in = session
+        .get::<Uuid>(MEMBER_ID)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    Redirect::to(if signed_in { "/members" } else { "/signin" })
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn signin_page(
+    Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
+    session: Session,
+    Query(q): Query<NextQuery>,
+) -> Result<SignInPage, AppError> {
+    Ok(SignInPage {
+        workspace_name: ws.name,
+        csrf: csrf::token(&session).await?,
+        next: safe_next(q.next.as_deref()),
+        email: String::new(),
+        error: None,
+        password_allowed: ws.password_signin,
+    })
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    email: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&session, &headers, &form.csrf).await?;
+    if !ws.password_signin {
+        return Err(AppError::Forbidden(
+            "Password sign-in is turned off for this workspace.".into(),
+        ));
+    }
+    let found = members::credentials(&state.db, ws.id, form.email.trim()).await?;
+    let (member, hash) = match found {
+        Some((m, h)) if m.active => (Some(m), h),
+        _ => (None, None),
+    };
+    // Always verify (against a dummy hash when there is nothing to check) so the
+    // answer takes as long for unknown emails as for wrong passwords.
+    let ok = secrets::verify_password(form.password, hash).await;
+    let Some(member) = member.filter(|_| ok) else {
+        let page = SignInPage {
+            workspace_name: ws.name,
+            csrf: csrf::token(&session).await?,
+            next: safe_next(form.next.as_deref()),
+            email: form.email,
+            error: Some(
+                "That email and password do not match an active member of this workspace.".into(),
+            ),
+            password_allowed: true,
+        };
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    start_session(&session, ws.id, member.id).await?;
+    Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())
+}
+
+/// Sign a member in: a fresh session id (no fixation), a fresh CSRF token.
+pub async fn start_session(
+    session: &Session,
+    workspace_id: i64,
+    member_id: Uuid,
+) -> Result<(), AppError> {
+    let internal =
+        |e: tower_sessions::session::Error| AppError::Internal(anyhow::anyhow!("session: {e}"));
+    session.cycle_id().await.map_err(internal)?;
+    session
+        .insert(WORKSPACE_ID, workspace_id)
+        .await
+        .map_err(internal)?;
+    session
+        .insert(MEMBER_ID, member_id)
+        .await
+        .map_err(internal)?;
+    session
+        .insert("csrf", secrets::generate(secrets::Kind::Csrf))
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn signout(
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&session, &headers, &form.csrf).await?;
+    session
+        .flush()
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
+    Ok(Redirect::to("/signin"))
+}
+
+async fn members_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+) -> Result<MembersPage, AppError> {
+    let rows = members::page(&state.db, me.workspace.id, 0, 100).await?;
+    let total = members::count(&state.db, me.workspace.id).await?;
+    Ok(MembersPage {
+        workspace_name: me.workspace.name.clone(),
+        me: me.member.user_name.clone(),
+        csrf: csrf::token(&me.session).await?,
+        members: rows
+            .into_iter()
+            .map(|m| MemberRow {
+                display_name: m
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| m.user_name.clone()),
+                user_name: m.user_name,
+                role: m.role,
+                active: m.active,
+                scim_managed: m.scim_managed,
+            })
+            .collect(),
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_same_host_path_only() {
+        assert_eq!(
+            safe_next(Some("/oauth2/authorize?x=1")),
+            "/oauth2/authorize?x=1"
+        );
+        for bad in [
+            "//evil.com",
+            "https://evil.com",
+            "/\\evil.com",
+            "evil",
+            "",
+            "/a\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/members", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/members");
+    }
+}

@@ -1,0 +1,47 @@
+//! askama page models. Each struct is one template under `templates/`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    pub error: Option<String>,
+    pub subdomain: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signin.html")]
+pub struct SignInPage {
+    pub workspace_name: String,
+    pub csrf: String,
+    pub next: String,
+    pub email: String,
+    pub error: Option<String>,
+    pub password_allowed: bool,
+}
+
+pub struct MemberRow {
+    pub user_name: String,
+    pub display_name: String,
+    pub role: String,
+    pub active: bool,
+    pub scim_managed: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "members.html")]
+pub struct MembersPage {
+    pub workspace_name: String,
+    pub me: String,
+    pub csrf: String,
+    pub members: Vec<MemberRow>,
+    pub total: i64,
+}

@@ -1,0 +1,126 @@
+//! Rollcall: a self-hostable SCIM 2.0 + OAuth2 server for multi-workspace products.
+//!
+//! Data flows one way: `http` -> protocol modules (`scim`, `oauth`, `sso`) ->
+//! `store` -> database. `router` builds the whole application from an `AppState`;
+//! `start` serves it on a listener, which is what the binary and the tests call.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ops;
+pub mod scim;
+pub mod secrets;
+pub mod store;
+
+pub use http::{AppState, router};
+
+use config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::Db;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stop accepting, finish in-flight requests, close the database.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let res = (&mut self.task).await.unwrap_or(Ok(()));
+        self.state.db.close().await;
+        res
+    }
+
+    /// Wait until the server stops (a signal, or `stop`).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let res = (&mut self.task).await.unwrap_or(Ok(()));
+        self.state.db.close().await;
+        res
+    }
+}
+
+/// Serve `db` on `listener` until `stop`, or SIGINT/SIGTERM when `on_signals`.
+pub async fn start(
+    config: Config,
+    db: Db,
+    listener: TcpListener,
+    on_signals: bool,
+) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        db: db.clone(),
+        config: Arc::new(config),
+    };
+    spawn_housekeeping(db);
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            if on_signals {
+                tokio::select! {
+                    _ = rx => {}
+                    _ = shutdown_signal() => tracing::info!("shutting down"),
+                }
+            } else {
+                let _ = rx.await;
+            }
+        })
+        .await
+    });
+    Ok(Running {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Periodic clean-up of expired rows.
+fn spawn_housekeeping(db: Db) {
+    tokio::spawn(async move {
+        let store = store::sessions::DbSessionStore::new(db);
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,242 @@
+//! The `rollcall` command: serve, workspace, token, client. Output that scripts
+//! read (passwords, tokens, JSON) goes alone on stdout; messages go to stderr.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rollcall::config::{Config, LogFormat, Settings};
+use rollcall::ops;
+use rollcall::store::Db;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "rollcall",
+    version,
+    about = "SCIM 2.0 + OAuth2 server for multi-workspace products"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings; each also reads ROLLCALL_<NAME>.
+#[derive(Args)]
+struct GlobalArgs {
+    /// TOML file with any of the settings below (flags and environment win).
+    #[arg(long, global = true, env = "ROLLCALL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// sqlite://FILE (default sqlite://rollcall.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "ROLLCALL_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+    /// The app host and OAuth issuer; workspaces live on its subdomains.
+    #[arg(long, global = true, env = "ROLLCALL_BASE_URL", value_name = "URL")]
+    base_url: Option<String>,
+    /// text (default) or json.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    log_format: Option<String>,
+    /// Where Rollcall keeps files it generates (default: the working directory).
+    #[arg(long, global = true, env = "ROLLCALL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "ROLLCALL_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// Take the workspace from X-Forwarded-Host (only behind a proxy that sets it).
+        #[arg(long, env = "ROLLCALL_TRUST_FORWARDED_HOST")]
+        trust_forwarded_host: bool,
+        /// On an empty database, create workspace `acme` with an admin and an API token.
+        #[arg(long, env = "ROLLCALL_DEMO")]
+        demo: bool,
+    },
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Manage workspace API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace and its first admin; prints the admin's password once.
+    Create {
+        subdomain: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+    },
+    /// Switch the SCIM API on or off for a workspace.
+    Scim {
+        subdomain: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for the workspace's SCIM API; prints only the token.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value = "API token")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    let mut settings = Settings {
+        database_url: g.database_url,
+        base_url: g.base_url,
+        log_format: g.log_format,
+        data_dir: g.data_dir,
+        ..Settings::default()
+    };
+    if let Command::Serve {
+        listen,
+        trust_forwarded_host,
+        ..
+    } = &cli.command
+    {
+        settings.listen = listen.clone();
+        settings.trust_forwarded_host = trust_forwarded_host.then_some(true);
+    }
+    let config = Config::load(settings, g.config.as_deref())?;
+
+    match cli.command {
+        Command::Serve { demo, .. } => serve(config, demo).await,
+        Command::Workspace(WorkspaceCommand::Create {
+            subdomain,
+            name,
+            admin_email,
+        }) => {
+            let db = connect(&config).await?;
+            let created = ops::create_workspace(&db, &subdomain, &name, &admin_email).await?;
+            eprintln!(
+                "Created workspace '{}' at {}. Admin {} signs in with this password (shown once):",
+                created.workspace.subdomain,
+                config.workspace_origin(&created.workspace.subdomain),
+                created.admin.user_name
+            );
+            println!("{}", created.admin_password);
+            Ok(())
+        }
+        Command::Workspace(WorkspaceCommand::Scim { subdomain, state }) => {
+            let db = connect(&config).await?;
+            ops::set_scim(&db, &subdomain, state == "on").await?;
+            eprintln!("SCIM is {state} for workspace '{subdomain}'.");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { workspace, name }) => {
+            let db = connect(&config).await?;
+            let token = ops::create_api_token(&db, &workspace, &name, "cli").await?;
+            eprintln!("Created API token '{name}' for workspace '{workspace}' (shown once):");
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(&config.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact(&config.database_url)
+        )
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    init_logging(config.log_format);
+    let db = connect(&config).await?;
+    if demo {
+        match ops::seed_demo(&db).await? {
+            Some(d) => eprintln!(
+                "\nDemo workspace 'acme' is ready.\n\
+                 \x20 Sign in:    {origin}/signin\n\
+                 \x20 Email:      {email}\n\
+                 \x20 Password:   {password}\n\
+                 \x20 SCIM base:  {base}/scim/v2\n\
+                 \x20 API token:  {token}\n\
+                 \x20 Try:        curl -H 'Authorization: Bearer {token}' {base}/scim/v2/Users\n",
+                origin = config.workspace_origin("acme"),
+                email = d.admin_email,
+                password = d.admin_password,
+                base = config.base(),
+                token = d.api_token,
+            ),
+            None => eprintln!("--demo: the database already has workspaces; nothing was added."),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let base = config.base().to_owned();
+    let running = rollcall::start(config, db, listener, true).await?;
+    tracing::info!(
+        addr = %running.addr,
+        base_url = %base,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "rollcall is ready"
+    );
+    running.wait().await?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

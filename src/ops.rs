@@ -1,0 +1,121 @@
+//! Operator actions shared by the CLI, `--demo` and the tests.
+
+use crate::domain::{Email, Role, Subdomain};
+use crate::secrets;
+use crate::store::{Db, members, tokens, workspaces};
+use anyhow::{Context, bail};
+use serde_json::json;
+
+pub struct CreatedWorkspace {
+    pub workspace: workspaces::Workspace,
+    pub admin: members::Member,
+    pub admin_password: String,
+}
+
+/// A workspace with its first admin, who signs in with the returned password.
+pub async fn create_workspace(
+    db: &Db,
+    subdomain: &str,
+    name: &str,
+    admin_email: &str,
+) -> anyhow::Result<CreatedWorkspace> {
+    let sub = Subdomain::parse(subdomain).context("subdomain")?;
+    let email = Email::parse(admin_email).context("admin email")?;
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("name: a workspace needs a name");
+    }
+    let workspace = workspaces::create(db, &sub, name).await?;
+    let password = secrets::generate_password();
+    let hash = secrets::hash_password(password.clone()).await;
+    let admin = members::create(
+        db,
+        workspace.id,
+        &local_member(&email, Role::Admin),
+        Some(&hash),
+    )
+    .await?;
+    Ok(CreatedWorkspace {
+        workspace,
+        admin,
+        admin_password: password,
+    })
+}
+
+/// The stored form of a member created in Rollcall itself (not through SCIM): the
+/// same canonical SCIM resource a SCIM client would read back.
+pub fn local_member(email: &Email, role: Role) -> members::MemberData {
+    members::MemberData {
+        user_name: email.as_str().to_owned(),
+        external_id: None,
+        display_name: None,
+        given_name: None,
+        family_name: None,
+        role: role.as_str().to_owned(),
+        active: true,
+        scim_managed: false,
+        resource: json!({
+            "userName": email.as_str(),
+            "active": true,
+            "emails": [{"value": email.as_str(), "type": "work", "primary": true}],
+            "roles": [{"value": role.as_str(), "type": "role", "primary": true}],
+        }),
+        emails_ci: vec![email.folded()],
+    }
+}
+
+pub async fn workspace(db: &Db, subdomain: &str) -> anyhow::Result<workspaces::Workspace> {
+    workspaces::by_subdomain(db, &subdomain.trim().to_ascii_lowercase())
+        .await?
+        .with_context(|| format!("no workspace '{subdomain}'"))
+}
+
+pub async fn set_scim(db: &Db, subdomain: &str, enabled: bool) -> anyhow::Result<()> {
+    let ws = workspace(db, subdomain).await?;
+    workspaces::set_scim_enabled(db, ws.id, enabled).await?;
+    Ok(())
+}
+
+/// A new API token for the workspace's SCIM API; returns the token, shown once.
+pub async fn create_api_token(
+    db: &Db,
+    subdomain: &str,
+    name: &str,
+    created_by: &str,
+) -> anyhow::Result<String> {
+    let ws = workspace(db, subdomain).await?;
+    let token = secrets::generate(secrets::Kind::ApiToken);
+    tokens::create(
+        db,
+        ws.id,
+        name,
+        created_by,
+        &secrets::digest(&token),
+        &secrets::display_prefix(&token),
+    )
+    .await?;
+    Ok(token)
+}
+
+pub struct Demo {
+    pub admin_email: String,
+    pub admin_password: String,
+    pub api_token: String,
+}
+
+/// On an empty database: workspace `acme` with SCIM on, an admin and an API token.
+/// Returns None when the database already has workspaces.
+pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<Demo>> {
+    if workspaces::count(db).await? > 0 {
+        return Ok(None);
+    }
+    let admin_email = "admin@acme.test";
+    let created = create_workspace(db, "acme", "Acme", admin_email).await?;
+    workspaces::set_scim_enabled(db, created.workspace.id, true).await?;
+    let api_token = create_api_token(db, "acme", "Demo token", "demo").await?;
+    Ok(Some(Demo {
+        admin_email: admin_email.into(),
+        admin_password: created.admin_password,
+        api_token,
+    }))
+}

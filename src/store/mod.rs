@@ -1,0 +1,166 @@
+//! Storage: the only place with SQL. SQLite (embedded default) and PostgreSQL
+//! share one query text wherever they can (`$1` placeholders work on both); the
+//! `on_pool!` macro compiles each query once per backend. Where the dialects differ,
+//! both forms stand side by side in the function that needs them.
+
+pub mod members;
+pub mod sessions;
+pub mod tokens;
+pub mod workspaces;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Run `$body` with `$p` bound to the concrete pool of `$pool`; written like a
+/// closure (`on_pool!(db.reader(), |p| query.fetch_one(p).await)`) so rustfmt formats
+/// it. The body is compiled once per backend.
+#[macro_export]
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database. SQLite gets one writer connection (writes are serialised by the
+/// pool instead of failing with SQLITE_BUSY) and several readers (WAL lets them run
+/// beside the writer). PostgreSQL uses one pool for both.
+#[derive(Clone, Debug)]
+pub struct Db {
+    read: Pool,
+    write: Pool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the record changed since it was read")]
+    VersionMismatch,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Now, truncated to milliseconds: what PostgreSQL and SCIM timestamps can carry,
+/// so a value read back equals the value written.
+pub fn now() -> time::OffsetDateTime {
+    let t = time::OffsetDateTime::now_utc();
+    t.replace_millisecond(t.millisecond()).unwrap_or(t)
+}
+
+/// The name of the unique constraint a write violated, if that is what failed.
+pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(
+            db.constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned()),
+        ),
+        _ => None,
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Connect and apply migrations.
+    pub async fn connect(url: &str) -> Result<Db> {
+        let db = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .pragma("cache_size", "-16000")
+                .pragma("temp_store", "memory");
+            // An in-memory database exists once per connection: one connection only.
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .connect_with(opts.clone())
+                .await?;
+            let read = if in_memory {
+                write.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .connect_with(opts.read_only(true))
+                    .await?
+            };
+            SQLITE_MIGRATIONS.run(&write).await?;
+            Db {
+                read: Pool::Sqlite(read),
+                write: Pool::Sqlite(write),
+            }
+        } else {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Db {
+                read: Pool::Postgres(pool.clone()),
+                write: Pool::Postgres(pool),
+            }
+        };
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.write {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub fn reader(&self) -> &Pool {
+        &self.read
+    }
+
+    pub fn writer(&self) -> &Pool {
+        &self.write
+    }
+
+    /// A trivial round trip, for `/healthz`.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(&self.read, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(&self.read, |p| p.close().await);
+        on_pool!(&self.write, |p| p.close().await);
+    }
+}

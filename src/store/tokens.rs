@@ -1,0 +1,103 @@
+//! Workspace API tokens ("Public API" access tokens) for the SCIM API.
+//! Only the SHA-256 digest is stored; the token is shown once.
+
+use super::{Db, Result, StoreError, now};
+use crate::on_pool;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str =
+    "id, workspace_id, name, prefix, created_by, created_at, last_used_at, revoked_at";
+
+/// How stale `last_used_at` may get before a use writes it again: a SCIM burst
+/// should not turn every read into a write.
+const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
+
+pub async fn create(
+    db: &Db,
+    workspace_id: i64,
+    name: &str,
+    created_by: &str,
+    digest: &[u8],
+    prefix: &str,
+) -> Result<ApiToken> {
+    let sql = format!(
+        "INSERT INTO api_tokens (workspace_id, name, prefix, digest, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db.writer(), |p| {
+        sqlx::query_as::<_, ApiToken>(&sql)
+            .bind(workspace_id)
+            .bind(name)
+            .bind(prefix)
+            .bind(digest)
+            .bind(created_by)
+            .bind(now())
+            .fetch_one(p)
+            .await
+    })?)
+}
+
+/// The live token with this digest, marking it used.
+pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<ApiToken>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE digest = $1 AND revoked_at IS NULL");
+    let token = on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, ApiToken>(&sql)
+            .bind(digest)
+            .fetch_optional(p)
+            .await
+    })?;
+    if let Some(t) = &token {
+        let at = now();
+        if t.last_used_at.is_none_or(|last| at - last > TOUCH_EVERY) {
+            on_pool!(db.writer(), |p| {
+                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(t.id)
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+        }
+    }
+    Ok(token)
+}
+
+pub async fn list(db: &Db, workspace_id: i64) -> Result<Vec<ApiToken>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE workspace_id = $1 ORDER BY id DESC");
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, ApiToken>(&sql)
+            .bind(workspace_id)
+            .fetch_all(p)
+            .await
+    })?)
+}
+
+pub async fn revoke(db: &Db, workspace_id: i64, id: i64) -> Result<()> {
+    let done = on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(workspace_id)
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    if done == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Test harness: spawn a server on a fresh database, and HTTP clients that reach
+//! workspace hosts (`acme.localhost`) on loopback.
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rollcall::config::{Config, Settings};
+use rollcall::store::Db;
+use rollcall::{Running, ops};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub struct TestApp {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    /// `http://localhost:PORT`
+    pub base: String,
+    pub db: Db,
+}
+
+/// Resolve every name to loopback: `*.localhost` are the workspace hosts.
+struct Loopback;
+
+impl Resolve for Loopback {
+    fn resolve(&self, _name: Name) -> Resolving {
+        let addrs: Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
+/// A fresh database URL: a new SQLite file, or a new PostgreSQL database.
+pub async fn fresh_database_url() -> String {
+    match std::env::var("ROLLCALL_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            use sqlx::Connection;
+            let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let mut url = url::Url::parse(&admin_url).expect("ROLLCALL_TEST_DATABASE_URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("rollcall-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            format!(
+                "sqlite://{}/{}.db",
+                dir.display(),
+                uuid::Uuid::new_v4().simple()
+            )
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let database_url = fresh_database_url().await;
+        Self::spawn_on(&database_url, adjust).await
+    }
+
+    /// A server on an existing database (e.g. a second process, or a restart).
+    pub async fn spawn_on(database_url: &str, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://localhost:{}", addr.port());
+        let mut settings = Settings {
+            base_url: Some(base.clone()),
+            database_url: Some(database_url.to_owned()),
+            ..Settings::default()
+        };
+        adjust(&mut settings);
+        let config = Config::from_settings(settings).expect("config");
+        let db = Db::connect(database_url).await.expect("database");
+        let running = rollcall::start(config, db.clone(), listener, false)
+            .await
+            .expect("start");
+        TestApp {
+            running: Some(running),
+            addr,
+            base,
+            db,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// `http://SUB.localhost:PORT/path`
+    pub fn ws_url(&self, sub: &str, path: &str) -> String {
+        format!("http://{sub}.localhost:{}{}", self.addr.port(), path)
+    }
+
+    /// A client like a browser: cookies, no automatic redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(Loopback))
+            .build()
+            .expect("client")
+    }
+
+    /// A plain API client: no cookies, no redirects.
+    pub fn api(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(Loopback))
+            .build()
+            .expect("client")
+    }
+
+    /// Workspace `sub` with an admin; returns (admin email, password).
+    pub async fn workspace(&self, sub: &str) -> (String, String) {
+        let email = format!("admin@{sub}.test");
+        let created = ops::create_workspace(&self.db, sub, &format!("{sub} Inc"), &email)
+            .await
+            .expect("workspace");
+        (email, created.admin_password)
+    }
+}
+
+/// The value of `<input name="NAME" value="...">` in a page.
+pub fn form_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let v = tag.find("value=\"")? + 7;
+    let end = tag[v..].find('"')?;
+    Some(html_unescape(&tag[v..v + end]))
+}
+
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Sign in through the password form; returns the browser client with its session.
+pub async fn sign_in(app: &TestApp, sub: &str, email: &str, password: &str) -> reqwest::Client {
+    let browser = app.browser();
+    let page = browser
+        .get(app.ws_url(sub, "/signin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_value(&page, "csrf").expect("csrf field");
+    let resp = browser
+        .post(app.ws_url(sub, "/signin"))
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf", &csrf),
+            ("next", "/members"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "sign-in should redirect");
+    browser
+}

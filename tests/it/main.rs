@@ -1,0 +1,6 @@
+//! One integration-test binary. Every test starts the real server on 127.0.0.1:0
+//! over a fresh database: SQLite by default, PostgreSQL when
+//! ROLLCALL_TEST_DATABASE_URL names a server (each test gets its own database).
+
+mod foundation;
+mod harness;
