@@ -1,6 +1,7 @@
 //! axum: the router, host dispatch, middleware, and one module per area. Handlers
 //! stay thin: they parse, call the protocol and store layers, and render.
 
+pub mod bearer;
 pub mod csrf;
 pub mod host;
 pub mod pages;
