@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ops;
+pub mod provisioning;
 pub mod scim;
 pub mod secrets;
 pub mod store;

@@ -5,6 +5,7 @@ pub mod bearer;
 pub mod csrf;
 pub mod host;
 pub mod pages;
+pub mod scim;
 pub mod views;
 
 use crate::config::Config;

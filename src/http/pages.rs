@@ -20,6 +20,7 @@ use uuid::Uuid;
 pub fn app_routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home).post(go_to_workspace))
+        .nest("/scim/v2", super::scim::routes())
         .fallback(not_found)
 }
 

@@ -4,8 +4,11 @@
 //! indexes or uses itself (userName, externalId, role, active, names); the email
 //! values live in `member_emails` so `emails.value eq ...` uses an index.
 
+use super::scim_sql::{self, Bind, SqlBuilder};
 use super::{Db, Result, StoreError, now, unique_violation};
 use crate::on_pool;
+use crate::scim::filter::Filter;
+use crate::scim::schema::AttrRef;
 use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -175,4 +178,142 @@ pub async fn count(db: &Db, workspace_id: i64) -> Result<i64> {
             .fetch_one(p)
             .await
     })?)
+}
+
+/// Bind `Bind` values, in order, to a query (any backend).
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Bool(v) => q.bind(*v),
+                Bind::Uuid(u) => q.bind(*u),
+                Bind::Time(t) => q.bind(*t),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+/// A SCIM list request, already parsed.
+pub struct Search<'a> {
+    pub filter: Option<&'a Filter>,
+    pub sort: Option<&'a AttrRef>,
+    pub descending: bool,
+    /// Zero-based.
+    pub offset: i64,
+    /// 0: count only.
+    pub limit: i64,
+}
+
+/// Members matching a SCIM filter: the total and one page.
+pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<Member>)> {
+    let mut b = SqlBuilder::new(db.backend());
+    let ws = b.bind(Bind::Int(workspace_id));
+    let mut cond = format!("m.workspace_id = {ws}");
+    if let Some(f) = s.filter {
+        let sql = scim_sql::compile(&mut b, f).map_err(|e| StoreError::InvalidFilter(e.detail))?;
+        cond = format!("{cond} AND {sql}");
+    }
+    let filter_binds = b.binds.len();
+    let count_sql = format!("SELECT COUNT(*) FROM members m WHERE {cond}");
+    let total = on_pool!(db.reader(), |p| {
+        bind_all!(
+            sqlx::query_scalar::<_, i64>(&count_sql),
+            &b.binds[..filter_binds]
+        )
+        .fetch_one(p)
+        .await
+    })?;
+    if s.limit == 0 || s.offset >= total {
+        return Ok((total, Vec::new()));
+    }
+    let order = scim_sql::order_by(&b, s.sort, s.descending);
+    let limit = b.bind(Bind::Int(s.limit));
+    let offset = b.bind(Bind::Int(s.offset));
+    let cols = COLUMNS
+        .split(", ")
+        .map(|c| format!("m.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let page_sql = format!(
+        "SELECT {cols} FROM members m WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    );
+    let rows = on_pool!(db.reader(), |p| {
+        bind_all!(sqlx::query_as::<_, Member>(&page_sql), &b.binds)
+            .fetch_all(p)
+            .await
+    })?;
+    Ok((total, rows))
+}
+
+/// Replace a member's data. With `expected_version`, only if the stored version
+/// still is that one (`VersionMismatch` otherwise).
+pub async fn update(
+    db: &Db,
+    workspace_id: i64,
+    id: Uuid,
+    data: &MemberData,
+    expected_version: Option<i64>,
+) -> Result<Member> {
+    let version_check = if expected_version.is_some() {
+        " AND version = $14"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE members SET user_name = $3, user_name_ci = $4, external_id = $5, display_name = $6, \
+         given_name = $7, family_name = $8, role = $9, active = $10, scim_managed = $11, resource = $12, \
+         updated_at = $13, version = version + 1 \
+         WHERE workspace_id = $1 AND id = $2{version_check} RETURNING {COLUMNS}"
+    );
+    let mut emails = data.emails_ci.clone();
+    emails.sort();
+    emails.dedup();
+    let updated = on_pool!(db.writer(), |p| {
+        let mut tx = p.begin().await?;
+        let mut q = sqlx::query_as::<_, Member>(&sql)
+            .bind(workspace_id)
+            .bind(id)
+            .bind(&data.user_name)
+            .bind(fold(&data.user_name))
+            .bind(&data.external_id)
+            .bind(&data.display_name)
+            .bind(&data.given_name)
+            .bind(&data.family_name)
+            .bind(&data.role)
+            .bind(data.active)
+            .bind(data.scim_managed)
+            .bind(Json(&data.resource))
+            .bind(now());
+        if let Some(v) = expected_version {
+            q = q.bind(v);
+        }
+        let member = q.fetch_optional(&mut *tx).await.map_err(conflict)?;
+        if member.is_some() {
+            sqlx::query("DELETE FROM member_emails WHERE member_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for email in &emails {
+                sqlx::query("INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(workspace_id)
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(member)
+    })?;
+    match updated {
+        Some(m) => Ok(m),
+        None => match by_id(db, workspace_id, id).await? {
+            Some(_) => Err(StoreError::VersionMismatch),
+            None => Err(StoreError::NotFound),
+        },
+    }
 }

@@ -3,7 +3,9 @@
 //! `on_pool!` macro compiles each query once per backend. Where the dialects differ,
 //! both forms stand side by side in the function that needs them.
 
+pub mod activity;
 pub mod members;
+pub mod scim_sql;
 pub mod sessions;
 pub mod tokens;
 pub mod workspaces;
@@ -56,6 +58,8 @@ pub enum StoreError {
     NotFound,
     #[error("the record changed since it was read")]
     VersionMismatch,
+    #[error("{0}")]
+    InvalidFilter(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

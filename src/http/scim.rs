@@ -1,0 +1,602 @@
+//! The SCIM 2.0 API at `<base>/scim/v2` (RFC 7644). Thin: parse the request,
+//! call `provisioning`, render. Every answer is `application/scim+json`; errors use
+//! the SCIM Error schema with `status` as a string.
+
+use super::AppState;
+use super::bearer::{self, Principal};
+use crate::provisioning::{self, ListRequest};
+use crate::scim::error::ScimError;
+use crate::scim::filter::{self, Filter};
+use crate::scim::resource::{self, Projection};
+use crate::scim::schema::{self, AttrRef};
+use crate::store::members::Member;
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+pub const SCIM_JSON: &str = "application/scim+json";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest page (advertised in ServiceProviderConfig).
+pub const MAX_RESULTS: i64 = 1000;
+const DEFAULT_COUNT: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/Users",
+            get(list_users)
+                .post(create_user)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/Users/.search",
+            post(search_users).fallback(method_not_allowed),
+        )
+        .route(
+            "/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/ServiceProviderConfig",
+            get(service_provider_config).fallback(method_not_allowed),
+        )
+        .route(
+            "/ResourceTypes",
+            get(resource_types).fallback(method_not_allowed),
+        )
+        .route(
+            "/ResourceTypes/{name}",
+            get(resource_type).fallback(method_not_allowed),
+        )
+        .route("/Schemas", get(schemas).fallback(method_not_allowed))
+        .route(
+            "/Schemas/{id}",
+            get(schema_by_id).fallback(method_not_allowed),
+        )
+        .fallback(not_found)
+}
+
+/// A SCIM JSON answer.
+fn scim(status: StatusCode, body: Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        scim(status, self.to_json())
+    }
+}
+
+/// One User, with its ETag (and Location when created).
+fn user_response(
+    status: StatusCode,
+    member: &Member,
+    state: &AppState,
+    projection: &Projection,
+) -> Response {
+    let body = projection.apply(provisioning::render(member, state.config.base()));
+    let mut resp = scim(status, body);
+    if let Ok(v) = HeaderValue::from_str(&resource::etag(member.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    let location = format!("{}/scim/v2/Users/{}", state.config.base(), member.id);
+    if let (StatusCode::CREATED, Ok(v)) = (status, HeaderValue::from_str(&location)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn method_not_allowed() -> ScimError {
+    ScimError::method_not_allowed("this method is not supported on this SCIM endpoint")
+}
+
+async fn not_found() -> ScimError {
+    ScimError::not_found(
+        "no such SCIM endpoint; Rollcall serves /Users, /ServiceProviderConfig, /ResourceTypes and /Schemas",
+    )
+}
+
+/// The caller, from the bearer token. Rejections are SCIM errors: 401 with
+/// `WWW-Authenticate: Bearer` for missing or bad tokens, 403 when SCIM is off.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let unauthorized = |detail: &str| {
+            let mut resp = ScimError::unauthorized(detail).into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"rollcall\""),
+            );
+            resp
+        };
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(token) = bearer::bearer(header) else {
+            return Err(unauthorized(
+                "a bearer token is required (Authorization: Bearer <token>)",
+            ));
+        };
+        let principal = match bearer::authenticate(state, token).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(unauthorized(
+                    "the bearer token is not valid (unknown, expired or revoked)",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "token lookup failed");
+                return Err(ScimError::new(500, None, "internal error").into_response());
+            }
+        };
+        if !principal.workspace.scim_enabled {
+            return Err(ScimError::forbidden(format!(
+                "SCIM provisioning is turned off for workspace '{}'. A workspace admin can turn it on in \
+                 Settings > SSO and SCIM (or run `rollcall workspace scim {} on`).",
+                principal.workspace.subdomain, principal.workspace.subdomain
+            ))
+            .into_response());
+        }
+        Ok(Caller(principal))
+    }
+}
+
+impl Caller {
+    /// The 403 `insufficient_scope` answer, when the token may not do this.
+    fn denied(&self, write: bool) -> Option<Response> {
+        let (ok, scope) = if write {
+            (self.0.can_write, "scim:write")
+        } else {
+            (self.0.can_read, "scim:read")
+        };
+        if ok {
+            return None;
+        }
+        let mut resp = ScimError::forbidden(format!(
+            "insufficient_scope: this token lacks the {scope} scope"
+        ))
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+        )) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Some(resp)
+    }
+}
+
+/// A JSON request body, whatever its content type says: 413 over 1 MiB, 400
+/// `invalidSyntax` when it is not JSON.
+pub struct ScimBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ScimError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| {
+                ScimError::payload_too_large(format!(
+                    "request bodies are limited to {MAX_BODY} bytes"
+                ))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ScimError::invalid_syntax(
+                "the request body is empty; a JSON object is expected",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        })
+    }
+}
+
+/// List parameters, from a query string or a `.search` body.
+#[derive(Default)]
+struct ListParams {
+    filter: Option<String>,
+    start_index: Option<String>,
+    count: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    attributes: Option<String>,
+    excluded_attributes: Option<String>,
+}
+
+impl ListParams {
+    /// Parameter names are matched ignoring case.
+    fn from_query(raw: Option<&str>) -> Result<Self, ScimError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
+                ScimError::invalid_value(format!("the query string cannot be read: {e}"))
+            })?;
+        let mut p = ListParams::default();
+        for (k, v) in pairs {
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "filter" => &mut p.filter,
+                "startindex" => &mut p.start_index,
+                "count" => &mut p.count,
+                "sortby" => &mut p.sort_by,
+                "sortorder" => &mut p.sort_order,
+                "attributes" => &mut p.attributes,
+                "excludedattributes" => &mut p.excluded_attributes,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        Ok(p)
+    }
+
+    fn from_search_body(body: &Value) -> Result<Self, ScimError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ScimError::invalid_syntax(
+                "a SearchRequest must be a JSON object",
+            ));
+        };
+        let mut p = ListParams::default();
+        for (k, v) in obj {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Value::Null => continue,
+                _ => {
+                    return Err(ScimError::invalid_value(format!(
+                        "'{k}' has the wrong type"
+                    )));
+                }
+            };
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "filter" => &mut p.filter,
+                "startindex" => &mut p.start_index,
+                "count" => &mut p.count,
+                "sortby" => &mut p.sort_by,
+                "sortorder" => &mut p.sort_order,
+                "attributes" => &mut p.attributes,
+                "excludedattributes" => &mut p.excluded_attributes,
+                _ => continue,
+            };
+            *slot = Some(text);
+        }
+        Ok(p)
+    }
+}
+
+/// An integer parameter; absurd values are clamped, not errors, where RFC 7644 says
+/// how to read them.
+fn int_param(name: &str, raw: Option<&str>, default: i64) -> Result<i64, ScimError> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(default);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) => Ok(n),
+        Err(_)
+            if raw
+                .trim_start_matches('-')
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+        {
+            // Too large for i64: as large (or as small) as can be.
+            Ok(if raw.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
+        }
+        Err(_) => Err(ScimError::invalid_value(format!(
+            "{name} must be an integer, not '{}'",
+            raw.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+async fn list_with(state: &AppState, caller: &Caller, p: ListParams) -> Result<Response, Response> {
+    if let Some(r) = caller.denied(false) {
+        return Err(r);
+    }
+    let filter: Option<Filter> = match p.filter.as_deref().map(str::trim).filter(|f| !f.is_empty())
+    {
+        Some(f) => Some(filter::parse(f).map_err(IntoResponse::into_response)?),
+        None => None,
+    };
+    let sort: Option<AttrRef> = match p
+        .sort_by
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Some(schema::resolve(s).ok_or_else(|| {
+            ScimError::invalid_value(format!("unknown sortBy attribute '{s}'")).into_response()
+        })?),
+        None => None,
+    };
+    let descending = match p
+        .sort_order
+        .as_deref()
+        .map(|s| s.trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(s) if s.is_empty() || s == "ascending" => false,
+        Some(s) if s == "descending" => true,
+        Some(s) => {
+            return Err(ScimError::invalid_value(format!(
+                "sortOrder is ascending or descending, not '{s}'"
+            ))
+            .into_response());
+        }
+    };
+    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)
+        .map_err(IntoResponse::into_response)?
+        .max(1);
+    let count = int_param("count", p.count.as_deref(), DEFAULT_COUNT)
+        .map_err(IntoResponse::into_response)?
+        .clamp(0, MAX_RESULTS);
+    let projection = Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref())
+        .map_err(IntoResponse::into_response)?;
+    let req = ListRequest {
+        filter: filter.as_ref(),
+        sort: sort.as_ref(),
+        descending,
+        start_index,
+        count,
+    };
+    let (total, members) = provisioning::list(&state.db, caller.0.workspace.id, &req)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let resources = members
+        .iter()
+        .map(|m| projection.apply(provisioning::render(m, state.config.base())))
+        .collect();
+    Ok(scim(
+        StatusCode::OK,
+        resource::list_response(resources, total.max(0) as u64, start_index as u64),
+    ))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = match ListParams::from_query(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    list_with(&state, &caller, params)
+        .await
+        .unwrap_or_else(|r| r)
+}
+
+async fn search_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    let params = match body.and_then(|ScimBody(b)| ListParams::from_search_body(&b)) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    list_with(&state, &caller, params)
+        .await
+        .unwrap_or_else(|r| r)
+}
+
+fn projection_from(q: Option<&str>) -> Projection {
+    ListParams::from_query(q)
+        .ok()
+        .and_then(|p| {
+            Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref()).ok()
+        })
+        .unwrap_or_default()
+}
+
+fn if_match(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Some(r) = caller.denied(false) {
+        return r;
+    }
+    match provisioning::get(&state.db, caller.0.workspace.id, &id).await {
+        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    match provisioning::create(&state.db, &caller.0, &body).await {
+        Ok(m) => user_response(
+            StatusCode::CREATED,
+            &m,
+            &state,
+            &projection_from(q.as_deref()),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn replace_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    match provisioning::replace(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
+        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn patch_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    match provisioning::patch(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
+        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Members are never deleted: deactivation keeps their data and history.
+async fn delete_user(caller: Caller) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let mut resp = ScimError::method_not_allowed(
+        "Rollcall does not delete members. Deactivate the member instead with PATCH \
+         {\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}; it keeps their data and can be undone.",
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
+    resp
+}
+
+fn scim_base(state: &AppState) -> String {
+    format!("{}/scim/v2", state.config.base())
+}
+
+async fn service_provider_config(State(state): State<AppState>) -> Response {
+    scim(
+        StatusCode::OK,
+        resource::service_provider_config(&scim_base(&state), MAX_RESULTS as u64),
+    )
+}
+
+async fn resource_types(State(state): State<AppState>) -> Response {
+    let types = resource::resource_types(&scim_base(&state));
+    let n = types.len() as u64;
+    scim(StatusCode::OK, resource::list_response(types, n, 1))
+}
+
+async fn resource_type(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    resource::resource_types(&scim_base(&state))
+        .into_iter()
+        .find(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                || t["id"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        })
+        .map(|t| scim(StatusCode::OK, t))
+        .unwrap_or_else(|| {
+            ScimError::not_found(format!("no ResourceType '{name}'; Rollcall serves User"))
+                .into_response()
+        })
+}
+
+async fn schemas(State(state): State<AppState>) -> Response {
+    let base = scim_base(&state);
+    let all: Vec<Value> = schema::all_schemas()
+        .iter()
+        .map(|s| schema::schema_json(s, &base))
+        .collect();
+    let n = all.len() as u64;
+    scim(StatusCode::OK, resource::list_response(all, n, 1))
+}
+
+async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let base = scim_base(&state);
+    match schema::all_schemas()
+        .into_iter()
+        .find(|s| s.id.eq_ignore_ascii_case(&id))
+    {
+        Some(s) => scim(StatusCode::OK, schema::schema_json(s, &base)),
+        None => ScimError::not_found(format!("no schema '{id}'")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integer_parameters() {
+        assert_eq!(int_param("count", None, 100).unwrap(), 100);
+        assert_eq!(int_param("count", Some(" 7 "), 100).unwrap(), 7);
+        assert_eq!(int_param("count", Some("-5"), 100).unwrap(), -5);
+        assert_eq!(
+            int_param("count", Some("99999999999999999999999"), 100).unwrap(),
+            i64::MAX
+        );
+        assert_eq!(
+            int_param("count", Some("1e3"), 100).unwrap_err().status,
+            400
+        );
+    }
+
+    #[test]
+    fn search_bodies_take_lists_and_numbers() {
+        let p = ListParams::from_search_body(&json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": "userName sw \"a\"", "startIndex": 2, "count": 10,
+            "attributes": ["userName", "emails"]
+        }))
+        .unwrap();
+        assert_eq!(p.filter.as_deref(), Some("userName sw \"a\""));
+        assert_eq!(p.start_index.as_deref(), Some("2"));
+        assert_eq!(p.attributes.as_deref(), Some("userName,emails"));
+    }
+}
