@@ -295,14 +295,15 @@ fn compare(
                     "compare a sub-attribute of {key}, like {key}.value"
                 )));
             };
-            if key == "emails" && sub.name == "value" && op == CompareOp::Eq {
-                if let CompValue::Str(s) = value {
-                    // The indexed side table of email values.
-                    let p = b.bind(Bind::Text(crate::domain::fold_case(s)));
-                    return Ok(format!(
-                        "m.id IN (SELECT me.member_id FROM member_emails me WHERE me.workspace_id = m.workspace_id AND me.value_ci = {p})"
-                    ));
-                }
+            if let (("emails", "value", CompareOp::Eq), CompValue::Str(s)) =
+                ((key, sub.name, op), value)
+            {
+                // The indexed side table of email values.
+                let p = b.bind(Bind::Text(crate::domain::fold_case(s)));
+                return Ok(format!(
+                    "m.id IN (SELECT me.member_id FROM member_emails me \
+                     WHERE me.workspace_id = m.workspace_id AND me.value_ci = {p})"
+                ));
             }
             Ok(b.exists_element(&base, key, |b, e| {
                 json_compare(b, e, sub.name, sub, op, value)
