@@ -1,0 +1,972 @@
+//! The SCIM API as Okta, Entra ID and custom clients use it. Request shapes are
+//! replayed literally from ../shared/interop.md.
+
+use crate::harness::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub struct Scim {
+    pub app: TestApp,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Scim {
+    /// A server with workspace `acme`, SCIM on, and an API token.
+    pub async fn start() -> Scim {
+        let app = TestApp::spawn().await;
+        app.workspace("acme").await;
+        rollcall::ops::set_scim(&app.db, "acme", true)
+            .await
+            .unwrap();
+        let token = rollcall::ops::create_api_token(&app.db, "acme", "test", "test")
+            .await
+            .unwrap();
+        let client = app.api();
+        Scim { app, token, client }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.app.url(&format!("/scim/v2{path}"))
+    }
+
+    /// A request as Okta sends it.
+    pub async fn okta(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .header("accept", "application/scim+json")
+            .header("user-agent", "Okta SCIM Client 1.0.0");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json; charset=utf-8")
+                .body(b.to_string());
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.okta(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.okta(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.okta(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.okta(Method::PUT, path, Some(body)).await
+    }
+
+    /// A request with a raw body and content type of our choosing.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        answer(req.body(body).send().await.unwrap()).await
+    }
+
+    pub async fn create(&self, user_name: &str) -> Value {
+        let a = self
+            .post(
+                "/Users",
+                okta_create(user_name, &format!("ext-{user_name}")),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        a.body
+    }
+}
+
+pub async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if !body.is_null() {
+        let ct = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            ct.starts_with("application/scim+json"),
+            "SCIM answers are application/scim+json, got {ct:?}: {body}"
+        );
+    }
+    Answer {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// Okta's create body (interop.md).
+pub fn okta_create(user_name: &str, external_id: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"primary": true, "value": user_name, "type": "work"}],
+        "displayName": "Ada Lovelace",
+        "locale": "en-US",
+        "externalId": external_id,
+        "groups": [],
+        "password": "Tr0ub4dor&3",
+        "active": true
+    })
+}
+
+fn assert_scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(
+        a.body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.body["status"],
+        json!(status.to_string()),
+        "status is a string: {}",
+        a.body
+    );
+    assert!(
+        a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{}",
+        a.body
+    );
+    match scim_type {
+        Some(t) => assert_eq!(a.body["scimType"], t, "{}", a.body),
+        None => {}
+    }
+}
+
+fn filter_path(filter: &str) -> String {
+    format!("/Users?filter={}&startIndex=1&count=100", urlencode(filter))
+}
+
+fn urlencode(s: &str) -> String {
+    rollcall::http::pages::urlencode(s)
+}
+
+#[tokio::test]
+async fn okta_existence_check_create_and_duplicate() {
+    let s = Scim::start().await;
+    // Not found: the exact empty ListResponse.
+    let a = s
+        .get("/Users?filter=userName%20eq%20%22a%40b.c%22&startIndex=1&count=100")
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["totalResults"], json!(0));
+    assert_eq!(a.body["startIndex"], json!(1));
+    assert_eq!(a.body["itemsPerPage"], json!(0));
+    assert_eq!(a.body["Resources"], json!([]));
+
+    let created = s.post("/Users", okta_create("a@b.c", "00u1")).await;
+    assert_eq!(created.status, 201);
+    let u = &created.body;
+    assert_eq!(u["userName"], "a@b.c");
+    assert_eq!(
+        u["name"],
+        json!({"givenName": "Ada", "familyName": "Lovelace"})
+    );
+    assert_eq!(
+        u["emails"],
+        json!([{"primary": true, "value": "a@b.c", "type": "work"}])
+    );
+    assert_eq!(u["displayName"], "Ada Lovelace");
+    assert_eq!(u["locale"], "en-US");
+    assert_eq!(u["externalId"], "00u1");
+    assert_eq!(u["active"], true);
+    assert_eq!(u["groups"], json!([]));
+    assert!(u.get("password").is_none(), "password is never returned");
+    assert_eq!(
+        u["roles"],
+        json!([{"value": "contributor", "type": "role", "primary": true}])
+    );
+    assert_eq!(u["meta"]["resourceType"], "User");
+    let id = u["id"].as_str().unwrap();
+    assert_eq!(u["meta"]["location"], s.url(&format!("/Users/{id}")));
+    assert_eq!(
+        created.headers["etag"],
+        u["meta"]["version"].as_str().unwrap()
+    );
+    assert_eq!(
+        created.headers["location"],
+        s.url(&format!("/Users/{id}")).as_str()
+    );
+
+    // Found, with the userName in capitals.
+    let a = s.get(&filter_path("userName eq \"A@B.C\"")).await;
+    assert_eq!(a.body["totalResults"], json!(1));
+    assert_eq!(a.body["itemsPerPage"], json!(1));
+    assert_eq!(a.body["Resources"][0]["id"], id);
+
+    // Duplicate, in another case: 409 uniqueness.
+    let dup = s.post("/Users", okta_create("A@B.C", "00u2")).await;
+    assert_scim_error(&dup, 409, Some("uniqueness"));
+    // Duplicate externalId too.
+    let dup = s.post("/Users", okta_create("other@b.c", "00u1")).await;
+    assert_scim_error(&dup, 409, Some("uniqueness"));
+
+    // The password was not stored anywhere.
+    let m = rollcall::store::members::by_id(&s.app.db, 1, uuid::Uuid::parse_str(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!m.resource.0.to_string().contains("Tr0ub4dor"));
+    assert!(m.scim_managed);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn okta_get_then_put_round_trip_and_deactivation() {
+    let s = Scim::start().await;
+    let u = s.create("grace@acme.test").await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    let path = format!("/Users/{id}");
+
+    // Okta GETs the user and PUTs the whole object back, id, meta and groups included.
+    let got = s.get(&path).await;
+    assert_eq!(got.status, 200);
+    let mut back = got.body.clone();
+    back["name"]["familyName"] = json!("Hopper");
+    let put = s.put(&path, back).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(put.body["name"]["familyName"], "Hopper");
+    assert_eq!(put.body["name"]["givenName"], "Ada");
+    assert_eq!(put.body["id"], id.as_str());
+    assert_ne!(
+        put.body["meta"]["version"], got.body["meta"]["version"],
+        "version changes on every write"
+    );
+
+    // Custom Okta apps use PUT even for active.
+    let mut off = put.body.clone();
+    off["active"] = json!(false);
+    assert_eq!(s.put(&path, off).await.body["active"], false);
+
+    // Catalog apps: PATCH with a pathless op whose value is an object.
+    for active in [true, false, true] {
+        let a = s
+            .patch(
+                &path,
+                json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":active}}]}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["active"], active);
+        assert_eq!(
+            a.body["name"]["familyName"], "Hopper",
+            "other attributes untouched"
+        );
+    }
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn okta_conformance_checks() {
+    let s = Scim::start().await;
+    // POST with a non-JSON body to discovery endpoints: 405, decided before the body.
+    for path in ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"] {
+        let a = s
+            .raw(
+                Method::POST,
+                path,
+                Some("application/scim+json"),
+                b"test".to_vec(),
+            )
+            .await;
+        assert_scim_error(&a, 405, None);
+    }
+    // Unknown id: 404 with the Error schema and a detail.
+    let a = s.get("/Users/010000000-0000-0000-0000-000000000000").await;
+    assert_scim_error(&a, 404, None);
+    let a = s.get(&format!("/Users/{}", uuid::Uuid::now_v7())).await;
+    assert_scim_error(&a, 404, None);
+    // A bad token: 401, Error schema, "status": "401", WWW-Authenticate.
+    let resp = s
+        .app
+        .api()
+        .get(s.url("/Users"))
+        .bearer_auth("rc_pat_nope")
+        .send()
+        .await
+        .unwrap();
+    let a = crate::scim::answer(resp).await;
+    assert_scim_error(&a, 401, None);
+    assert!(
+        a.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let resp = s.app.api().get(s.url("/Users")).send().await.unwrap();
+    assert_scim_error(&crate::scim::answer(resp).await, 401, None);
+    // A bare filter: 400 invalidFilter with a detail that says where.
+    let a = s.get("/Users?filter=foo").await;
+    assert_scim_error(&a, 400, Some("invalidFilter"));
+    // Discovery documents.
+    let spc = s.get("/ServiceProviderConfig").await;
+    assert_eq!(spc.status, 200);
+    assert_eq!(spc.body["patch"]["supported"], true);
+    assert_eq!(spc.body["filter"]["supported"], true);
+    assert_eq!(spc.body["filter"]["maxResults"], json!(1000));
+    let rt = s.get("/ResourceTypes/User").await;
+    assert_eq!(rt.body["endpoint"], "/Users");
+    let schemas = s.get("/Schemas").await;
+    assert_eq!(schemas.body["totalResults"], json!(2));
+    let user = s
+        .get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
+        .await;
+    assert_eq!(user.status, 200);
+    let roles = user.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "roles")
+        .unwrap();
+    let value = roles["subAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "value")
+        .unwrap();
+    assert_eq!(
+        value["canonicalValues"],
+        json!(["admin", "maker", "contributor", "viewer"])
+    );
+    assert_scim_error(&s.get("/Schemas/urn:nope").await, 404, None);
+    assert_scim_error(&s.get("/Groups").await, 404, None);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn okta_import_pages_through_1000_members() {
+    let s = Scim::start().await;
+    // Seed through the store for speed; the listing is what is under test.
+    for i in 0..999 {
+        let body = okta_create(&format!("user{i:04}@acme.test"), &format!("ext{i}"));
+        let canonical = rollcall::scim::resource::normalize_user(&body).unwrap();
+        rollcall::store::members::create(
+            &s.app.db,
+            1,
+            &rollcall::provisioning::member_data(canonical),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut start = 1;
+    loop {
+        let a = s.get(&format!("/Users?startIndex={start}&count=100")).await;
+        assert_eq!(a.status, 200);
+        let total = a.body["totalResults"]
+            .as_u64()
+            .expect("integer totalResults");
+        assert_eq!(total, 1000);
+        assert_eq!(a.body["startIndex"].as_u64(), Some(start));
+        let page = a.body["Resources"].as_array().unwrap();
+        assert_eq!(a.body["itemsPerPage"].as_u64(), Some(page.len() as u64));
+        seen.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        start += 100;
+        if start > total {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 1000);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        1000,
+        "no member twice, none missing: order is stable across pages"
+    );
+
+    // With a filter too, pagination stays right.
+    let f = urlencode("userName sw \"user00\"");
+    let a = s
+        .get(&format!("/Users?filter={f}&startIndex=91&count=5"))
+        .await;
+    assert_eq!(a.body["totalResults"], json!(100));
+    assert_eq!(a.body["itemsPerPage"], json!(5));
+    assert_eq!(a.body["Resources"][0]["userName"], "user0090@acme.test");
+    // count=0: only the total. startIndex below 1 counts as 1. count capped at 1000.
+    let a = s.get("/Users?count=0").await;
+    assert_eq!(
+        (
+            a.body["totalResults"].clone(),
+            a.body["itemsPerPage"].clone()
+        ),
+        (json!(1000), json!(0))
+    );
+    assert_eq!(a.body["Resources"], json!([]));
+    let a = s.get("/Users?startIndex=-5&count=2").await;
+    assert_eq!(a.body["startIndex"], json!(1));
+    assert_eq!(a.body["itemsPerPage"], json!(2));
+    let a = s.get("/Users?count=5000").await;
+    assert_eq!(a.body["itemsPerPage"], json!(1000));
+    let a = s
+        .get("/Users?startIndex=999999999999999999999&count=10")
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["itemsPerPage"], json!(0));
+    assert_scim_error(&s.get("/Users?count=ten").await, 400, Some("invalidValue"));
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn entra_test_connection_and_lookups() {
+    let s = Scim::start().await;
+    let guid = uuid::Uuid::new_v4();
+    let a = s
+        .get(&filter_path(&format!("userName eq \"{guid}\"")))
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["totalResults"], json!(0));
+    assert_eq!(a.body["Resources"], json!([]));
+    let a = s
+        .get(&filter_path(&format!("externalId eq \"{guid}\"")))
+        .await;
+    assert_eq!(a.body["totalResults"], json!(0));
+
+    // Entra's create: enterprise extension, name.formatted, roles: [], application/json.
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "externalId": "a1b2",
+        "userName": "Alan.Turing@contoso.test",
+        "active": true,
+        "displayName": "Alan Turing",
+        "emails": [{"primary": true, "type": "work", "value": "Alan.Turing@contoso.test"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "Alan Turing", "familyName": "Turing", "givenName": "Alan"},
+        "roles": [],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Cryptanalysis", "employeeNumber": "1912"}
+    });
+    let a = s
+        .raw(
+            Method::POST,
+            "/Users",
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["name"]["formatted"], "Alan Turing");
+    assert_eq!(
+        a.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "Cryptanalysis"
+    );
+    assert!(a.body["schemas"].as_array().unwrap().contains(&json!(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    )));
+
+    for f in [
+        "externalId eq \"a1b2\"",
+        "userName eq \"alan.turing@contoso.test\"",
+        "emails.value eq \"ALAN.TURING@contoso.test\"",
+        "emails[type eq \"work\" and primary eq true and value co \"contoso\"]",
+        "userName eq \"Alan.Turing@contoso.test\" and active eq true",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"1912\"",
+    ] {
+        let a = s.get(&filter_path(f)).await;
+        assert_eq!(a.body["totalResults"], json!(1), "{f}: {}", a.body);
+    }
+    // externalId is case-exact.
+    assert_eq!(
+        s.get(&filter_path("externalId eq \"A1B2\"")).await.body["totalResults"],
+        json!(0)
+    );
+    // Duplicate create: 409.
+    let a = s
+        .raw(Method::POST, "/Users", None, body.to_string().into_bytes())
+        .await;
+    assert_scim_error(&a, 409, Some("uniqueness"));
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn entra_patch_shapes() {
+    let s = Scim::start().await;
+    let u = s.create("kay@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let op = |ops: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+
+    // Capitalised ops and string booleans.
+    for (v, want) in [
+        ("False", false),
+        ("True", true),
+        ("false", false),
+        ("true", true),
+    ] {
+        let a = s
+            .patch(
+                &path,
+                op(json!([{"op": "Replace", "path": "active", "value": v}])),
+            )
+            .await;
+        assert_eq!(a.body["active"], want, "{v}: {}", a.body);
+    }
+    let a = s
+        .patch(
+            &path,
+            op(json!([{"op": "Add", "path": "active", "value": "False"}])),
+        )
+        .await;
+    assert_eq!(a.body["active"], false);
+
+    // emails[type eq "work"].value updates the work email, no literal attribute.
+    let a = s.patch(&path, op(json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "kay.new@acme.test"}]))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body["emails"],
+        json!([{"primary": true, "type": "work", "value": "kay.new@acme.test"}])
+    );
+    assert!(a.body.as_object().unwrap().keys().all(|k| !k.contains('[')));
+    assert_eq!(
+        s.get(&filter_path("emails.value eq \"kay.new@acme.test\""))
+            .await
+            .body["totalResults"],
+        json!(1)
+    );
+
+    // name.familyName, userName, the enterprise extension, the primary role.
+    let a = s
+        .patch(
+            &path,
+            op(json!([
+                {"op": "Replace", "path": "name.familyName", "value": "Jones"},
+                {"op": "Replace", "path": "userName", "value": "kay.jones@acme.test"},
+                {"op": "Add", "path": format!("{ent}:employeeNumber"), "value": "42"},
+                {"op": "Add", "path": format!("{ent}:manager"), "value": {"value": "mgr-1"}},
+                {"op": "Replace", "path": "roles[primary eq \"True\"].value", "value": "Admin"}
+            ])),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["name"]["familyName"], "Jones");
+    assert_eq!(a.body["name"]["givenName"], "Ada", "other name parts kept");
+    assert_eq!(a.body["userName"], "kay.jones@acme.test");
+    assert_eq!(a.body[ent]["employeeNumber"], "42");
+    assert_eq!(a.body[ent]["manager"]["value"], "mgr-1");
+    assert_eq!(
+        a.body["roles"],
+        json!([{"value": "admin", "type": "role", "primary": true}])
+    );
+
+    // Newer Entra: lowercase ops, pathless replace with dotted and URN keys.
+    let a = s
+        .patch(
+            &path,
+            op(json!([{"op": "replace", "value": {"name.givenName": "Katherine", format!("{ent}:department"): "Ops", "active": true}}])),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body["name"],
+        json!({"givenName": "Katherine", "familyName": "Jones"})
+    );
+    assert_eq!(a.body[ent]["department"], "Ops");
+    assert_eq!(a.body[ent]["employeeNumber"], "42");
+
+    // Manager replaced as a list, then removed; an attribute removed by path.
+    let a = s.patch(&path, op(json!([{"op": "Replace", "path": format!("{ent}:manager"), "value": [{"value": "mgr-2"}]}]))).await;
+    assert_eq!(a.body[ent]["manager"]["value"], "mgr-2");
+    let a = s
+        .patch(&path, op(json!([{"op": "Remove", "path": format!("{ent}:manager")}, {"op": "Remove", "path": "locale"}])))
+        .await;
+    assert!(a.body[ent].get("manager").is_none(), "{}", a.body);
+    assert!(a.body.get("locale").is_none());
+    // The core URN-qualified roles path.
+    let a = s
+        .patch(&path, op(json!([{"op": "Add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:roles", "value": [{"value": "maker", "primary": "True"}]}])))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let primary: Vec<_> = a.body["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["primary"] == true)
+        .collect();
+    assert_eq!(primary.len(), 1);
+    assert_eq!(primary[0]["value"], "maker");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_errors_leave_the_member_unchanged() {
+    let s = Scim::start().await;
+    let u = s.create("lin@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let before = s.get(&path).await.body;
+    let op = |ops: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    let cases = [
+        (
+            op(
+                json!([{"op": "replace", "path": "name.givenName", "value": "Changed"}, {"op": "replace", "path": "nope", "value": 1}]),
+            ),
+            "invalidPath",
+        ),
+        (
+            op(json!([{"op": "replace", "path": "id", "value": "x"}])),
+            "mutability",
+        ),
+        (
+            op(json!([{"op": "remove", "path": "userName"}])),
+            "mutability",
+        ),
+        (
+            op(
+                json!([{"op": "replace", "path": "roles[primary eq true].value", "value": "owner"}]),
+            ),
+            "invalidValue",
+        ),
+        (
+            op(
+                json!([{"op": "replace", "path": "emails[type eq \"home\" or primary eq false].value", "value": "x@y"}]),
+            ),
+            "noTarget",
+        ),
+        (
+            op(json!([{"op": "frobnicate", "path": "title", "value": "x"}])),
+            "",
+        ),
+    ];
+    for (body, scim_type) in cases {
+        let a = s.patch(&path, body).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        if !scim_type.is_empty() {
+            assert_eq!(a.body["scimType"], scim_type, "{}", a.body);
+        }
+    }
+    assert_eq!(
+        s.get(&path).await.body,
+        before,
+        "a failed PATCH changes nothing"
+    );
+    // Bad bodies.
+    assert_scim_error(
+        &s.raw(
+            Method::PATCH,
+            &path,
+            Some("application/scim+json"),
+            b"{not json".to_vec(),
+        )
+        .await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(
+        &s.raw(Method::POST, "/Users", None, vec![b' '; 4]).await,
+        400,
+        Some("invalidSyntax"),
+    );
+    let huge = format!("{{\"userName\":\"{}\"}}", "a".repeat(1024 * 1024 + 10));
+    assert_scim_error(
+        &s.raw(
+            Method::POST,
+            "/Users",
+            Some("application/json"),
+            huge.into_bytes(),
+        )
+        .await,
+        413,
+        None,
+    );
+    assert_scim_error(
+        &s.post(
+            "/Users",
+            json!({"userName": "x@y", "roles": [{"value": "owner"}]}),
+        )
+        .await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_scim_error(
+        &s.post("/Users", json!({"name": {"givenName": "No userName"}}))
+            .await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_scim_error(
+        &s.post("/Users", json!({"userName": "x@y", "active": "maybe"}))
+            .await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_eq!(s.get(&path).await.body, before);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn etags_if_match_and_no_deletion() {
+    let s = Scim::start().await;
+    let u = s.create("mo@acme.test").await;
+    let id = u["id"].as_str().unwrap();
+    let path = format!("/Users/{id}");
+    let etag = u["meta"]["version"].as_str().unwrap().to_owned();
+    let op = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "title", "value": "CTO"}]});
+
+    let req = |tag: &str| {
+        s.app
+            .api()
+            .patch(s.url(&path))
+            .bearer_auth(&s.token)
+            .header("if-match", tag)
+            .json(&op)
+    };
+    let ok = crate::scim::answer(req(&etag).send().await.unwrap()).await;
+    assert_eq!(ok.status, 200);
+    let newer = ok.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(newer, etag);
+    let stale = crate::scim::answer(req(&etag).send().await.unwrap()).await;
+    assert_scim_error(&stale, 412, None);
+    assert_eq!(
+        crate::scim::answer(req("*").send().await.unwrap())
+            .await
+            .status,
+        200
+    );
+
+    // DELETE is refused, and the member is still there.
+    let a = s.okta(Method::DELETE, &path, None).await;
+    assert_scim_error(&a, 405, None);
+    assert!(a.body["detail"].as_str().unwrap().contains("active"));
+    assert_eq!(s.get(&path).await.status, 200);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn inactive_members_are_found_and_not_recreated() {
+    let s = Scim::start().await;
+    let u = s.create("gone@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    s.patch(&path, json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]})).await;
+    let a = s.get(&filter_path("userName eq \"gone@acme.test\"")).await;
+    assert_eq!(a.body["totalResults"], json!(1));
+    assert_eq!(a.body["Resources"][0]["active"], false);
+    assert_eq!(s.get(&path).await.body["active"], false);
+    assert_eq!(
+        s.get(&filter_path("active eq false")).await.body["totalResults"],
+        json!(1)
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn queries_sort_project_and_search() {
+    let s = Scim::start().await;
+    for name in ["carol", "alice", "bob"] {
+        s.create(&format!("{name}@acme.test")).await;
+    }
+    let a = s
+        .get("/Users?sortBy=userName&sortOrder=descending&attributes=userName")
+        .await;
+    let names: Vec<_> = a.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "carol@acme.test",
+            "bob@acme.test",
+            "alice@acme.test",
+            "admin@acme.test"
+        ]
+    );
+    let r = &a.body["Resources"][0];
+    assert!(r.get("id").is_some() && r.get("emails").is_none(), "{r}");
+    let a = s
+        .get("/Users?filter=userName%20sw%20%22a%22&excludedAttributes=emails,name")
+        .await;
+    assert_eq!(a.body["totalResults"], json!(2));
+    assert!(
+        a.body["Resources"][0].get("emails").is_none()
+            && a.body["Resources"][0].get("userName").is_some()
+    );
+    let a = s
+        .post(
+            "/Users/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName co \"o\" and not (userName sw \"b\")", "startIndex": 1, "count": 10, "attributes": ["userName"]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let names: Vec<_> = a.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["carol@acme.test"]);
+    assert_scim_error(
+        &s.get("/Users?sortBy=nope").await,
+        400,
+        Some("invalidValue"),
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_creates_of_one_user_name_give_exactly_one_201() {
+    let s = Scim::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let client = s.app.api();
+        let url = s.url("/Users");
+        let token = s.token.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 {
+                "race@acme.test"
+            } else {
+                "RACE@acme.test"
+            };
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&okta_create(name, &format!("x{i}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut created = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap().as_u16() {
+            201 => created += 1,
+            409 => conflicts += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (1, 49));
+    assert_eq!(
+        s.get(&filter_path("userName eq \"race@acme.test\""))
+            .await
+            .body["totalResults"],
+        json!(1)
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn scim_switch_scopes_and_tenant_isolation() {
+    let s = Scim::start().await;
+    let u = s.create("iso@acme.test").await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    // Another workspace with its own token sees nothing of acme.
+    s.app.workspace("globex").await;
+    rollcall::ops::set_scim(&s.app.db, "globex", true)
+        .await
+        .unwrap();
+    let other = rollcall::ops::create_api_token(&s.app.db, "globex", "t", "t")
+        .await
+        .unwrap();
+    let get = |path: String, token: String| {
+        let client = s.app.api();
+        let url = s.url(&path);
+        async move {
+            crate::scim::answer(client.get(url).bearer_auth(token).send().await.unwrap()).await
+        }
+    };
+    assert_eq!(get(format!("/Users/{id}"), other.clone()).await.status, 404);
+    let list = get("/Users".into(), other.clone()).await;
+    assert_eq!(
+        list.body["totalResults"],
+        json!(1),
+        "only globex's admin: {}",
+        list.body
+    );
+    let patch = s
+        .app
+        .api()
+        .patch(s.url(&format!("/Users/{id}")))
+        .bearer_auth(&other)
+        .json(&json!({"Operations": [{"op": "replace", "value": {"active": false}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 404);
+    assert_eq!(s.get(&format!("/Users/{id}")).await.body["active"], true);
+
+    // SCIM off: 403 that says where to switch it on.
+    rollcall::ops::set_scim(&s.app.db, "acme", false)
+        .await
+        .unwrap();
+    let a = s.get("/Users").await;
+    assert_scim_error(&a, 403, None);
+    assert!(a.body["detail"].as_str().unwrap().contains("SSO and SCIM"));
+    rollcall::ops::set_scim(&s.app.db, "acme", true)
+        .await
+        .unwrap();
+    assert_eq!(s.get("/Users").await.status, 200);
+
+    // A revoked token: 401.
+    let tokens = rollcall::store::tokens::list(&s.app.db, 1).await.unwrap();
+    rollcall::store::tokens::revoke(&s.app.db, 1, tokens[0].id)
+        .await
+        .unwrap();
+    assert_scim_error(&s.get("/Users").await, 401, None);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn writes_are_recorded_in_the_activity_log() {
+    let s = Scim::start().await;
+    let u = s.create("log@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    s.patch(
+        &path,
+        json!({"Operations": [{"op": "Replace", "path": "active", "value": "False"}]}),
+    )
+    .await;
+    s.post("/Users", okta_create("LOG@acme.test", "dup")).await;
+    let log = rollcall::store::activity::recent(&s.app.db, 1, None, false, 10)
+        .await
+        .unwrap();
+    let lines: Vec<_> = log
+        .iter()
+        .map(|a| (a.operation.as_str(), a.status, a.detail.as_str()))
+        .collect();
+    assert_eq!(lines[0].0, "create");
+    assert_eq!(lines[0].1, 409);
+    assert_eq!(lines[1], ("patch", 200, "replace active"));
+    assert_eq!(lines[2], ("create", 200, "created"));
+    assert!(log.iter().all(|a| a.actor.starts_with("token:rc_pat_")));
+    let failures = rollcall::store::activity::recent(&s.app.db, 1, None, true, 10)
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].user_name.as_deref(), Some("LOG@acme.test"));
+    s.app.stop().await;
+}
