@@ -159,9 +159,8 @@ fn assert_scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
         "{}",
         a.body
     );
-    match scim_type {
-        Some(t) => assert_eq!(a.body["scimType"], t, "{}", a.body),
-        None => {}
+    if let Some(t) = scim_type {
+        assert_eq!(a.body["scimType"], t, "{}", a.body);
     }
 }
 
