@@ -5,7 +5,7 @@
 //! Canonical stored form: a JSON object with keys in canonical case; core attributes at
 //! the top level; enterprise attributes in an object under [`ENTERPRISE_USER_SCHEMA`];
 //! `externalId` when set; never `id`, `meta`, `schemas`, `password` or `groups`; no nulls,
-//! no empty strings, no empty arrays or objects; `active` and `roles` always present.
+//! no empty strings, no empty arrays or objects; `active` and `roles` present only when the client sent them.
 
 use std::collections::BTreeMap;
 
@@ -88,9 +88,11 @@ pub fn normalize_user(body: &Value) -> Result<Value, ScimError> {
     if !matches!(core.get("userName"), Some(Value::String(s)) if !s.is_empty()) {
         return Err(ScimError::invalid_value("userName is required"));
     }
-    core.entry("active").or_insert(Value::Bool(true));
-    let roles = normalize_roles(core.remove("roles"))?;
-    core.insert("roles".to_owned(), roles);
+    // No `active` and no `roles` stay absent: what a client sends comes back as sent.
+    // The member is still active with role contributor (see `facts`).
+    if let Some(roles) = normalize_roles(core.remove("roles"))? {
+        core.insert("roles".to_owned(), roles);
+    }
     if !ext.is_empty() {
         core.insert(ENTERPRISE_USER_SCHEMA.to_owned(), Value::Object(ext));
     }
@@ -361,9 +363,9 @@ fn is_primary(entry: &Value) -> bool {
 }
 
 /// Role rules: values lowercased and one of [`ROLES`]; `type` defaults to "role"; exactly
-/// one entry has `primary: true` (the marked one, else the first); no roles means
-/// [`DEFAULT_ROLE`]. Entries without a value are dropped.
-fn normalize_roles(roles: Option<Value>) -> Result<Value, ScimError> {
+/// one entry has `primary: true` (the marked one, else the first). No roles: None (the
+/// member's role is then [`DEFAULT_ROLE`]). Entries without a value are dropped.
+fn normalize_roles(roles: Option<Value>) -> Result<Option<Value>, ScimError> {
     let entries = match roles {
         Some(Value::Array(entries)) => entries,
         _ => Vec::new(),
@@ -389,19 +391,22 @@ fn normalize_roles(roles: Option<Value>) -> Result<Value, ScimError> {
         out.push(m);
     }
     if out.is_empty() {
-        let mut m = Map::new();
-        m.insert("value".to_owned(), Value::from(DEFAULT_ROLE));
-        m.insert("type".to_owned(), Value::from(DEFAULT_ROLE_TYPE));
-        out.push(m);
+        return Ok(None);
     }
-    let primary = out
+    // Fill `primary` where the client left it out, and only there: an explicit
+    // `false` comes back as sent. The entry that counts is the one marked primary,
+    // else the first (see `facts`), so that is the one filled with `true`.
+    let any_primary = out
         .iter()
-        .position(|m| m.get("primary") == Some(&Value::Bool(true)))
-        .unwrap_or(0);
+        .any(|m| m.get("primary") == Some(&Value::Bool(true)));
     for (i, m) in out.iter_mut().enumerate() {
-        m.insert("primary".to_owned(), Value::Bool(i == primary));
+        if !matches!(m.get("primary"), Some(Value::Bool(_))) {
+            m.insert("primary".to_owned(), Value::Bool(!any_primary && i == 0));
+        }
     }
-    Ok(Value::Array(out.into_iter().map(Value::Object).collect()))
+    Ok(Some(Value::Array(
+        out.into_iter().map(Value::Object).collect(),
+    )))
 }
 
 // ---------------------------------------------------------------------------
@@ -793,7 +798,9 @@ mod tests {
         e.detail
     }
 
-    fn default_roles() -> Value {
+    /// A single contributor role in canonical form (what an explicit `contributor` becomes;
+    /// never injected when the client sends no roles).
+    fn contributor_roles() -> Value {
         json!([{"value": "contributor", "type": "role", "primary": true}])
     }
 
@@ -863,8 +870,7 @@ mod tests {
                 "name": {"givenName": "Alice", "familyName": "Liddell"},
                 "active": false,
                 "externalId": "ext-1",
-                "displayName": "Alice L",
-                "roles": default_roles()
+                "displayName": "Alice L"
             })
         );
     }
@@ -881,9 +887,7 @@ mod tests {
             json!({
                 "userName": "bob@x.io",
                 "displayName": "Bob",
-                "name": {"givenName": "Bob"},
-                "active": true,
-                "roles": default_roles()
+                "name": {"givenName": "Bob"}
             })
         );
     }
@@ -912,7 +916,8 @@ mod tests {
             v[ENT],
             json!({"department": "Sales", "costCenter": "42", "manager": {"value": "m-1"}})
         );
-        assert_eq!(v.as_object().unwrap().len(), 4, "{v}");
+        // userName and the extension only: no injected `active` or `roles`.
+        assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
     }
 
     #[test]
@@ -982,9 +987,7 @@ mod tests {
             v,
             json!({
                 "userName": "a@b.c",
-                "name": {"givenName": "A"},
-                "active": true,
-                "roles": default_roles()
+                "name": {"givenName": "A"}
             })
         );
     }
@@ -1031,10 +1034,11 @@ mod tests {
     }
 
     #[test]
-    fn absent_boolean_values_default() {
+    fn absent_boolean_values_stay_absent_and_active_defaults_true() {
         for absent in [json!(null), json!(""), json!("  ")] {
             let v = norm(json!({"userName": "a@b.c", "active": absent}));
-            assert_eq!(v["active"], true);
+            assert!(v.get("active").is_none(), "{absent} -> {v}");
+            assert!(facts(&v).active, "{absent}");
         }
     }
 
@@ -1119,10 +1123,7 @@ mod tests {
             "externalId": "",
             ENT: {"department": "", "manager": {"value": ""}}
         }));
-        assert_eq!(
-            v,
-            json!({"userName": "a@b.c", "active": true, "roles": default_roles()})
-        );
+        assert_eq!(v, json!({"userName": "a@b.c"}));
     }
 
     #[test]
@@ -1171,12 +1172,12 @@ mod tests {
     }
 
     #[test]
-    fn user_name_case_kept_and_active_defaults_true() {
+    fn user_name_case_kept_and_defaults_not_stored() {
         let v = norm(json!({"userName": "Alice@Example.COM"}));
-        assert_eq!(
-            v,
-            json!({"userName": "Alice@Example.COM", "active": true, "roles": default_roles()})
-        );
+        // Neither `active` nor `roles` is injected into the canonical form...
+        assert_eq!(v, json!({"userName": "Alice@Example.COM"}));
+        assert!(v.get("active").is_none() && v.get("roles").is_none(), "{v}");
+        // ...but the member is still active, with role contributor.
         let f = facts(&v);
         assert_eq!(f.user_name, "Alice@Example.COM");
         assert!(f.active);
@@ -1194,7 +1195,7 @@ mod tests {
     // --- roles ------------------------------------------------------------
 
     #[test]
-    fn roles_default_to_contributor() {
+    fn absent_roles_stay_absent_and_role_defaults_to_contributor() {
         for roles in [
             json!(null),
             json!([]),
@@ -1202,9 +1203,16 @@ mod tests {
             json!([{"type": "x"}]),
         ] {
             let v = norm(json!({"userName": "a@b.c", "roles": roles}));
-            assert_eq!(v["roles"], default_roles(), "{roles}");
-            assert_eq!(facts(&v).role, "contributor");
+            assert!(v.get("roles").is_none(), "{roles} -> {v}");
+            assert_eq!(facts(&v).role, "contributor", "{roles}");
         }
+        let v = norm(json!({"userName": "a@b.c"}));
+        assert!(v.get("roles").is_none(), "{v}");
+        assert_eq!(facts(&v).role, "contributor");
+        // An explicit contributor role is stored, normalized like any other.
+        let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "Contributor"}]}));
+        assert_eq!(v["roles"], contributor_roles());
+        assert_eq!(facts(&v).role, "contributor");
     }
 
     #[test]
@@ -1268,9 +1276,11 @@ mod tests {
         // A single role given as a bare string.
         let v = norm(json!({"userName": "a@b.c", "roles": "VIEWER"}));
         assert_eq!(facts(&v).role, "viewer");
-        // All marked false: the first becomes primary.
+        // Marked false: kept as sent (scim2-tester compares the round trip), and a
+        // single entry still counts as the member's role.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "admin", "primary": false}]}));
-        assert_eq!(v["roles"][0]["primary"], true);
+        assert_eq!(v["roles"][0]["primary"], false);
+        assert_eq!(facts(&v).role, "admin");
     }
 
     #[test]
@@ -1385,13 +1395,13 @@ mod tests {
                 "displayName": "Test User",
                 "locale": "en-US",
                 "externalId": "00ujl29u0le5T6Aj10h7",
-                "active": true,
-                "roles": default_roles()
+                "active": true
             })
         );
         let f = facts(&v);
         assert_eq!(f.external_id.as_deref(), Some("00ujl29u0le5T6Aj10h7"));
         assert_eq!(f.emails, vec!["test.user@okta.local".to_owned()]);
+        assert_eq!(f.role, "contributor");
     }
 
     #[test]
@@ -1405,7 +1415,6 @@ mod tests {
                 "active": true,
                 "emails": [{"primary": true, "type": "work", "value": "Test_User_fd0ea19b@testuser.com"}],
                 "name": {"formatted": "givenName familyName", "familyName": "familyName", "givenName": "givenName"},
-                "roles": default_roles(),
                 ENT: {
                     "employeeNumber": "1234",
                     "department": "Sales",
@@ -1413,6 +1422,8 @@ mod tests {
                 }
             })
         );
+        // "roles": [] is absent, so the member gets the default role.
+        assert_eq!(facts(&v).role, "contributor");
     }
 
     #[test]
@@ -1464,8 +1475,6 @@ mod tests {
                 "id": "0192f0e4-1111-7000-8000-000000000001",
                 "userName": "a@b.c",
                 "externalId": "e1",
-                "active": true,
-                "roles": default_roles(),
                 "groups": [],
                 "meta": {
                     "resourceType": "User",
@@ -1840,14 +1849,20 @@ mod tests {
             }
         }
         no_empties(v);
-        let roles = m["roles"].as_array().unwrap();
-        assert_eq!(roles.iter().filter(|r| r["primary"] == true).count(), 1);
-        assert!(
-            roles
-                .iter()
-                .all(|r| r["type"].is_string() && ROLES.contains(&r["value"].as_str().unwrap()))
-        );
-        assert!(m["active"].is_boolean());
+        // `roles` and `active` may be absent (nothing is injected); when present they are
+        // normalized: exactly one primary role, each with a type and a known value.
+        if let Some(roles) = m.get("roles") {
+            let roles = roles.as_array().unwrap();
+            assert_eq!(roles.iter().filter(|r| r["primary"] == true).count(), 1);
+            assert!(
+                roles.iter().all(
+                    |r| r["type"].is_string() && ROLES.contains(&r["value"].as_str().unwrap())
+                )
+            );
+        }
+        if let Some(active) = m.get("active") {
+            assert!(active.is_boolean(), "{v}");
+        }
     }
 
     proptest! {
@@ -1860,6 +1875,12 @@ mod tests {
                 let f = facts(&c);
                 prop_assert_eq!(f.user_name.as_str(), c["userName"].as_str().unwrap());
                 prop_assert!(ROLES.contains(&f.role));
+                if c.get("active").is_none() {
+                    prop_assert!(f.active);
+                }
+                if c.get("roles").is_none() {
+                    prop_assert_eq!(f.role, DEFAULT_ROLE);
+                }
             }
         }
 

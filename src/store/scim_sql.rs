@@ -239,7 +239,6 @@ fn place<'a>(
     if !attr.is_extension() {
         match (attr.attr.name, attr.sub) {
             ("userName", None) => return Ok(Place::Column("user_name_ci")),
-            ("active", None) => return Ok(Place::Column("active")),
             ("password", _) | ("groups", _) => return Err(unsupported(attr.attr.name)),
             _ => {}
         }
@@ -322,7 +321,10 @@ fn json_compare(
     value: &CompValue,
 ) -> String {
     match value {
-        CompValue::Bool(want) if op == CompareOp::Eq => b.bool_field_is(base, key, *want),
+        CompValue::Bool(want) if op == CompareOp::Eq => {
+            let cond = b.bool_field_is(base, key, *want);
+            b.coalesce(cond)
+        }
         CompValue::Str(s) => {
             let expr = b.text_field(base, key);
             string_compare(b, &expr, leaf.case_exact, op, s)

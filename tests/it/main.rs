@@ -5,3 +5,4 @@
 mod foundation;
 mod harness;
 mod scim;
+mod scim_filter_prop;
