@@ -456,13 +456,21 @@ async fn create_user(
     }
 }
 
-async fn replace_user(
-    State(state): State<AppState>,
+#[derive(Clone, Copy)]
+enum Update {
+    Replace,
+    Patch,
+}
+
+/// PUT and PATCH: same checks, same answer; only the use case differs.
+async fn update_user(
+    state: AppState,
     caller: Caller,
-    Path(id): Path<String>,
+    id: String,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    query: Option<String>,
     body: Result<ScimBody, ScimError>,
+    kind: Update,
 ) -> Response {
     if let Some(r) = caller.denied(true) {
         return r;
@@ -471,10 +479,31 @@ async fn replace_user(
         Ok(ScimBody(b)) => b,
         Err(e) => return e.into_response(),
     };
-    match provisioning::replace(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
-        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
+    let (db, who, tag) = (&state.db, &caller.0, if_match(&headers));
+    let result = match kind {
+        Update::Replace => provisioning::replace(db, who, &id, &body, tag).await,
+        Update::Patch => provisioning::patch(db, who, &id, &body, tag).await,
+    };
+    match result {
+        Ok(m) => user_response(
+            StatusCode::OK,
+            &m,
+            &state,
+            &projection_from(query.as_deref()),
+        ),
         Err(e) => e.into_response(),
     }
+}
+
+async fn replace_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    update_user(state, caller, id, headers, q, body, Update::Replace).await
 }
 
 async fn patch_user(
@@ -485,17 +514,7 @@ async fn patch_user(
     RawQuery(q): RawQuery,
     body: Result<ScimBody, ScimError>,
 ) -> Response {
-    if let Some(r) = caller.denied(true) {
-        return r;
-    }
-    let body = match body {
-        Ok(ScimBody(b)) => b,
-        Err(e) => return e.into_response(),
-    };
-    match provisioning::patch(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
-        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
-        Err(e) => e.into_response(),
-    }
+    update_user(state, caller, id, headers, q, body, Update::Patch).await
 }
 
 /// Members are never deleted: deactivation keeps their data and history.

@@ -55,6 +55,30 @@ fn fold(s: &str) -> String {
     crate::domain::fold_case(s)
 }
 
+/// The distinct email keys to index.
+fn email_keys(data: &MemberData) -> Vec<String> {
+    let mut emails = data.emails_ci.clone();
+    emails.sort();
+    emails.dedup();
+    emails
+}
+
+/// Index a member's email values (inside the caller's transaction).
+macro_rules! insert_emails {
+    ($tx:expr, $id:expr, $workspace_id:expr, $emails:expr) => {
+        for email in $emails {
+            sqlx::query(
+                "INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)",
+            )
+            .bind($id)
+            .bind($workspace_id)
+            .bind(email)
+            .execute($tx)
+            .await?;
+        }
+    };
+}
+
 /// Turn a unique-index violation into the conflict a client can act on.
 fn conflict(err: sqlx::Error) -> StoreError {
     match unique_violation(&err) {
@@ -82,9 +106,7 @@ pub async fn create(
          updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1) \
          RETURNING {COLUMNS}"
     );
-    let mut emails = data.emails_ci.clone();
-    emails.sort();
-    emails.dedup();
+    let emails = email_keys(data);
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
         let member = sqlx::query_as::<_, Member>(&insert)
@@ -105,16 +127,7 @@ pub async fn create(
             .fetch_one(&mut *tx)
             .await
             .map_err(conflict)?;
-        for email in &emails {
-            sqlx::query(
-                "INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)",
-            )
-            .bind(id)
-            .bind(workspace_id)
-            .bind(email)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_emails!(&mut *tx, id, workspace_id, &emails);
         tx.commit().await?;
         Ok(member)
     })
@@ -269,9 +282,7 @@ pub async fn update(
          updated_at = $13, version = version + 1 \
          WHERE workspace_id = $1 AND id = $2{version_check} RETURNING {COLUMNS}"
     );
-    let mut emails = data.emails_ci.clone();
-    emails.sort();
-    emails.dedup();
+    let emails = email_keys(data);
     let updated = on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
         let mut q = sqlx::query_as::<_, Member>(&sql)
@@ -297,14 +308,7 @@ pub async fn update(
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            for email in &emails {
-                sqlx::query("INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(workspace_id)
-                    .bind(email)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_emails!(&mut *tx, id, workspace_id, &emails);
         }
         tx.commit().await?;
         Ok::<_, StoreError>(member)
