@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod oauth;
 pub mod ops;
 pub mod scim;
 pub mod secrets;

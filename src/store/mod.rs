@@ -4,6 +4,8 @@
 //! both forms stand side by side in the function that needs them.
 
 pub mod members;
+pub mod oauth;
+pub mod rate_limits;
 pub mod sessions;
 pub mod tokens;
 pub mod workspaces;
