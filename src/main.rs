@@ -257,7 +257,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                 client_id = d.client.client_id,
                 client_secret = d.client.client_secret.as_deref().unwrap_or("(none)"),
                 redirect_uri = ops::DEMO_REDIRECT_URI,
-                redirect_uri_q = "http%3A%2F%2Flocalhost%3A9999%2Fcallback",
+                redirect_uri_q = rollcall::http::pages::urlencode(ops::DEMO_REDIRECT_URI),
             ),
             None => eprintln!("--demo: the database already has workspaces; nothing was added."),
         }
