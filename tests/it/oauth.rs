@@ -1516,3 +1516,149 @@ async fn demo_has_an_oauth_client() {
     assert!(!c.public && demo.client.client_secret.is_some());
     app.stop().await;
 }
+
+/// The Python that has authlib: `ROLLCALL_TEST_PYTHON` (scripts/test sets it, and
+/// then the test must run), else the venv scripts/test makes under target/.
+fn authlib_python() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("ROLLCALL_TEST_PYTHON") {
+        if !p.is_empty() {
+            return Some(p.into());
+        }
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// Kills the server process when the test ends, however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn authlib_completes_the_flow_against_rollcall_serve() {
+    let Some(python) = authlib_python() else {
+        eprintln!(
+            "skipped: no Python with authlib (scripts/test creates target/pyenv; or set ROLLCALL_TEST_PYTHON)"
+        );
+        return;
+    };
+    let db_url = crate::harness::fresh_database_url().await;
+    let bin = env!("CARGO_BIN_EXE_rollcall");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .env("ROLLCALL_DATABASE_URL", &db_url)
+            .output()
+            .expect("run rollcall");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let password = cli(&[
+        "workspace",
+        "create",
+        "acme",
+        "--name",
+        "Acme",
+        "--admin-email",
+        "admin@acme.test",
+    ]);
+    let confidential: Value = serde_json::from_str(&cli(&[
+        "client",
+        "create",
+        "--name",
+        "Okta",
+        "--redirect-uri",
+        REDIRECT,
+    ]))
+    .unwrap();
+    let public: Value = serde_json::from_str(&cli(&[
+        "client",
+        "create",
+        "--name",
+        "Desktop",
+        "--redirect-uri",
+        REDIRECT,
+        "--public",
+    ]))
+    .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://localhost:{port}");
+    let _server = Server(
+        std::process::Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--base-url",
+                &base,
+            ])
+            .env("ROLLCALL_DATABASE_URL", &db_url)
+            .env("ROLLCALL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start rollcall serve"),
+    );
+    let probe = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = probe
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            ready = r.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "rollcall serve did not come up");
+
+    for client in [&confidential, &public] {
+        let mut args = vec![
+            "tests/oauth_client_authlib.py".to_owned(),
+            "--base".into(),
+            base.clone(),
+            "--client-id".into(),
+            s(&client["client_id"]).to_owned(),
+            "--workspace".into(),
+            "acme".into(),
+            "--email".into(),
+            "admin@acme.test".into(),
+            "--password".into(),
+            password.clone(),
+            "--redirect-uri".into(),
+            REDIRECT.into(),
+        ];
+        if let Some(secret) = client["client_secret"].as_str() {
+            args.extend(["--client-secret".to_owned(), secret.to_owned()]);
+        }
+        let out = std::process::Command::new(&python)
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "authlib client ({}) failed:\n{}\n{}",
+            s(&client["client_id"]),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
