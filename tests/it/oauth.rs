@@ -1520,10 +1520,10 @@ async fn demo_has_an_oauth_client() {
 /// The Python that has authlib: `ROLLCALL_TEST_PYTHON` (scripts/test sets it, and
 /// then the test must run), else the venv scripts/test makes under target/.
 fn authlib_python() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("ROLLCALL_TEST_PYTHON") {
-        if !p.is_empty() {
-            return Some(p.into());
-        }
+    if let Ok(p) = std::env::var("ROLLCALL_TEST_PYTHON")
+        && !p.is_empty()
+    {
+        return Some(p.into());
     }
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
     venv.exists().then_some(venv)
