@@ -10,7 +10,7 @@ use crate::domain::{Role, Subdomain};
 use crate::error::AppError;
 use crate::oauth::authorize::{self, AuthorizeRequest, Refusal};
 use crate::oauth::client::{self, AuthFailure};
-use crate::oauth::token::{self, Grant, RefreshUse, TokenFacts, TokenKind};
+use crate::oauth::token::{self, Grant, RefreshDecision, TokenFacts, TokenKind};
 use crate::oauth::{self as rules, ErrorCode, OAuthError, Params, Scopes};
 use crate::secrets::{self, Kind};
 use crate::store::oauth::{self as store, Client, NewTokens, Redeemed, RefreshPlan};
@@ -475,7 +475,7 @@ async fn token_endpoint(
     }
 }
 
-/// The refresh rules applied to a refresh token as it stands under its grant's lock.
+/// The refresh rules (`oauth::token::decide_refresh`) as the store carries them out.
 fn refresh_plan(
     s: &store::RefreshState,
     client_id: &str,
@@ -483,29 +483,22 @@ fn refresh_plan(
     now: time::OffsetDateTime,
     grace: std::time::Duration,
 ) -> RefreshPlan<OAuthError> {
-    if s.client_id != client_id {
-        return RefreshPlan::Refuse(OAuthError::invalid_grant(
-            "the refresh token was issued to another client",
-        ));
-    }
-    if s.grant_revoked_at.is_some() || s.revoked_at.is_some() {
-        return RefreshPlan::Refuse(OAuthError::invalid_grant("the refresh token was revoked"));
-    }
-    if now >= s.expires_at {
-        return RefreshPlan::Refuse(OAuthError::invalid_grant("the refresh token expired"));
-    }
-    if token::refresh_use(s.rotated_at, now, grace) == RefreshUse::Reuse {
-        tracing::warn!(client = %client_id, grant = s.grant_id, "replaced refresh token reused; grant revoked");
-        return RefreshPlan::EndGrant(OAuthError::invalid_grant(
-            "the refresh token was already used; the grant is revoked",
-        ));
-    }
-    let granted = Scopes::parse(&s.grant_scope).unwrap_or_default();
-    match token::refresh_scope(requested, granted) {
-        Ok(scope) => RefreshPlan::Issue {
+    let facts = token::RefreshFacts {
+        client_id: &s.client_id,
+        grant_scope: &s.grant_scope,
+        revoked: s.grant_revoked_at.is_some() || s.revoked_at.is_some(),
+        expires_at: s.expires_at,
+        rotated_at: s.rotated_at,
+    };
+    match token::decide_refresh(&facts, client_id, requested, now, grace) {
+        RefreshDecision::Issue(scope) => RefreshPlan::Issue {
             scope: scope.to_string(),
         },
-        Err(e) => RefreshPlan::Refuse(e),
+        RefreshDecision::Refuse(e) => RefreshPlan::Refuse(e),
+        RefreshDecision::EndGrant(e) => {
+            tracing::warn!(client = %client_id, grant = s.grant_id, "replaced refresh token reused; grant revoked");
+            RefreshPlan::EndGrant(e)
+        }
     }
 }
 

@@ -134,6 +134,61 @@ pub fn refresh_use(
     }
 }
 
+/// A refresh token as it stands (read under its grant's lock).
+#[derive(Debug, Clone)]
+pub struct RefreshFacts<'a> {
+    pub client_id: &'a str,
+    pub grant_scope: &'a str,
+    /// The token or its grant was revoked.
+    pub revoked: bool,
+    pub expires_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+}
+
+/// What a refresh-token presentation gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// A new pair with this scope, replacing the family's newest refresh token.
+    Issue(Scopes),
+    /// Refused; nothing changes.
+    Refuse(OAuthError),
+    /// Refused, and the grant ends: a replaced token was replayed after the grace.
+    EndGrant(OAuthError),
+}
+
+/// The refresh rules: the token must be this client's, live and unexpired; a
+/// replaced token works only within the grace period; the scope may narrow, never
+/// widen (RFC 6749 §6, RFC 9700 §4.14.2).
+pub fn decide_refresh(
+    t: &RefreshFacts<'_>,
+    client_id: &str,
+    requested: Option<Scopes>,
+    now: OffsetDateTime,
+    grace: Duration,
+) -> RefreshDecision {
+    if t.client_id != client_id {
+        return RefreshDecision::Refuse(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if t.revoked {
+        return RefreshDecision::Refuse(OAuthError::invalid_grant("the refresh token was revoked"));
+    }
+    if now >= t.expires_at {
+        return RefreshDecision::Refuse(OAuthError::invalid_grant("the refresh token expired"));
+    }
+    if refresh_use(t.rotated_at, now, grace) == RefreshUse::Reuse {
+        return RefreshDecision::EndGrant(OAuthError::invalid_grant(
+            "the refresh token was already used; the grant is revoked",
+        ));
+    }
+    let granted = Scopes::parse(t.grant_scope).unwrap_or_default();
+    match refresh_scope(requested, granted) {
+        Ok(scope) => RefreshDecision::Issue(scope),
+        Err(e) => RefreshDecision::Refuse(e),
+    }
+}
+
 /// The successful token response (RFC 6749 §5.1).
 pub fn token_response(
     access_token: &str,
@@ -329,6 +384,54 @@ mod tests {
         assert_eq!(refresh_use(Some(at), now(), grace), RefreshUse::WithinGrace);
         let at = now() - time::Duration::seconds(61);
         assert_eq!(refresh_use(Some(at), now(), grace), RefreshUse::Reuse);
+    }
+
+    #[test]
+    fn refresh_decisions() {
+        let grace = Duration::from_secs(60);
+        let facts = |rotated_secs_ago: Option<i64>| RefreshFacts {
+            client_id: "a",
+            grant_scope: "scim:read scim:write",
+            revoked: false,
+            expires_at: now() + time::Duration::days(180),
+            rotated_at: rotated_secs_ago.map(|s| now() - time::Duration::seconds(s)),
+        };
+        let read = Scopes::parse("scim:read").unwrap();
+        assert_eq!(
+            decide_refresh(&facts(None), "a", None, now(), grace),
+            RefreshDecision::Issue(Scopes::all())
+        );
+        assert_eq!(
+            decide_refresh(&facts(Some(10)), "a", Some(read), now(), grace),
+            RefreshDecision::Issue(read)
+        );
+        assert!(matches!(
+            decide_refresh(&facts(Some(61)), "a", None, now(), grace),
+            RefreshDecision::EndGrant(e) if e.code == ErrorCode::InvalidGrant
+        ));
+        // Another client's token is refused without ending the owner's grant.
+        assert!(matches!(
+            decide_refresh(&facts(Some(61)), "b", None, now(), grace),
+            RefreshDecision::Refuse(e) if e.code == ErrorCode::InvalidGrant
+        ));
+        let mut revoked = facts(None);
+        revoked.revoked = true;
+        assert!(matches!(
+            decide_refresh(&revoked, "a", None, now(), grace),
+            RefreshDecision::Refuse(_)
+        ));
+        let mut expired = facts(None);
+        expired.expires_at = now();
+        assert!(matches!(
+            decide_refresh(&expired, "a", None, now(), grace),
+            RefreshDecision::Refuse(_)
+        ));
+        let mut narrow = facts(None);
+        narrow.grant_scope = "scim:read";
+        assert!(matches!(
+            decide_refresh(&narrow, "a", Some(Scopes::all()), now(), grace),
+            RefreshDecision::Refuse(e) if e.code == ErrorCode::InvalidScope
+        ));
     }
 
     #[test]
