@@ -1662,3 +1662,28 @@ async fn authlib_completes_the_flow_against_rollcall_serve() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limits_are_shared_by_servers_on_one_database() {
+    let url = crate::harness::fresh_database_url().await;
+    let one = TestApp::spawn_on(&url, |s| s.token_rate_per_client = Some(3)).await;
+    let two = TestApp::spawn_on(&url, |s| s.token_rate_per_client = Some(3)).await;
+    let okta = register(&one, "Okta", false).await;
+    let secret = okta.client_secret.as_deref().unwrap();
+    let grant = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rc_rt_x"),
+    ];
+    for (app, expected) in [(&one, 400), (&two, 400), (&one, 400), (&two, 429)] {
+        let (status, _, _) = post(
+            app,
+            "/oauth2/token",
+            Some((&okta.client_id, secret)),
+            &grant,
+        )
+        .await;
+        assert_eq!(status.as_u16(), expected);
+    }
+    one.stop().await;
+    two.stop().await;
+}
