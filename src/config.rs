@@ -22,6 +22,14 @@ pub struct Settings {
     pub access_token_ttl_secs: Option<u64>,
     pub refresh_token_ttl_secs: Option<u64>,
     pub refresh_grace_secs: Option<u64>,
+    /// Token-endpoint requests per minute per authenticated client.
+    pub token_rate_per_client: Option<u32>,
+    /// OAuth endpoint requests per minute per remote address.
+    pub token_rate_per_address: Option<u32>,
+    /// Failed password sign-ins per 15 minutes per account (workspace + email).
+    pub signin_failures_per_account: Option<u32>,
+    /// Failed password sign-ins per 15 minutes per remote address.
+    pub signin_failures_per_address: Option<u32>,
 }
 
 impl Settings {
@@ -37,6 +45,14 @@ impl Settings {
             access_token_ttl_secs: self.access_token_ttl_secs.or(lower.access_token_ttl_secs),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(lower.refresh_token_ttl_secs),
             refresh_grace_secs: self.refresh_grace_secs.or(lower.refresh_grace_secs),
+            token_rate_per_client: self.token_rate_per_client.or(lower.token_rate_per_client),
+            token_rate_per_address: self.token_rate_per_address.or(lower.token_rate_per_address),
+            signin_failures_per_account: self
+                .signin_failures_per_account
+                .or(lower.signin_failures_per_account),
+            signin_failures_per_address: self
+                .signin_failures_per_address
+                .or(lower.signin_failures_per_address),
         }
     }
 }
@@ -58,6 +74,32 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
+    pub limits: Limits,
+}
+
+/// Rate limits (counted in the database, so across every process sharing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Token-endpoint requests per minute per authenticated client.
+    pub token_per_client: u32,
+    /// Requests per minute per remote address to the token, revocation and
+    /// introspection endpoints.
+    pub token_per_address: u32,
+    /// Failed password sign-ins per 15 minutes per account.
+    pub signin_failures_per_account: u32,
+    /// Failed password sign-ins per 15 minutes per remote address.
+    pub signin_failures_per_address: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            token_per_client: 120,
+            token_per_address: 600,
+            signin_failures_per_account: 10,
+            signin_failures_per_address: 100,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +173,33 @@ impl Config {
             n => Ok(Duration::from_secs(n)),
         };
         let refresh_grace = Duration::from_secs(s.refresh_grace_secs.unwrap_or(60));
+        let count = |v: Option<u32>, default: u32, name: &'static str| match v.unwrap_or(default) {
+            0 => Err(bad(name, "must be at least 1")),
+            n => Ok(n),
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            token_per_client: count(
+                s.token_rate_per_client,
+                d.token_per_client,
+                "token_rate_per_client",
+            )?,
+            token_per_address: count(
+                s.token_rate_per_address,
+                d.token_per_address,
+                "token_rate_per_address",
+            )?,
+            signin_failures_per_account: count(
+                s.signin_failures_per_account,
+                d.signin_failures_per_account,
+                "signin_failures_per_account",
+            )?,
+            signin_failures_per_address: count(
+                s.signin_failures_per_address,
+                d.signin_failures_per_address,
+                "signin_failures_per_address",
+            )?,
+        };
         Ok(Config {
             listen,
             base_url,
@@ -145,6 +214,7 @@ impl Config {
                 "refresh_token_ttl_secs",
             )?,
             refresh_grace,
+            limits,
         })
     }
 
@@ -207,6 +277,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://rollcall.db");
         assert_eq!(c.workspace_origin("acme"), "http://acme.localhost:8080");
         assert_eq!(c.refresh_grace, Duration::from_secs(60));
+        assert_eq!(c.limits, Limits::default());
     }
 
     #[test]
@@ -260,6 +331,13 @@ mod tests {
                     ..Default::default()
                 },
                 "access_token_ttl_secs",
+            ),
+            (
+                Settings {
+                    token_rate_per_client: Some(0),
+                    ..Default::default()
+                },
+                "token_rate_per_client",
             ),
         ];
         for (settings, name) in cases {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod oauth;
 pub mod ops;
 pub mod provisioning;
 pub mod scim;
@@ -94,12 +95,18 @@ pub async fn start(
 /// Periodic clean-up of expired rows.
 fn spawn_housekeeping(db: Db) {
     tokio::spawn(async move {
-        let store = store::sessions::DbSessionStore::new(db);
+        let store = store::sessions::DbSessionStore::new(db.clone());
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             every.tick().await;
             if let Err(e) = store.delete_expired().await {
                 tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+            if let Err(e) = store::oauth::delete_expired(&db).await {
+                tracing::warn!(error = %e, "could not delete expired OAuth codes and tokens");
+            }
+            if let Err(e) = store::rate_limits::delete_old(&db).await {
+                tracing::warn!(error = %e, "could not delete old rate-limit windows");
             }
         }
     });

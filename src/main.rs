@@ -68,6 +68,26 @@ enum Command {
     /// Manage workspace API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an OAuth client; prints JSON {"client_id", "client_secret"} (the
+    /// secret is shown once; null for a public client).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI: https, or http for localhost/127.0.0.1/[::1]. Repeat
+        /// for more.
+        #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; must use PKCE).
+        #[arg(long)]
+        public: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +181,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("SCIM is {state} for workspace '{subdomain}'.");
             Ok(())
         }
+        Command::Client(ClientCommand::Create {
+            name,
+            redirect_uris,
+            public,
+        }) => {
+            let db = connect(&config).await?;
+            let created = ops::create_client(&db, &name, &redirect_uris, public).await?;
+            eprintln!(
+                "Registered OAuth client '{name}'.{}",
+                if public {
+                    ""
+                } else {
+                    " The secret is shown once:"
+                }
+            );
+            println!("{}", serde_json::to_string(&created)?);
+            Ok(())
+        }
         Command::Token(TokenCommand::Create { workspace, name }) => {
             let db = connect(&config).await?;
             let token = ops::create_api_token(&db, &workspace, &name, "cli").await?;
@@ -204,12 +242,22 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                  \x20 Password:   {password}\n\
                  \x20 SCIM base:  {base}/scim/v2\n\
                  \x20 API token:  {token}\n\
-                 \x20 Try:        curl -H 'Authorization: Bearer {token}' {base}/scim/v2/Users\n",
+                 \x20 Try:        curl -H 'Authorization: Bearer {token}' {base}/scim/v2/Users\n\n\
+                 Demo OAuth client (authorization code grant):\n\
+                 \x20 Client id:     {client_id}\n\
+                 \x20 Client secret: {client_secret}\n\
+                 \x20 Redirect URI:  {redirect_uri}\n\
+                 \x20 Authorize:     {base}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri_q}&state=demo\n\
+                 \x20 Metadata:      {base}/.well-known/oauth-authorization-server\n",
                 origin = config.workspace_origin("acme"),
                 email = d.admin_email,
                 password = d.admin_password,
                 base = config.base(),
                 token = d.api_token,
+                client_id = d.client.client_id,
+                client_secret = d.client.client_secret.as_deref().unwrap_or("(none)"),
+                redirect_uri = ops::DEMO_REDIRECT_URI,
+                redirect_uri_q = rollcall::http::pages::urlencode(ops::DEMO_REDIRECT_URI),
             ),
             None => eprintln!("--demo: the database already has workspaces; nothing was added."),
         }

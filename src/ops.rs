@@ -2,7 +2,7 @@
 
 use crate::domain::{Email, Role, Subdomain};
 use crate::secrets;
-use crate::store::{Db, members, tokens, workspaces};
+use crate::store::{Db, members, oauth, tokens, workspaces};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -97,13 +97,55 @@ pub async fn create_api_token(
     Ok(token)
 }
 
+/// A registered OAuth client; the secret (None for public clients) is shown once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+}
+
+/// Register an OAuth client allowed every scope. Redirect URIs are matched as exact
+/// strings later, so they are stored exactly as given.
+pub async fn create_client(
+    db: &Db,
+    name: &str,
+    redirect_uris: &[String],
+    public: bool,
+) -> anyhow::Result<CreatedClient> {
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("name: a client needs a name");
+    }
+    if redirect_uris.is_empty() {
+        bail!("redirect-uri: a client needs at least one redirect URI");
+    }
+    for uri in redirect_uris {
+        crate::oauth::client::check_redirect_uri(uri)
+            .map_err(|e| anyhow::anyhow!("redirect-uri: {e}"))?;
+    }
+    let id = format!("rc_client_{}", uuid::Uuid::new_v4().simple());
+    let secret = (!public).then(|| secrets::generate(secrets::Kind::ClientSecret));
+    let digest = secret.as_deref().map(secrets::digest);
+    let scopes = crate::oauth::Scopes::all().to_string();
+    oauth::create_client(db, &id, name, digest.as_deref(), redirect_uris, &scopes).await?;
+    Ok(CreatedClient {
+        client_id: id,
+        client_secret: secret,
+    })
+}
+
 pub struct Demo {
     pub admin_email: String,
     pub admin_password: String,
     pub api_token: String,
+    pub client: CreatedClient,
 }
 
-/// On an empty database: workspace `acme` with SCIM on, an admin and an API token.
+/// The demo OAuth client's redirect URI.
+pub const DEMO_REDIRECT_URI: &str = "http://localhost:9999/callback";
+
+/// On an empty database: workspace `acme` with SCIM on, an admin, an API token and a
+/// confidential OAuth client.
 /// Returns None when the database already has workspaces.
 pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<Demo>> {
     if workspaces::count(db).await? > 0 {
@@ -113,9 +155,17 @@ pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<Demo>> {
     let created = create_workspace(db, "acme", "Acme", admin_email).await?;
     workspaces::set_scim_enabled(db, created.workspace.id, true).await?;
     let api_token = create_api_token(db, "acme", "Demo token", "demo").await?;
+    let client = create_client(
+        db,
+        "Demo OAuth client",
+        &[DEMO_REDIRECT_URI.to_owned()],
+        false,
+    )
+    .await?;
     Ok(Some(Demo {
         admin_email: admin_email.into(),
         admin_password: created.admin_password,
         api_token,
+        client,
     }))
 }

@@ -1,8 +1,9 @@
 //! Who is calling the SCIM API: the bearer token names the workspace and the access.
 
 use super::AppState;
+use crate::oauth::{Scope, Scopes};
 use crate::secrets;
-use crate::store::{StoreError, tokens, workspaces};
+use crate::store::{StoreError, oauth, tokens, workspaces};
 
 /// An authenticated SCIM caller.
 #[derive(Debug, Clone)]
@@ -23,6 +24,11 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 }
 
 /// Resolve a bearer token. `None`: unknown, revoked or expired.
+///
+/// OAuth access tokens (`rc_at_…`) act for the workspace of their grant with the
+/// grant's scopes: reading needs `scim:read`, writing needs `scim:write` (a token with
+/// only `scim:write` cannot read; ask for both, as a client that asks for nothing
+/// gets).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Principal>, StoreError> {
     if token.starts_with(secrets::Kind::ApiToken.prefix()) {
         let Some(t) = tokens::authenticate(&state.db, &secrets::digest(token)).await? else {
@@ -37,6 +43,25 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Princi
             can_read: true,
             can_write: true,
             actor: format!("token:{}", t.prefix),
+        }));
+    }
+    if token.starts_with(secrets::Kind::AccessToken.prefix()) {
+        let Some(t) = oauth::token(&state.db, &secrets::digest(token)).await? else {
+            return Ok(None);
+        };
+        if t.kind != "access" || !t.live() || crate::store::now() >= t.expires_at {
+            return Ok(None);
+        }
+        let Some(workspace) = workspaces::by_id(&state.db, t.workspace_id).await? else {
+            return Ok(None);
+        };
+        oauth::touch_grant(&state.db, &t).await?;
+        let scopes = Scopes::parse(&t.scope).unwrap_or_default();
+        return Ok(Some(Principal {
+            workspace,
+            can_read: scopes.contains(Scope::ScimRead),
+            can_write: scopes.contains(Scope::ScimWrite),
+            actor: format!("oauth:{}", t.client_name),
         }));
     }
     Ok(None)

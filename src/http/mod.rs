@@ -4,6 +4,7 @@
 pub mod bearer;
 pub mod csrf;
 pub mod host;
+pub mod oauth;
 pub mod pages;
 pub mod scim;
 pub mod views;
@@ -11,12 +12,14 @@ pub mod views;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::store::{Db, sessions::DbSessionStore, workspaces};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use host::Site;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -35,6 +38,23 @@ pub struct AppState {
 #[derive(Clone, Debug)]
 pub struct CurrentWorkspace(pub workspaces::Workspace);
 
+/// The address of the connection's peer (never a forwarded header): what rate
+/// limits count by. "unknown" when the server runs without connect info.
+pub struct RemoteIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RemoteIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RemoteIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
 pub const SESSION_COOKIE: &str = "rollcall_session";
 
 /// Pages load only our own assets and may not be framed. Forms may post to
@@ -51,8 +71,11 @@ pub fn router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(12)));
 
     let sites = Sites {
-        app: pages::app_routes().with_state(state.clone()),
+        app: pages::app_routes()
+            .merge(oauth::app_routes())
+            .with_state(state.clone()),
         workspace: pages::workspace_routes()
+            .merge(oauth::workspace_routes())
             .layer(sessions)
             .with_state(state.clone()),
         state: state.clone(),

@@ -2,10 +2,11 @@
 //! member list.
 
 use super::views::{HomePage, MemberRow, MembersPage, SignInPage};
-use super::{AppState, CurrentWorkspace, csrf};
+use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
 use crate::domain::Subdomain;
 use crate::error::AppError;
 use crate::secrets;
+use crate::store::rate_limits::{self, Limit, Verdict};
 use crate::store::{members, workspaces};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -190,11 +191,15 @@ struct SignInForm {
     next: Option<String>,
 }
 
+/// Failed password sign-ins are counted per account and per address over this window.
+const SIGNIN_WINDOW_SECS: u32 = 15 * 60;
+
 async fn signin(
     State(state): State<AppState>,
     Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
     session: Session,
     headers: HeaderMap,
+    ip: RemoteIp,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, &headers, &form.csrf).await?;
@@ -202,6 +207,34 @@ async fn signin(
         return Err(AppError::Forbidden(
             "Password sign-in is turned off for this workspace.".into(),
         ));
+    }
+    // Unknown emails are counted like known ones, so the limit says nothing about
+    // who has an account.
+    let limits = state.config.limits;
+    let windows = [
+        (
+            format!(
+                "signin:account:{}:{}",
+                ws.id,
+                crate::domain::fold_case(form.email.trim())
+            ),
+            limits.signin_failures_per_account,
+        ),
+        (
+            format!("signin:addr:{}", ip.0),
+            limits.signin_failures_per_address,
+        ),
+    ];
+    for (key, max) in &windows {
+        let limit = Limit {
+            max: *max,
+            window_secs: SIGNIN_WINDOW_SECS,
+        };
+        if let Verdict::Limited { retry_after_secs } =
+            rate_limits::check(&state.db, key, limit).await?
+        {
+            return Err(AppError::TooManyRequests { retry_after_secs });
+        }
     }
     let found = members::credentials(&state.db, ws.id, form.email.trim()).await?;
     let (member, hash) = match found {
@@ -212,6 +245,13 @@ async fn signin(
     // answer takes as long for unknown emails as for wrong passwords.
     let ok = secrets::verify_password(form.password, hash).await;
     let Some(member) = member.filter(|_| ok) else {
+        for (key, max) in &windows {
+            let limit = Limit {
+                max: *max,
+                window_secs: SIGNIN_WINDOW_SECS,
+            };
+            rate_limits::hit(&state.db, key, limit).await?;
+        }
         let page = SignInPage {
             workspace_name: ws.name,
             csrf: csrf::token(&session).await?,

@@ -45,3 +45,31 @@ pub struct MembersPage {
     pub members: Vec<MemberRow>,
     pub total: i64,
 }
+
+/// App host, authorization request: which workspace to authorize for.
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_workspace.html")]
+pub struct OAuthWorkspacePage {
+    pub client_name: String,
+    /// The authorization request's query string, carried to the workspace host.
+    pub request: String,
+    pub subdomain: String,
+    pub error: Option<String>,
+}
+
+/// Workspace host: the consent page.
+#[derive(Template, WebTemplate)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub client_name: String,
+    pub workspace_name: String,
+    pub workspace_host: String,
+    pub member: String,
+    /// What each asked scope allows, in plain words.
+    pub access: Vec<String>,
+    /// Where the answer goes (the redirect URI's host).
+    pub return_host: String,
+    pub scim_enabled: bool,
+    pub csrf: String,
+    pub request: String,
+}

@@ -5,6 +5,8 @@
 
 pub mod activity;
 pub mod members;
+pub mod oauth;
+pub mod rate_limits;
 pub mod scim_sql;
 pub mod sessions;
 pub mod tokens;

@@ -4,5 +4,6 @@
 
 mod foundation;
 mod harness;
+mod oauth;
 mod scim;
 mod scim_filter_prop;

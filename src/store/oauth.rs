@@ -1,0 +1,537 @@
+//! OAuth2 state: clients, authorization codes, grants and their tokens. Secrets are
+//! stored as SHA-256 digests only. The rules (what a presentation may do) live in
+//! `crate::oauth`; the functions here carry them out atomically.
+//!
+//! A grant is one authorization of a client for a workspace by a member: the code
+//! redeemed for it, and the family of access and refresh tokens issued from it.
+//! Ending a grant ends every token in it: token lookups join the grant.
+
+use super::{Db, Result, StoreError, now};
+use crate::on_pool;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub public: bool,
+    pub secret_digest: Option<Vec<u8>>,
+    pub redirect_uris: Vec<String>,
+    /// Allowed scopes, space-separated.
+    pub scopes: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    public: bool,
+    secret_digest: Option<Vec<u8>>,
+    redirect_uris: Json<Vec<String>>,
+    scopes: String,
+    created_at: OffsetDateTime,
+}
+
+impl From<ClientRow> for Client {
+    fn from(r: ClientRow) -> Self {
+        Client {
+            id: r.id,
+            name: r.name,
+            public: r.public,
+            secret_digest: r.secret_digest,
+            redirect_uris: r.redirect_uris.0,
+            scopes: r.scopes,
+            created_at: r.created_at,
+        }
+    }
+}
+
+const CLIENT_COLUMNS: &str = "id, name, public, secret_digest, redirect_uris, scopes, created_at";
+
+pub async fn create_client(
+    db: &Db,
+    id: &str,
+    name: &str,
+    secret_digest: Option<&[u8]>,
+    redirect_uris: &[String],
+    scopes: &str,
+) -> Result<Client> {
+    let sql = format!(
+        "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         RETURNING {CLIENT_COLUMNS}"
+    );
+    let row = on_pool!(db.writer(), |p| {
+        sqlx::query_as::<_, ClientRow>(&sql)
+            .bind(id)
+            .bind(name)
+            .bind(secret_digest.is_none())
+            .bind(secret_digest)
+            .bind(Json(redirect_uris))
+            .bind(scopes)
+            .bind(now())
+            .fetch_one(p)
+            .await
+    })
+    .map_err(|e| match super::unique_violation(&e) {
+        Some(_) => StoreError::Conflict(format!("client '{id}' already exists")),
+        None => e.into(),
+    })?;
+    Ok(row.into())
+}
+
+pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
+    let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+    let row = on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, ClientRow>(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await
+    })?;
+    Ok(row.map(Client::from))
+}
+
+/// An authorization code to store (its digest) after consent.
+#[derive(Debug, Clone)]
+pub struct NewCode<'a> {
+    pub digest: &'a [u8],
+    pub client_id: &'a str,
+    pub workspace_id: i64,
+    pub member_id: Uuid,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    pub code_challenge: Option<&'a str>,
+    pub expires_at: OffsetDateTime,
+}
+
+pub async fn create_code(db: &Db, c: &NewCode<'_>) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "INSERT INTO oauth_codes (digest, client_id, workspace_id, member_id, redirect_uri, \
+             scope, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(c.digest)
+        .bind(c.client_id)
+        .bind(c.workspace_id)
+        .bind(c.member_id)
+        .bind(c.redirect_uri)
+        .bind(c.scope)
+        .bind(c.code_challenge)
+        .bind(now())
+        .bind(c.expires_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// A code as it was issued, handed to the caller's check when it is redeemed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Code {
+    pub client_id: String,
+    pub workspace_id: i64,
+    pub member_id: Uuid,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub code_challenge: Option<String>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The digests and lifetimes of a new access/refresh pair; the caller holds the
+/// tokens themselves.
+#[derive(Debug, Clone)]
+pub struct NewTokens {
+    pub access_digest: Vec<u8>,
+    pub access_expires_at: OffsetDateTime,
+    pub refresh_digest: Vec<u8>,
+    pub refresh_expires_at: OffsetDateTime,
+}
+
+/// Tokens issued by `redeem_code` or `refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub grant_id: i64,
+    pub scope: String,
+}
+
+#[derive(Debug)]
+pub enum Redeemed<E> {
+    Issued(Issued),
+    /// The check refused the presentation; the code is used up all the same.
+    Refused(E),
+    /// No such code.
+    Unknown,
+    /// The code was already used: the grant issued from it (if any) has been ended.
+    Replayed,
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Redeem a code, once. Marking it used is a conditional UPDATE, so of two racing
+/// redemptions exactly one gets it; the other (and any later one) is a replay and
+/// ends the grant, in the same transaction that looked. `check` decides whether this
+/// presentation may have it (client, redirect URI, PKCE, expiry).
+pub async fn redeem_code<E>(
+    db: &Db,
+    digest: &[u8],
+    tokens: &NewTokens,
+    check: impl FnOnce(&Code) -> std::result::Result<(), E>,
+) -> Result<Redeemed<E>> {
+    let at = now();
+    on_pool!(db.writer(), |p| {
+        let mut tx = p.begin().await?;
+        let claimed = sqlx::query_as::<_, Code>(
+            "UPDATE oauth_codes SET used_at = $1 WHERE digest = $2 AND used_at IS NULL \
+             RETURNING client_id, workspace_id, member_id, redirect_uri, scope, code_challenge, expires_at",
+        )
+        .bind(at)
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(code) = claimed else {
+            let seen = sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT grant_id FROM oauth_codes WHERE digest = $1",
+            )
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(grant_id) = seen else {
+                return Ok(Redeemed::Unknown);
+            };
+            if let Some(grant_id) = grant_id {
+                sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(Redeemed::Replayed);
+        };
+        if let Err(e) = check(&code) {
+            tx.commit().await?;
+            return Ok(Redeemed::Refused(e));
+        }
+        let grant_id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO oauth_grants (client_id, workspace_id, member_id, scope, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(&code.client_id)
+        .bind(code.workspace_id)
+        .bind(code.member_id)
+        .bind(&code.scope)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE oauth_codes SET grant_id = $1 WHERE digest = $2")
+            .bind(grant_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        for (kind, digest, expires_at) in [
+            ("access", &tokens.access_digest, tokens.access_expires_at),
+            ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
+        ] {
+            sqlx::query(INSERT_TOKEN)
+                .bind(grant_id)
+                .bind(kind)
+                .bind(digest)
+                .bind(&code.scope)
+                .bind(at)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Redeemed::Issued(Issued {
+            grant_id,
+            scope: code.scope,
+        }))
+    })
+}
+
+/// A refresh token and its grant, read under the grant's lock.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshState {
+    pub grant_id: i64,
+    pub client_id: String,
+    pub grant_scope: String,
+    pub grant_revoked_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub expires_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+}
+
+/// What the caller's rules decided about a refresh-token presentation.
+#[derive(Debug)]
+pub enum RefreshPlan<E> {
+    /// Retire the grant's newest refresh token and issue a new pair with `scope`.
+    Issue { scope: String },
+    /// Refuse; change nothing.
+    Refuse(E),
+    /// Refuse and end the grant (a replaced token was replayed).
+    EndGrant(E),
+}
+
+/// Use a refresh token. The grant row is locked first (an UPDATE of its
+/// `last_used_at`), so presentations of one family run one after another, on
+/// PostgreSQL as on SQLite; `plan` then sees the token as it is now. Issuing always
+/// retires the family's current newest refresh token before adding the new one, so a
+/// family has at most one newest token: concurrent or repeated refreshes never fork it.
+/// `None`: no such refresh token.
+pub async fn refresh<E>(
+    db: &Db,
+    digest: &[u8],
+    tokens: &NewTokens,
+    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E>,
+) -> Result<Option<std::result::Result<Issued, E>>> {
+    let at = now();
+    on_pool!(db.writer(), |p| {
+        let mut tx = p.begin().await?;
+        let found = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT id, grant_id FROM oauth_tokens WHERE digest = $1 AND kind = 'refresh'",
+        )
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((token_id, grant_id)) = found else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(grant_id)
+            .execute(&mut *tx)
+            .await?;
+        let state = sqlx::query_as::<_, RefreshState>(
+            "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
+             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id WHERE t.id = $1",
+        )
+        .bind(token_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        match plan(&state) {
+            RefreshPlan::Refuse(e) => {
+                tx.rollback().await?;
+                Ok(Some(Err(e)))
+            }
+            RefreshPlan::EndGrant(e) => {
+                sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(Err(e)))
+            }
+            RefreshPlan::Issue { scope } => {
+                sqlx::query(
+                    "UPDATE oauth_tokens SET rotated_at = $1 WHERE grant_id = $2 AND kind = 'refresh' \
+                     AND rotated_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+                for (kind, digest, expires_at) in [
+                    ("access", &tokens.access_digest, tokens.access_expires_at),
+                    ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
+                ] {
+                    sqlx::query(INSERT_TOKEN)
+                        .bind(grant_id)
+                        .bind(kind)
+                        .bind(digest)
+                        .bind(&scope)
+                        .bind(at)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Some(Ok(Issued { grant_id, scope })))
+            }
+        }
+    })
+}
+
+/// A stored token with its grant, client and workspace: for bearer authentication,
+/// introspection and revocation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredToken {
+    pub id: i64,
+    pub grant_id: i64,
+    pub kind: String,
+    pub scope: String,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub grant_revoked_at: Option<OffsetDateTime>,
+    pub grant_last_used_at: Option<OffsetDateTime>,
+    pub client_id: String,
+    pub client_name: String,
+    pub member_id: Uuid,
+    pub workspace_id: i64,
+    pub subdomain: String,
+}
+
+impl StoredToken {
+    /// Neither the token nor its grant was revoked.
+    pub fn live(&self) -> bool {
+        self.revoked_at.is_none() && self.grant_revoked_at.is_none()
+    }
+}
+
+pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, StoredToken>(
+            "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
+             t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
+             g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
+             JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
+             WHERE t.digest = $1",
+        )
+        .bind(digest)
+        .fetch_optional(p)
+        .await
+    })?)
+}
+
+/// How stale a grant's `last_used_at` may get before an API call writes it again.
+const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
+
+/// Note that a grant's access token was used (at most once a minute).
+pub async fn touch_grant(db: &Db, t: &StoredToken) -> Result<()> {
+    let at = now();
+    if t.grant_last_used_at
+        .is_none_or(|last| at - last > TOUCH_EVERY)
+    {
+        on_pool!(db.writer(), |p| {
+            sqlx::query("UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(t.grant_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+/// Revoke one token.
+pub async fn revoke_token(db: &Db, token_id: i64) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        sqlx::query("UPDATE oauth_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(token_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// End a grant: every token issued from it stops working.
+pub async fn end_grant(db: &Db, grant_id: i64) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        sqlx::query("UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(grant_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// A grant as a workspace admin sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantSummary {
+    pub id: i64,
+    pub client_id: String,
+    pub client_name: String,
+    pub member_id: Uuid,
+    /// The member who authorized it.
+    pub member_user_name: String,
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// The workspace's grants that have not been revoked, newest first.
+pub async fn list_grants(db: &Db, workspace_id: i64) -> Result<Vec<GrantSummary>> {
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, GrantSummary>(
+            "SELECT g.id, g.client_id, c.name AS client_name, g.member_id, \
+             m.user_name AS member_user_name, g.scope, g.created_at, g.last_used_at \
+             FROM oauth_grants g JOIN oauth_clients c ON c.id = g.client_id \
+             JOIN members m ON m.id = g.member_id \
+             WHERE g.workspace_id = $1 AND g.revoked_at IS NULL ORDER BY g.id DESC",
+        )
+        .bind(workspace_id)
+        .fetch_all(p)
+        .await
+    })?)
+}
+
+/// Revoke one of the workspace's grants and so all its tokens.
+pub async fn revoke_grant(db: &Db, workspace_id: i64, grant_id: i64) -> Result<()> {
+    let done = on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "UPDATE oauth_grants SET revoked_at = $1 WHERE workspace_id = $2 AND id = $3 \
+             AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(workspace_id)
+        .bind(grant_id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    if done == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Live refresh tokens that are the newest of their grant: one per live family.
+pub async fn newest_refresh_tokens(db: &Db, grant_id: i64) -> Result<i64> {
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM oauth_tokens WHERE grant_id = $1 AND kind = 'refresh' \
+             AND rotated_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(grant_id)
+        .fetch_one(p)
+        .await
+    })?)
+}
+
+/// Delete codes and tokens that expired more than a day ago (used codes are kept
+/// that long so a late replay still ends its grant).
+pub async fn delete_expired(db: &Db) -> Result<u64> {
+    let before = now() - time::Duration::days(1);
+    let mut done = 0;
+    for sql in [
+        "DELETE FROM oauth_codes WHERE expires_at < $1",
+        "DELETE FROM oauth_tokens WHERE expires_at < $1",
+    ] {
+        done += on_pool!(db.writer(), |p| {
+            sqlx::query(sql)
+                .bind(before)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(done)
+}
