@@ -169,3 +169,80 @@ pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<Demo>> {
         client,
     }))
 }
+
+/// What an admin may change about a member in Rollcall's own pages.
+pub struct MemberEdit {
+    pub given_name: String,
+    pub family_name: String,
+    pub display_name: String,
+    pub role: Role,
+    pub active: bool,
+}
+
+/// Whether Rollcall's pages may edit `member`: SCIM-provisioned members belong to the
+/// identity provider.
+pub fn may_edit(member: &members::Member) -> Result<(), String> {
+    if member.scim_managed {
+        return Err(
+            "This member is managed by your identity provider through SCIM; change them there."
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Apply an admin's edit. Refused for SCIM-managed members; `version` guards against
+/// a concurrent change (a SCIM write that linked the member meanwhile, say).
+pub async fn edit_member(
+    db: &Db,
+    me: &members::Member,
+    member: &members::Member,
+    edit: MemberEdit,
+    version: i64,
+) -> Result<members::Member, String> {
+    may_edit(member)?;
+    // Nobody can lock themselves out.
+    if me.id == member.id && (edit.role != Role::Admin || !edit.active) {
+        return Err(
+            "You cannot remove your own admin role or deactivate yourself; ask another admin."
+                .into(),
+        );
+    }
+    let mut doc = member.resource.0.clone();
+    let Some(obj) = doc.as_object_mut() else {
+        return Err("This member's record cannot be edited.".into());
+    };
+    let mut name = obj
+        .get("name")
+        .and_then(|n| n.as_object())
+        .cloned()
+        .unwrap_or_default();
+    for (key, value) in [
+        ("givenName", &edit.given_name),
+        ("familyName", &edit.family_name),
+    ] {
+        match value.trim() {
+            "" => name.remove(key),
+            v => name.insert(key.into(), json!(v)),
+        };
+    }
+    obj.insert("name".into(), serde_json::Value::Object(name));
+    obj.insert("displayName".into(), json!(edit.display_name.trim()));
+    obj.insert("active".into(), json!(edit.active));
+    obj.insert(
+        "roles".into(),
+        json!([{"value": edit.role.as_str(), "type": "role", "primary": true}]),
+    );
+    let canonical = crate::scim::resource::normalize_user(&doc).map_err(|e| e.detail)?;
+    let mut data = crate::provisioning::member_data(canonical);
+    data.scim_managed = false;
+    members::update(db, member.workspace_id, member.id, &data, Some(version))
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::VersionMismatch => {
+                "This member changed while you were editing; here is the current state, try again."
+                    .to_owned()
+            }
+            other => other.to_string(),
+        })
+}

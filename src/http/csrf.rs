@@ -39,7 +39,12 @@ pub async fn verify(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-        if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
+        // Browsers send `Origin: null` under strict referrer policies; accept that
+        // only when the browser itself says the post is same-origin.
+        let same_origin_fetch =
+            headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
+        let null_but_same = origin == "null" && same_origin_fetch;
+        if !null_but_same && !origin_host.eq_ignore_ascii_case(host) {
             return Err(refused());
         }
     }

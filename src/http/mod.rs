@@ -1,6 +1,7 @@
 //! axum: the router, host dispatch, middleware, and one module per area. Handlers
 //! stay thin: they parse, call the protocol and store layers, and render.
 
+pub mod admin;
 pub mod bearer;
 pub mod csrf;
 pub mod host;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             .with_state(state.clone()),
         workspace: pages::workspace_routes()
             .merge(oauth::workspace_routes())
+            .merge(admin::routes())
             .layer(sessions)
             .with_state(state.clone()),
         state: state.clone(),
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/copy.js", get(copy_script))
         .fallback(move |req: Request| {
             let sites = sites.clone();
             async move { sites.dispatch(req).await }
@@ -103,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Path only: query strings can carry codes and state.
@@ -163,6 +166,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The one script: copy buttons. Pages work without it.
+async fn copy_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/copy.js"),
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {

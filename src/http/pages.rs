@@ -1,7 +1,7 @@
 //! Browser pages: the app host's start page; a workspace's sign-in, sign-out and
 //! member list.
 
-use super::views::{HomePage, MemberRow, MembersPage, SignInPage};
+use super::views::{HomePage, SignInPage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
 use crate::domain::Subdomain;
 use crate::error::AppError;
@@ -30,7 +30,6 @@ pub fn workspace_routes() -> Router<AppState> {
         .route("/", get(workspace_home))
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
-        .route("/members", get(members_page))
         .fallback(not_found)
 }
 
@@ -308,33 +307,6 @@ async fn signout(
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("session: {e}")))?;
     Ok(Redirect::to("/signin"))
-}
-
-async fn members_page(
-    State(state): State<AppState>,
-    me: SignedIn,
-) -> Result<MembersPage, AppError> {
-    let rows = members::page(&state.db, me.workspace.id, 0, 100).await?;
-    let total = members::count(&state.db, me.workspace.id).await?;
-    Ok(MembersPage {
-        workspace_name: me.workspace.name.clone(),
-        me: me.member.user_name.clone(),
-        csrf: csrf::token(&me.session).await?,
-        members: rows
-            .into_iter()
-            .map(|m| MemberRow {
-                display_name: m
-                    .display_name
-                    .clone()
-                    .unwrap_or_else(|| m.user_name.clone()),
-                user_name: m.user_name,
-                role: m.role,
-                active: m.active,
-                scim_managed: m.scim_managed,
-            })
-            .collect(),
-        total,
-    })
 }
 
 #[cfg(test)]

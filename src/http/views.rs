@@ -28,7 +28,20 @@ pub struct SignInPage {
     pub password_allowed: bool,
 }
 
+/// The frame of every signed-in workspace page: navigation and flash messages.
+pub struct Shell {
+    pub workspace_name: String,
+    pub me: String,
+    pub csrf: String,
+    pub is_admin: bool,
+    /// Which navigation entry is current.
+    pub tab: &'static str,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
 pub struct MemberRow {
+    pub id: String,
     pub user_name: String,
     pub display_name: String,
     pub role: String,
@@ -39,11 +52,95 @@ pub struct MemberRow {
 #[derive(Template, WebTemplate)]
 #[template(path = "members.html")]
 pub struct MembersPage {
-    pub workspace_name: String,
-    pub me: String,
-    pub csrf: String,
+    pub shell: Shell,
+    pub q: String,
     pub members: Vec<MemberRow>,
     pub total: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "member.html")]
+pub struct MemberPage {
+    pub shell: Shell,
+    pub id: String,
+    pub version: i64,
+    pub user_name: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub display_name: String,
+    pub role: String,
+    pub roles: [&'static str; 4],
+    pub active: bool,
+    pub scim_managed: bool,
+    pub editable: bool,
+    pub why_not: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings_sso.html")]
+pub struct SsoSettingsPage {
+    pub shell: Shell,
+    pub scim_enabled: bool,
+    pub scim_url: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub password_signin: bool,
+}
+
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub created_by: String,
+    pub created: String,
+    pub last_used: String,
+    pub revoked: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings_api.html")]
+pub struct ApiSettingsPage {
+    pub shell: Shell,
+    pub scim_url: String,
+    pub new_token: Option<String>,
+    pub tokens: Vec<TokenRow>,
+}
+
+pub struct GrantRow {
+    pub id: i64,
+    pub client: String,
+    pub by: String,
+    pub created: String,
+    pub scope: String,
+    pub last_used: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings_apps.html")]
+pub struct AppsSettingsPage {
+    pub shell: Shell,
+    pub grants: Vec<GrantRow>,
+}
+
+pub struct ActivityRow {
+    pub at: String,
+    pub operation: String,
+    pub user_name: String,
+    pub ok: bool,
+    pub status: i32,
+    pub detail: String,
+    pub actor: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "activity.html")]
+pub struct ActivityPage {
+    pub shell: Shell,
+    pub member_email: String,
+    pub failures_only: bool,
+    pub entries: Vec<ActivityRow>,
 }
 
 /// App host, authorization request: which workspace to authorize for.

@@ -321,3 +321,67 @@ pub async fn update(
         },
     }
 }
+
+/// Which page of the member list to show, in userName order.
+pub enum Cursor<'a> {
+    First,
+    After(&'a str),
+    Before(&'a str),
+}
+
+/// Members whose userName starts with `prefix` (folded), one page in userName order,
+/// by keyset: fast at any depth, using the (workspace_id, user_name_ci) index.
+pub async fn browse(
+    db: &Db,
+    workspace_id: i64,
+    prefix: &str,
+    cursor: Cursor<'_>,
+    limit: i64,
+) -> Result<Vec<Member>> {
+    let prefix = fold(prefix);
+    // Byte order everywhere, like the index (PostgreSQL: a "C"-collated index).
+    let c = match db.backend() {
+        super::Backend::Sqlite => "",
+        super::Backend::Postgres => " COLLATE \"C\"",
+    };
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND user_name_ci{c} >= $2");
+    // The upper bound of the prefix range: every string that starts with it sorts below.
+    let upper = (!prefix.is_empty()).then(|| format!("{prefix}\u{10FFFF}"));
+    if upper.is_some() {
+        sql.push_str(&format!(" AND user_name_ci{c} < $3"));
+    }
+    let (op, order) = match cursor {
+        Cursor::First => ("", "ASC"),
+        Cursor::After(_) => (">", "ASC"),
+        Cursor::Before(_) => ("<", "DESC"),
+    };
+    let key = match cursor {
+        Cursor::After(k) | Cursor::Before(k) => Some(fold(k)),
+        Cursor::First => None,
+    };
+    let next = if upper.is_some() { 4 } else { 3 };
+    if key.is_some() {
+        sql.push_str(&format!(" AND user_name_ci{c} {op} ${next}"));
+    }
+    let limit_at = next + usize::from(key.is_some());
+    sql.push_str(&format!(
+        " ORDER BY user_name_ci{c} {order} LIMIT ${limit_at}"
+    ));
+    let mut rows = on_pool!(db.reader(), |p| {
+        let mut q = sqlx::query_as::<_, Member>(&sql)
+            .bind(workspace_id)
+            .bind(&prefix);
+        if let Some(u) = &upper {
+            q = q.bind(u);
+        }
+        if let Some(k) = &key {
+            q = q.bind(k);
+        }
+        q.bind(limit).fetch_all(p).await
+    })?;
+    if matches!(cursor, Cursor::Before(_)) {
+        rows.reverse();
+    }
+    Ok(rows)
+}

@@ -77,3 +77,18 @@ pub async fn set_scim_enabled(db: &Db, workspace_id: i64, enabled: bool) -> Resu
     }
     Ok(())
 }
+
+pub async fn set_password_signin(db: &Db, workspace_id: i64, enabled: bool) -> Result<()> {
+    let done = on_pool!(db.writer(), |p| {
+        sqlx::query("UPDATE workspaces SET password_signin = $1 WHERE id = $2")
+            .bind(enabled)
+            .bind(workspace_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    if done == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! over a fresh database: SQLite by default, PostgreSQL when
 //! ROLLCALL_TEST_DATABASE_URL names a server (each test gets its own database).
 
+mod browser;
 mod foundation;
 mod harness;
 mod oauth;

@@ -1,0 +1,494 @@
+//! The signed-in workspace pages: members, and for admins the settings (SSO and
+//! SCIM, Public API tokens, authorized apps) and the provisioning activity.
+
+use super::pages::{SignedIn, urlencode};
+use super::views::*;
+use super::{AppState, csrf};
+use crate::domain::Role;
+use crate::error::AppError;
+use crate::ops;
+use crate::store::members::{self, Cursor};
+use crate::store::{activity, oauth, tokens, workspaces};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tower_sessions::Session;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/members", get(members_page))
+        .route("/members/{id}", get(member_page).post(member_update))
+        .route("/settings", get(|| async { Redirect::to("/settings/sso") }))
+        .route("/settings/sso", get(sso_settings))
+        .route("/settings/scim", post(scim_switch))
+        .route("/settings/password-signin", post(password_switch))
+        .route("/settings/api", get(api_settings))
+        .route("/settings/api/tokens", post(create_token))
+        .route("/settings/api/tokens/{id}/revoke", post(revoke_token))
+        .route("/settings/apps", get(apps_settings))
+        .route("/settings/apps/{id}/revoke", post(revoke_app))
+        .route("/activity", get(activity_page))
+}
+
+const PAGE_SIZE: i64 = 50;
+const NOTICE: &str = "flash_notice";
+const ERROR: &str = "flash_error";
+
+/// Say something on the next page shown.
+async fn flash(session: &Session, key: &str, text: impl Into<String>) {
+    let _ = session.insert(key, text.into()).await;
+}
+
+async fn shell(me: &SignedIn, tab: &'static str) -> Result<Shell, AppError> {
+    Ok(Shell {
+        workspace_name: me.workspace.name.clone(),
+        me: me.member.user_name.clone(),
+        csrf: csrf::token(&me.session).await?,
+        is_admin: is_admin(me),
+        tab,
+        notice: me.session.remove::<String>(NOTICE).await.ok().flatten(),
+        error: me.session.remove::<String>(ERROR).await.ok().flatten(),
+    })
+}
+
+fn is_admin(me: &SignedIn) -> bool {
+    me.member.role == Role::Admin.as_str()
+}
+
+fn require_admin(me: &SignedIn) -> Result<(), AppError> {
+    if is_admin(me) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "Only admins of this workspace can open its settings. Ask an admin if you need a change.".into(),
+        ))
+    }
+}
+
+fn when(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+fn when_opt(t: Option<OffsetDateTime>) -> String {
+    t.map(when).unwrap_or_else(|| "never".into())
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+async fn members_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Query(query): Query<MembersQuery>,
+) -> Result<MembersPage, AppError> {
+    let q = query.q.trim().to_owned();
+    let cursor = match (&query.after, &query.before) {
+        (Some(a), _) => Cursor::After(a),
+        (None, Some(b)) => Cursor::Before(b),
+        _ => Cursor::First,
+    };
+    // One extra row tells whether there is a further page.
+    let mut rows = members::browse(&state.db, me.workspace.id, &q, cursor, PAGE_SIZE + 1).await?;
+    let more = rows.len() as i64 > PAGE_SIZE;
+    if more {
+        match cursor_is_before(&query) {
+            true => {
+                rows.remove(0);
+            }
+            false => {
+                rows.pop();
+            }
+        }
+    }
+    let link =
+        |key: &str, value: &str| format!("/members?q={}&{key}={}", urlencode(&q), urlencode(value));
+    let (first, last) = (
+        rows.first().map(|m| m.user_name.clone()),
+        rows.last().map(|m| m.user_name.clone()),
+    );
+    let backwards = cursor_is_before(&query);
+    let has_prev = if backwards {
+        more
+    } else {
+        query.after.is_some()
+    };
+    let has_next = if backwards { true } else { more };
+    let prev = first.filter(|_| has_prev).map(|f| link("before", &f));
+    let next = last.filter(|_| has_next).map(|l| link("after", &l));
+    Ok(MembersPage {
+        total: members::count(&state.db, me.workspace.id).await?,
+        members: rows
+            .into_iter()
+            .map(|m| MemberRow {
+                id: m.id.to_string(),
+                display_name: m.display_name.clone().unwrap_or_default(),
+                user_name: m.user_name,
+                role: m.role,
+                active: m.active,
+                scim_managed: m.scim_managed,
+            })
+            .collect(),
+        shell: shell(&me, "members").await?,
+        q,
+        prev,
+        next,
+    })
+}
+
+fn cursor_is_before(q: &MembersQuery) -> bool {
+    q.after.is_none() && q.before.is_some()
+}
+
+async fn load_member(
+    state: &AppState,
+    me: &SignedIn,
+    id: &str,
+) -> Result<members::Member, AppError> {
+    let missing = || AppError::NotFound("There is no such member in this workspace.".into());
+    let id = Uuid::parse_str(id).map_err(|_| missing())?;
+    members::by_id(&state.db, me.workspace.id, id)
+        .await?
+        .ok_or_else(missing)
+}
+
+async fn member_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+) -> Result<MemberPage, AppError> {
+    let m = load_member(&state, &me, &id).await?;
+    let name = |k: &str| {
+        m.resource
+            .0
+            .get("name")
+            .and_then(|n| n.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (editable, why_not) = match ops::may_edit(&m) {
+        _ if !is_admin(&me) => (false, "Only admins can change members.".to_owned()),
+        Ok(()) => (true, String::new()),
+        Err(why) => (false, why),
+    };
+    Ok(MemberPage {
+        id: m.id.to_string(),
+        version: m.version,
+        given_name: name("givenName"),
+        family_name: name("familyName"),
+        display_name: m.display_name.clone().unwrap_or_default(),
+        role: m.role.clone(),
+        roles: Role::ALL.map(Role::as_str),
+        active: m.active,
+        scim_managed: m.scim_managed,
+        user_name: m.user_name,
+        editable,
+        why_not,
+        shell: shell(&me, "members").await?,
+    })
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf: String,
+    version: i64,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    active: Option<String>,
+}
+
+async fn member_update(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let m = load_member(&state, &me, &id).await?;
+    let role = Role::parse(&form.role).map_err(|e| AppError::BadRequest(e.0))?;
+    let edit = ops::MemberEdit {
+        given_name: form.given_name,
+        family_name: form.family_name,
+        display_name: form.display_name,
+        role,
+        active: form.active.is_some(),
+    };
+    match ops::edit_member(&state.db, &me.member, &m, edit, form.version).await {
+        Ok(_) => flash(&me.session, NOTICE, format!("Saved {}.", m.user_name)).await,
+        Err(why) => flash(&me.session, ERROR, why).await,
+    }
+    Ok(Redirect::to(&format!("/members/{}", m.id)).into_response())
+}
+
+fn scim_url(state: &AppState) -> String {
+    format!("{}/scim/v2", state.config.base())
+}
+
+async fn sso_settings(
+    State(state): State<AppState>,
+    me: SignedIn,
+) -> Result<SsoSettingsPage, AppError> {
+    require_admin(&me)?;
+    Ok(SsoSettingsPage {
+        scim_enabled: me.workspace.scim_enabled,
+        scim_url: scim_url(&state),
+        authorize_url: format!("{}/oauth2/authorize", state.config.base()),
+        token_url: format!("{}/oauth2/token", state.config.base()),
+        password_signin: me.workspace.password_signin,
+        shell: shell(&me, "sso").await?,
+    })
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    csrf: String,
+    enabled: String,
+}
+
+async fn scim_switch(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<SwitchForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let on = form.enabled == "on";
+    workspaces::set_scim_enabled(&state.db, me.workspace.id, on).await?;
+    let text = if on {
+        "SCIM provisioning is on. Your identity provider can now create and update members."
+    } else {
+        "SCIM provisioning is off. The API now refuses every request."
+    };
+    flash(&me.session, NOTICE, text).await;
+    Ok(Redirect::to("/settings/sso"))
+}
+
+async fn password_switch(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<SwitchForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let on = form.enabled == "on";
+    workspaces::set_password_signin(&state.db, me.workspace.id, on).await?;
+    flash(
+        &me.session,
+        NOTICE,
+        if on {
+            "Password sign-in is on."
+        } else {
+            "Password sign-in is off."
+        },
+    )
+    .await;
+    Ok(Redirect::to("/settings/sso"))
+}
+
+async fn api_page(
+    state: &AppState,
+    me: &SignedIn,
+    new_token: Option<String>,
+) -> Result<Response, AppError> {
+    let rows = tokens::list(&state.db, me.workspace.id).await?;
+    let page = ApiSettingsPage {
+        scim_url: scim_url(state),
+        new_token,
+        tokens: rows
+            .into_iter()
+            .map(|t| TokenRow {
+                id: t.id,
+                name: t.name,
+                prefix: t.prefix,
+                created_by: t.created_by,
+                created: when(t.created_at),
+                last_used: when_opt(t.last_used_at),
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect(),
+        shell: shell(me, "api").await?,
+    };
+    let mut resp = page.into_response();
+    // The page may carry a secret shown once: never cache it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+async fn api_settings(State(state): State<AppState>, me: SignedIn) -> Result<Response, AppError> {
+    require_admin(&me)?;
+    api_page(&state, &me, None).await
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf: String,
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        flash(
+            &me.session,
+            ERROR,
+            "Give the token a name of up to 100 characters.",
+        )
+        .await;
+        return Ok(Redirect::to("/settings/api").into_response());
+    }
+    let token = ops::create_api_token(
+        &state.db,
+        &me.workspace.subdomain,
+        name,
+        &me.member.user_name,
+    )
+    .await
+    .map_err(AppError::Internal)?;
+    flash(&me.session, NOTICE, format!("Token “{name}” created.")).await;
+    api_page(&state, &me, Some(token)).await
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    tokens::revoke(&state.db, me.workspace.id, id).await?;
+    flash(
+        &me.session,
+        NOTICE,
+        "Token revoked. Requests that use it are refused from now on.",
+    )
+    .await;
+    Ok(Redirect::to("/settings/api"))
+}
+
+async fn apps_settings(
+    State(state): State<AppState>,
+    me: SignedIn,
+) -> Result<AppsSettingsPage, AppError> {
+    require_admin(&me)?;
+    let grants = oauth::list_grants(&state.db, me.workspace.id).await?;
+    Ok(AppsSettingsPage {
+        grants: grants
+            .into_iter()
+            .map(|g| GrantRow {
+                id: g.id,
+                client: g.client_name,
+                by: g.member_user_name,
+                created: when(g.created_at),
+                scope: g.scope,
+                last_used: when_opt(g.last_used_at),
+            })
+            .collect(),
+        shell: shell(&me, "apps").await?,
+    })
+}
+
+async fn revoke_app(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    oauth::revoke_grant(&state.db, me.workspace.id, id).await?;
+    flash(
+        &me.session,
+        NOTICE,
+        "Access revoked. The app's tokens no longer work.",
+    )
+    .await;
+    Ok(Redirect::to("/settings/apps"))
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    member: Option<String>,
+    #[serde(default)]
+    member_email: String,
+    outcome: Option<String>,
+}
+
+async fn activity_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Query(q): Query<ActivityQuery>,
+) -> Result<ActivityPage, AppError> {
+    require_admin(&me)?;
+    let failures_only = q.outcome.as_deref() == Some("failures");
+    let mut member_email = q.member_email.trim().to_owned();
+    let mut member_id = q.member.as_deref().and_then(|m| Uuid::parse_str(m).ok());
+    if let Some(id) = member_id {
+        if let Some(m) = members::by_id(&state.db, me.workspace.id, id).await? {
+            member_email = m.user_name;
+        }
+    } else if !member_email.is_empty() {
+        // An unknown email shows nothing rather than everything.
+        member_id = Some(
+            members::credentials(&state.db, me.workspace.id, &member_email)
+                .await?
+                .map_or(Uuid::nil(), |(m, _)| m.id),
+        );
+    }
+    let entries =
+        activity::recent(&state.db, me.workspace.id, member_id, failures_only, 200).await?;
+    Ok(ActivityPage {
+        entries: entries
+            .into_iter()
+            .map(|a| ActivityRow {
+                at: when(a.at),
+                operation: a.operation,
+                user_name: a.user_name.unwrap_or_default(),
+                ok: a.status < 400,
+                status: a.status,
+                detail: a.detail,
+                actor: a.actor,
+            })
+            .collect(),
+        member_email,
+        failures_only,
+        shell: shell(&me, "activity").await?,
+    })
+}

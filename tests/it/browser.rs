@@ -1,0 +1,508 @@
+//! The admin pages in a real headless Chromium (Debian's chromium + chromedriver),
+//! driven through WebDriver. Every page is screenshotted to target/screenshots/.
+//!
+//! `scripts/test` sets ROLLCALL_BROWSER_TESTS=1 (and installs Chromium), which makes
+//! these tests mandatory; elsewhere they skip when chromedriver is not installed.
+
+use crate::harness::TestApp;
+use crate::scim::okta_create;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: std::path::PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// None when browsers are not available and not required.
+    async fn start() -> Option<Browser> {
+        let required = std::env::var("ROLLCALL_BROWSER_TESTS").is_ok_and(|v| v == "1");
+        let driver_bin =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        if !std::path::Path::new(&driver_bin).exists() {
+            assert!(
+                !required,
+                "ROLLCALL_BROWSER_TESTS=1 but {driver_bin} is missing"
+            );
+            eprintln!("skipping: no chromedriver (scripts/test installs it)");
+            return None;
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("rollcall-chrome-{}", uuid::Uuid::new_v4().simple()));
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display())
+                ]
+            }
+        }))
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_err = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls()
+                .expect("tls")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Some(Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    });
+                }
+                Err(e) => last_err = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start: {last_err:?}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("no {css}"));
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    /// Click something that submits a form or follows a link, and wait until the
+    /// next page has replaced this one.
+    async fn click(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("no {css}"))
+            .click()
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                // Stale: the new document is loading; wait for its body.
+                for _ in 0..200 {
+                    if self.client.find(Locator::Css("body")).await.is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("clicking {css} did not load a new page");
+    }
+
+    async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    async fn url(&self) -> url::Url {
+        self.client.current_url().await.unwrap()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn sign_in(&self, app: &TestApp, sub: &str, email: &str, password: &str) {
+        self.goto(&app.ws_url(sub, "/signin")).await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("form[action='/signin'] button[type=submit]")
+            .await;
+    }
+
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+async fn scim_status(app: &TestApp, token: &str) -> u16 {
+    app.api()
+        .get(app.url("/scim/v2/Users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn okta_admin_authenticates_with_rollcall() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let redirect = "http://localhost:9/okta/callback";
+    let okta = rollcall::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
+        .await
+        .unwrap();
+
+    // What Okta's "Authenticate with Rollcall" button opens.
+    let authorize = format!(
+        "{}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&state=okta-state-1",
+        app.base,
+        okta.client_id,
+        rollcall::http::pages::urlencode(redirect)
+    );
+    b.goto(&authorize).await;
+    b.screenshot("01-authorize-workspace").await;
+    b.fill("input[name=subdomain]", "acme").await;
+    b.click("button[type=submit]").await;
+    assert_eq!(
+        b.url().await.host_str(),
+        Some("acme.localhost"),
+        "on to the workspace host"
+    );
+    b.screenshot("02-sign-in").await;
+    b.fill("#email", &email).await;
+    b.fill("#password", &password).await;
+    b.click("form[action='/signin'] button[type=submit]").await;
+
+    let consent = b.text().await;
+    assert!(
+        consent.contains("Allow Okta to access acme Inc?"),
+        "{consent}"
+    );
+    b.screenshot("03-consent").await;
+    b.click("button[value=allow]").await;
+
+    // The browser is sent back to Okta with a code (nothing listens there).
+    let back = b.url().await;
+    let params: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(back.path(), "/okta/callback");
+    assert_eq!(params["state"], "okta-state-1");
+    assert_eq!(params["iss"], app.base);
+    let code = &params["code"];
+
+    // Okta's back channel: the token, then a SCIM call.
+    let tokens: Value = app
+        .api()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&okta.client_id, okta.client_secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("access token");
+    assert_eq!(scim_status(&app, access).await, 200);
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admin_switches_scim_and_manages_tokens() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    b.sign_in(&app, "acme", &email, &password).await;
+    b.screenshot("04-members").await;
+
+    b.goto(&app.ws_url("acme", "/settings/sso")).await;
+    assert!(b.text().await.contains("SCIM provisioning is off"));
+    b.click("button[value=on]").await;
+    let page = b.text().await;
+    assert!(page.contains("SCIM provisioning is on"), "{page}");
+    assert_eq!(b.value("#scim-url").await, app.url("/scim/v2"));
+    b.screenshot("05-settings-sso-and-scim").await;
+
+    // Generate a token: shown once, works at once.
+    b.goto(&app.ws_url("acme", "/settings/api")).await;
+    b.fill("#token-name", "Okta provisioning").await;
+    b.click("form[action='/settings/api/tokens'] button[type=submit]")
+        .await;
+    let token = b.value("#new-token").await;
+    assert!(token.starts_with("rc_pat_"), "{token}");
+    b.screenshot("06-public-api-token").await;
+    assert_eq!(scim_status(&app, &token).await, 200);
+
+    // Switch SCIM off: 403; back on: 200.
+    b.goto(&app.ws_url("acme", "/settings/sso")).await;
+    b.click("button[value=off]").await;
+    assert_eq!(scim_status(&app, &token).await, 403);
+    b.click("button[value=on]").await;
+    assert_eq!(scim_status(&app, &token).await, 200);
+
+    // Revoke it: 401 after.
+    b.goto(&app.ws_url("acme", "/settings/api")).await;
+    assert!(b.text().await.contains("Okta provisioning"));
+    b.click("button[aria-label='Revoke token Okta provisioning']")
+        .await;
+    assert!(b.text().await.contains("Token revoked"));
+    assert_eq!(scim_status(&app, &token).await, 401);
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scim_members_are_read_only_and_local_members_editable() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+        .await
+        .unwrap();
+    let created: Value = app
+        .api()
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&token)
+        .json(&okta_create("ada@acme.test", "00u1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    b.sign_in(&app, "acme", &email, &password).await;
+    let list = b.text().await;
+    assert!(
+        list.contains("ada@acme.test") && list.contains("SCIM"),
+        "{list}"
+    );
+    b.goto(&app.ws_url("acme", "/members?q=ADA")).await;
+    let rows = b
+        .client
+        .find(Locator::Css("tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        rows.contains("ada@acme.test") && !rows.contains(&email),
+        "{rows}"
+    );
+
+    b.goto(&app.ws_url("acme", &format!("/members/{id}"))).await;
+    let page = b.text().await;
+    assert!(page.contains("managed by your identity provider"), "{page}");
+    let disabled = b
+        .client
+        .find(Locator::Css("fieldset"))
+        .await
+        .unwrap()
+        .attr("disabled")
+        .await
+        .unwrap();
+    assert!(disabled.is_some(), "the form is disabled");
+    assert!(
+        b.client
+            .find(Locator::Css("fieldset button[type=submit]"))
+            .await
+            .is_err(),
+        "no save button"
+    );
+    b.screenshot("07-member-scim-read-only").await;
+
+    // A member Rollcall manages itself can be edited by an admin.
+    let viewer = rollcall::ops::local_member(
+        &rollcall::domain::Email::parse("bob@acme.test").unwrap(),
+        rollcall::domain::Role::Viewer,
+    );
+    let bob = rollcall::store::members::create(&app.db, 1, &viewer, None)
+        .await
+        .unwrap();
+    b.goto(&app.ws_url("acme", &format!("/members/{}", bob.id)))
+        .await;
+    b.fill("#given_name", "Bob").await;
+    b.client
+        .find(Locator::Css("#role option[value=maker]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap(); // no navigation
+    b.click("fieldset button[type=submit]").await;
+    assert!(b.text().await.contains("Saved bob@acme.test"));
+    let saved = rollcall::store::members::by_id(&app.db, 1, bob.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (saved.role.as_str(), saved.given_name.as_deref()),
+        ("maker", Some("Bob"))
+    );
+    assert!(!saved.scim_managed);
+    b.screenshot("08-member-edit").await;
+
+    // A direct POST to edit the SCIM member is refused too.
+    b.goto(&app.ws_url("acme", "/activity")).await;
+    assert!(b.text().await.contains("ada@acme.test"));
+    b.screenshot("09-provisioning-activity").await;
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admin_revokes_an_authorized_app() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let redirect = "http://localhost:9/cb";
+    let client = rollcall::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
+        .await
+        .unwrap();
+
+    b.sign_in(&app, "acme", &email, &password).await;
+    b.goto(&format!(
+        "{}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&state=s",
+        app.ws_url("acme", ""),
+        client.client_id,
+        rollcall::http::pages::urlencode(redirect)
+    ))
+    .await;
+    b.click("button[value=allow]").await;
+    let code = b
+        .url()
+        .await
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    let tokens: Value = app
+        .api()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.client_id, client.client_secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(scim_status(&app, &access).await, 200);
+
+    b.goto(&app.ws_url("acme", "/settings/apps")).await;
+    let page = b.text().await;
+    assert!(page.contains("Okta") && page.contains(&email), "{page}");
+    b.screenshot("10-authorized-apps").await;
+    b.click("button[aria-label='Revoke Okta']").await;
+    assert!(b.text().await.contains("Access revoked"));
+    assert_eq!(scim_status(&app, &access).await, 401);
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn non_admins_get_a_403_page_and_errors_share_the_look() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    app.workspace("acme").await;
+    let hash = rollcall::secrets::hash_password("viewer-password-1".into()).await;
+    let viewer = rollcall::ops::local_member(
+        &rollcall::domain::Email::parse("vic@acme.test").unwrap(),
+        rollcall::domain::Role::Viewer,
+    );
+    rollcall::store::members::create(&app.db, 1, &viewer, Some(&hash))
+        .await
+        .unwrap();
+    b.sign_in(&app, "acme", "vic@acme.test", "viewer-password-1")
+        .await;
+    let page = b.text().await;
+    assert!(
+        page.contains("Members of acme Inc"),
+        "{} {page}",
+        b.url().await
+    );
+    b.goto(&app.ws_url("acme", "/settings/api")).await;
+    let page = b.text().await;
+    assert!(page.contains("Only admins"), "{page}");
+    b.screenshot("11-forbidden").await;
+    b.goto(&app.ws_url("nope", "/signin")).await;
+    assert!(b.text().await.contains("There is no workspace called"));
+    b.screenshot("12-not-found").await;
+    b.close().await;
+    app.stop().await;
+}
