@@ -1,6 +1,7 @@
 //! The signed-in workspace pages: members, and for admins the settings (SSO and
 //! SCIM, Public API tokens, authorized apps) and the provisioning activity.
 
+use super::extract::{PageForm, PageQuery};
 use super::pages::{SignedIn, urlencode};
 use super::views::*;
 use super::{AppState, csrf};
@@ -9,11 +10,11 @@ use crate::error::AppError;
 use crate::ops;
 use crate::store::members::{self, Cursor};
 use crate::store::{activity, oauth, tokens, workspaces};
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tower_sessions::Session;
@@ -92,7 +93,7 @@ struct MembersQuery {
 async fn members_page(
     State(state): State<AppState>,
     me: SignedIn,
-    Query(query): Query<MembersQuery>,
+    PageQuery(query): PageQuery<MembersQuery>,
 ) -> Result<MembersPage, AppError> {
     let q = query.q.trim().to_owned();
     let cursor = match (&query.after, &query.before) {
@@ -220,7 +221,7 @@ async fn member_update(
     me: SignedIn,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<MemberForm>,
+    PageForm(form): PageForm<MemberForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -269,7 +270,7 @@ async fn scim_switch(
     State(state): State<AppState>,
     me: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<SwitchForm>,
+    PageForm(form): PageForm<SwitchForm>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -288,7 +289,7 @@ async fn password_switch(
     State(state): State<AppState>,
     me: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<SwitchForm>,
+    PageForm(form): PageForm<SwitchForm>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -352,7 +353,7 @@ async fn create_token(
     State(state): State<AppState>,
     me: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    PageForm(form): PageForm<TokenForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -388,7 +389,7 @@ async fn revoke_token(
     me: SignedIn,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -429,7 +430,7 @@ async fn revoke_app(
     me: SignedIn,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     require_admin(&me)?;
@@ -454,7 +455,7 @@ struct ActivityQuery {
 async fn activity_page(
     State(state): State<AppState>,
     me: SignedIn,
-    Query(q): Query<ActivityQuery>,
+    PageQuery(q): PageQuery<ActivityQuery>,
 ) -> Result<ActivityPage, AppError> {
     require_admin(&me)?;
     let failures_only = q.outcome.as_deref() == Some("failures");

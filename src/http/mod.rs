@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bearer;
 pub mod csrf;
+pub mod extract;
 pub mod host;
 pub mod oauth;
 pub mod pages;

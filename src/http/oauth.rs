@@ -3,6 +3,7 @@
 //! Workspace host: `/oauth2/authorize` again (sign-in, then consent). The rules are in
 //! `crate::oauth`; state in `store::oauth`.
 
+use super::extract::PageForm;
 use super::pages::SignedIn;
 use super::views::{ConsentPage, OAuthWorkspacePage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
@@ -21,7 +22,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 pub fn app_routes() -> Router<AppState> {
@@ -116,7 +117,7 @@ struct WorkspaceForm {
 /// workspace's host.
 async fn choose_workspace(
     State(state): State<AppState>,
-    Form(form): Form<WorkspaceForm>,
+    PageForm(form): PageForm<WorkspaceForm>,
 ) -> Result<Response, AppError> {
     let (params, req, _) = match check_request(&state, &form.request).await {
         Ok(ok) => ok,
@@ -221,7 +222,7 @@ async fn consent(
     State(state): State<AppState>,
     me: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<ConsentForm>,
+    PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
     let (_, req, client) = match check_request(&state, &form.request).await {

@@ -1,6 +1,7 @@
 //! Browser pages: the app host's start page; a workspace's sign-in, sign-out and
 //! member list.
 
+use super::extract::{PageForm, PageQuery};
 use super::views::{HomePage, SignInPage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
 use crate::domain::Subdomain;
@@ -8,12 +9,12 @@ use crate::error::AppError;
 use crate::secrets;
 use crate::store::rate_limits::{self, Limit, Verdict};
 use crate::store::{members, workspaces};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 use uuid::Uuid;
@@ -51,7 +52,7 @@ struct SubdomainForm {
 
 async fn go_to_workspace(
     State(state): State<AppState>,
-    Form(form): Form<SubdomainForm>,
+    PageForm(form): PageForm<SubdomainForm>,
 ) -> Result<Response, AppError> {
     let again = |error: String| {
         (
@@ -170,7 +171,7 @@ struct NextQuery {
 async fn signin_page(
     Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
     session: Session,
-    Query(q): Query<NextQuery>,
+    PageQuery(q): PageQuery<NextQuery>,
 ) -> Result<SignInPage, AppError> {
     Ok(SignInPage {
         workspace_name: ws.name,
@@ -199,7 +200,7 @@ async fn signin(
     session: Session,
     headers: HeaderMap,
     ip: RemoteIp,
-    Form(form): Form<SignInForm>,
+    PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, &headers, &form.csrf).await?;
     if !ws.password_signin {
@@ -299,7 +300,7 @@ struct CsrfForm {
 async fn signout(
     session: Session,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&session, &headers, &form.csrf).await?;
     session

@@ -180,6 +180,10 @@ fn normalize_attr(
     }
 }
 
+/// Attributes that must arrive as JSON strings: they are email addresses here. (A
+/// numeric externalId, a client's database key, is read as its text.)
+const IDENTIFIERS: &[&str] = &["userName", "emails.value"];
+
 /// A singular simple value. `Ok(None)` means absent (null or blank string).
 fn normalize_simple(
     attr: &Attribute,
@@ -210,8 +214,14 @@ fn normalize_simple(
         AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime => {
             match value {
                 Value::String(s) => Ok(Some(Value::String(s.trim().to_owned()))),
-                Value::Number(n) => Ok(Some(Value::String(n.to_string()))),
-                Value::Bool(b) => Ok(Some(Value::String(b.to_string()))),
+                // Numbers for free-text attributes (employeeNumber: 12345) are read as
+                // their text; for identifiers a number means a broken client.
+                Value::Number(n) if !IDENTIFIERS.contains(&label) => {
+                    Ok(Some(Value::String(n.to_string())))
+                }
+                Value::Bool(b) if !IDENTIFIERS.contains(&label) => {
+                    Ok(Some(Value::String(b.to_string())))
+                }
                 other => Err(ScimError::invalid_value(format!(
                     "{label} must be a string, got {}",
                     kind(other)
@@ -1281,6 +1291,19 @@ mod tests {
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "admin", "primary": false}]}));
         assert_eq!(v["roles"][0]["primary"], false);
         assert_eq!(facts(&v).role, "admin");
+    }
+
+    #[test]
+    fn identifiers_must_be_strings() {
+        for body in [
+            json!({"userName": 12}),
+            json!({"userName": true}),
+            json!({"userName": "a@b.c", "emails": [1, 2]}),
+            json!({"userName": "a@b.c", "emails": [{"value": 3}]}),
+        ] {
+            let err = normalize_user(&body).unwrap_err();
+            assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{body}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod browser;
 mod foundation;
 mod harness;
+mod hostile;
 mod oauth;
 mod scim;
 mod scim_filter_prop;
