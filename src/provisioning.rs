@@ -185,23 +185,33 @@ pub async fn replace(
     if_match: Option<&str>,
 ) -> Outcome {
     let result = async {
-        let current = get(db, who.workspace.id, id).await?;
-        check_if_match(if_match, current.version)?;
         let canonical = resource::normalize_user(body)?;
-        let expected = if_match.map(|_| current.version);
-        members::update(
-            db,
-            who.workspace.id,
-            current.id,
-            &member_data(canonical),
-            expected,
-        )
+        let data = member_data(canonical);
+        modify(db, who.workspace.id, id, |current| {
+            check_if_match(if_match, current.version)?;
+            Ok(data)
+        })
         .await
-        .map_err(store_error)
     }
     .await;
     log_update(db, who, "replace", &result, "replaced").await;
     result
+}
+
+/// Change one member atomically (see `members::modify`): `change` checks and
+/// computes the new data from the locked current state.
+async fn modify(
+    db: &Db,
+    workspace_id: i64,
+    id: &str,
+    change: impl FnOnce(&Member) -> Result<MemberData, ScimError>,
+) -> Outcome {
+    let uuid = parse_id(id)?;
+    match members::modify(db, workspace_id, uuid, change).await {
+        Ok(outcome) => outcome,
+        Err(StoreError::NotFound) => Err(ScimError::not_found(format!("no User with id '{id}'"))),
+        Err(e) => Err(store_error(e)),
+    }
 }
 
 async fn log_update(db: &Db, who: &Principal, operation: &str, result: &Outcome, what: &str) {
@@ -256,27 +266,14 @@ pub async fn patch(
 ) -> Outcome {
     let result = async {
         let ops = patch::parse_request(body)?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let current = get(db, who.workspace.id, id).await?;
+        // Applied to the locked current state: concurrent PATCHes queue, none is lost.
+        modify(db, who.workspace.id, id, |current| {
             check_if_match(if_match, current.version)?;
             let mut doc = current.resource.0.clone();
             patch::apply(&mut doc, &ops)?;
-            let canonical = resource::normalize_user(&doc)?;
-            match members::update(
-                db,
-                who.workspace.id,
-                current.id,
-                &member_data(canonical),
-                Some(current.version),
-            )
-            .await
-            {
-                Err(StoreError::VersionMismatch) if if_match.is_none() && attempts < 10 => continue,
-                other => return other.map_err(store_error),
-            }
-        }
+            Ok(member_data(resource::normalize_user(&doc)?))
+        })
+        .await
     }
     .await;
     log_update(db, who, "patch", &result, &describe_patch(body)).await;

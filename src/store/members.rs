@@ -271,21 +271,49 @@ pub async fn update(
     data: &MemberData,
     expected_version: Option<i64>,
 ) -> Result<Member> {
-    let version_check = if expected_version.is_some() {
-        " AND version = $14"
-    } else {
-        ""
+    modify(db, workspace_id, id, |current| match expected_version {
+        Some(v) if v != current.version => Err(StoreError::VersionMismatch),
+        _ => Ok(data.clone()),
+    })
+    .await?
+}
+
+/// Read-modify-write of one member in one write transaction, the row locked
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`), so concurrent
+/// writers queue instead of losing updates. `change` sees the current member and
+/// returns the new data, or refuses with its own error (nothing is written then).
+pub async fn modify<E>(
+    db: &Db,
+    workspace_id: i64,
+    id: Uuid,
+    change: impl FnOnce(&Member) -> std::result::Result<MemberData, E>,
+) -> Result<std::result::Result<Member, E>> {
+    let (begin, lock) = match db.backend() {
+        super::Backend::Sqlite => ("BEGIN IMMEDIATE", ""),
+        super::Backend::Postgres => ("BEGIN", " FOR UPDATE"),
     };
-    let sql = format!(
+    let select = format!("SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND id = $2{lock}");
+    let update = format!(
         "UPDATE members SET user_name = $3, user_name_ci = $4, external_id = $5, display_name = $6, \
          given_name = $7, family_name = $8, role = $9, active = $10, scim_managed = $11, resource = $12, \
-         updated_at = $13, version = version + 1 \
-         WHERE workspace_id = $1 AND id = $2{version_check} RETURNING {COLUMNS}"
+         updated_at = $13, version = version + 1 WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
     );
-    let emails = email_keys(data);
-    let updated = on_pool!(db.writer(), |p| {
-        let mut tx = p.begin().await?;
-        let mut q = sqlx::query_as::<_, Member>(&sql)
+    on_pool!(db.writer(), |p| {
+        let mut tx = p.begin_with(begin).await?;
+        let current = sqlx::query_as::<_, Member>(&select)
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let data = match change(&current) {
+            Ok(d) => d,
+            Err(refused) => {
+                tx.rollback().await?;
+                return Ok(Err(refused));
+            }
+        };
+        let member = sqlx::query_as::<_, Member>(&update)
             .bind(workspace_id)
             .bind(id)
             .bind(&data.user_name)
@@ -298,28 +326,18 @@ pub async fn update(
             .bind(data.active)
             .bind(data.scim_managed)
             .bind(Json(&data.resource))
-            .bind(now());
-        if let Some(v) = expected_version {
-            q = q.bind(v);
-        }
-        let member = q.fetch_optional(&mut *tx).await.map_err(conflict)?;
-        if member.is_some() {
-            sqlx::query("DELETE FROM member_emails WHERE member_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            insert_emails!(&mut *tx, id, workspace_id, &emails);
-        }
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        sqlx::query("DELETE FROM member_emails WHERE member_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_emails!(&mut *tx, id, workspace_id, &email_keys(&data));
         tx.commit().await?;
-        Ok::<_, StoreError>(member)
-    })?;
-    match updated {
-        Some(m) => Ok(m),
-        None => match by_id(db, workspace_id, id).await? {
-            Some(_) => Err(StoreError::VersionMismatch),
-            None => Err(StoreError::NotFound),
-        },
-    }
+        Ok(Ok(member))
+    })
 }
 
 /// Which page of the member list to show, in userName order.

@@ -14,6 +14,8 @@ pub struct TestApp {
     /// `http://localhost:PORT`
     pub base: String,
     pub db: Db,
+    /// The database this server uses, for a second server or a restart.
+    pub database_url: String,
 }
 
 /// Resolve every name to loopback: `*.localhost` are the workspace hosts.
@@ -88,6 +90,7 @@ impl TestApp {
             addr,
             base,
             db,
+            database_url: database_url.to_owned(),
         }
     }
 

@@ -3,9 +3,11 @@
 //! ROLLCALL_TEST_DATABASE_URL names a server (each test gets its own database).
 
 mod browser;
+mod crash;
 mod foundation;
 mod harness;
 mod hostile;
 mod oauth;
+mod scale_out;
 mod scim;
 mod scim_filter_prop;

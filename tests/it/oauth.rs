@@ -13,7 +13,7 @@ const REDIRECT: &str = "http://localhost:9999/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-async fn register(app: &TestApp, name: &str, public: bool) -> CreatedClient {
+pub(crate) async fn register(app: &TestApp, name: &str, public: bool) -> CreatedClient {
     ops::create_client(&app.db, name, &[REDIRECT.to_owned()], public)
         .await
         .expect("client")
@@ -24,7 +24,7 @@ fn enc(s: &str) -> String {
 }
 
 /// `response_type=code&client_id=..&redirect_uri=..&state=xyz` plus `extra`.
-fn authorize_query(client_id: &str, extra: &str) -> String {
+pub(crate) fn authorize_query(client_id: &str, extra: &str) -> String {
     format!(
         "response_type=code&client_id={}&redirect_uri={}&state=xyz{extra}",
         enc(client_id),
@@ -168,7 +168,7 @@ async fn answer(
 }
 
 /// The whole browser part: a code for `query`.
-async fn code_for(app: &TestApp, query: &str, email: &str, password: &str) -> String {
+pub(crate) async fn code_for(app: &TestApp, query: &str, email: &str, password: &str) -> String {
     let browser = app.browser();
     let consent = to_consent(app, &browser, query, email, password).await;
     let p = answer(app, &browser, &consent, "allow").await;
@@ -200,7 +200,7 @@ async fn post(
     (status, headers, body)
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     c: &CreatedClient,
     code: &str,
@@ -258,7 +258,7 @@ async fn introspect(app: &TestApp, c: &CreatedClient, token: &str) -> Value {
     body
 }
 
-async fn revoke(app: &TestApp, c: &CreatedClient, token: &str) -> StatusCode {
+pub(crate) async fn revoke(app: &TestApp, c: &CreatedClient, token: &str) -> StatusCode {
     post(
         app,
         "/oauth2/revoke",

@@ -967,3 +967,48 @@ async fn writes_are_recorded_in_the_activity_log() {
     assert_eq!(failures[0].user_name.as_deref(), Some("LOG@acme.test"));
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn parallel_patches_lose_nothing_and_if_match_lets_one_win() {
+    let s = Scim::start().await;
+    let u = s.create("busy@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+
+    // 20 concurrent PATCHes, each adding its own phone number: all of them land.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (client, url, token) = (s.app.api(), s.url(&path), s.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let op = json!({"Operations": [{"op": "add", "path": "phoneNumbers", "value": [{"value": format!("+1 555 01{i:02}"), "type": "work"}]}]});
+            client.patch(url).bearer_auth(token).json(&op).send().await.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let now = s.get(&path).await.body;
+    assert_eq!(
+        now["phoneNumbers"].as_array().unwrap().len(),
+        20,
+        "no lost update: {now}"
+    );
+    assert_eq!(now["meta"]["version"], "W/\"21\"");
+
+    // 10 concurrent PATCHes that all say If-Match: the current version. One wins.
+    let etag = now["meta"]["version"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (client, url, token, etag) = (s.app.api(), s.url(&path), s.token.clone(), etag.clone());
+        tasks.push(tokio::spawn(async move {
+            let op = json!({"Operations": [{"op": "replace", "path": "title", "value": format!("t{i}")}]});
+            client.patch(url).bearer_auth(token).header("if-match", etag).json(&op).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [vec![200], vec![412; 9]].concat());
+    s.app.stop().await;
+}

@@ -1,0 +1,115 @@
+//! Two Rollcall servers on one database, as when several processes share
+//! PostgreSQL (SQLite is checked too: two processes on one file). Nothing that
+//! matters lives in one process: codes, tokens, sessions and uniqueness hold across.
+
+use crate::harness::{TestApp, form_value};
+use crate::oauth::{authorize_query, code_for, exchange, register, revoke};
+use crate::scim::okta_create;
+
+#[tokio::test]
+async fn two_servers_share_codes_tokens_sessions_and_uniqueness() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(&a.database_url, |_| {}).await;
+    let (email, password) = a.workspace("acme").await;
+    rollcall::ops::set_scim(&a.db, "acme", true).await.unwrap();
+    let okta = register(&a, "Okta", false).await;
+
+    // Authorize on A, redeem on B.
+    let code = code_for(&a, &authorize_query(&okta.client_id, ""), &email, &password).await;
+    let (status, tokens) = exchange(&b, &okta, &code, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // SCIM writes on both at once: uniqueness holds across processes.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (client, url, token) = (app.api(), app.url("/scim/v2/Users"), access.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&okta_create("shared@acme.test", &format!("e{i}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+
+    // Revocation on A is seen at once on B.
+    let on_b = |token: String| {
+        let (client, url) = (b.api(), b.url("/scim/v2/Users"));
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(on_b(access.clone()).await, 200);
+    assert_eq!(revoke(&a, &okta, &access).await, 200);
+    assert_eq!(on_b(access).await, 401);
+
+    // A session started on A works on B (same workspace host name, shared store).
+    let browser = a.browser();
+    let page = browser
+        .get(a.ws_url("acme", "/signin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_value(&page, "csrf").unwrap();
+    let signed_in = browser
+        .post(a.ws_url("acme", "/signin"))
+        .form(&[
+            ("email", email.as_str()),
+            ("password", &password),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("rollcall_session=")
+                .map(|r| r.split(';').next().unwrap().to_owned())
+        })
+        .expect("session cookie");
+    let members_on_b = b
+        .api()
+        .get(b.ws_url("acme", "/members"))
+        .header("cookie", format!("rollcall_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members_on_b.status(), 200);
+    b.stop().await;
+    a.stop().await;
+}
