@@ -40,10 +40,10 @@ fn start(bin: &str, db: &str) -> Server {
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
