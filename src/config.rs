@@ -30,6 +30,9 @@ pub struct Settings {
     pub signin_failures_per_account: Option<u32>,
     /// Failed password sign-ins per 15 minutes per remote address.
     pub signin_failures_per_address: Option<u32>,
+    /// A request (headers read, body and answer) must finish within this; slow
+    /// clients get 408.
+    pub request_timeout_secs: Option<u64>,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Settings {
             signin_failures_per_address: self
                 .signin_failures_per_address
                 .or(lower.signin_failures_per_address),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
     pub limits: Limits,
+    pub request_timeout: Duration,
 }
 
 /// Rate limits (counted in the database, so across every process sharing it).
@@ -207,6 +212,7 @@ impl Config {
             log_format,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from(".")),
             trust_forwarded_host: s.trust_forwarded_host.unwrap_or(false),
+            request_timeout: secs(s.request_timeout_secs, 30, "request_timeout_secs")?,
             access_token_ttl: secs(s.access_token_ttl_secs, 3600, "access_token_ttl_secs")?,
             refresh_token_ttl: secs(
                 s.refresh_token_ttl_secs,

@@ -92,6 +92,11 @@ pub fn router(state: AppState) -> Router {
             let sites = sites.clone();
             async move { sites.dispatch(req).await }
         })
+        // Slow clients (a trickled body, a stalled upload) are cut off with 408.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
         // Framing, sniffing and referrer protections on every response.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,

@@ -11,3 +11,4 @@ mod oauth;
 mod scale_out;
 mod scim;
 mod scim_filter_prop;
+mod security;

@@ -1,0 +1,126 @@
+//! Security checks that cut across endpoints: no secret ever reaches the logs, and
+//! slow clients are cut off.
+
+use crate::harness::{TestApp, sign_in};
+use crate::oauth::{authorize_query, code_for, exchange, register};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs() {
+    // Everything the server logs, at the most verbose level, for this process.
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .init();
+
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let api_token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+        .await
+        .unwrap();
+    let okta = register(&app, "Okta", false).await;
+    let secret = okta.client_secret.clone().unwrap();
+
+    sign_in(&app, "acme", &email, &password).await;
+    let code = code_for(
+        &app,
+        &authorize_query(&okta.client_id, ""),
+        &email,
+        &password,
+    )
+    .await;
+    let (_, tokens) = exchange(&app, &okta, &code, None).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    for token in [&api_token, &access] {
+        let r = app
+            .api()
+            .get(app.url("/scim/v2/Users"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .api()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&okta.client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("request"),
+        "the log captured requests: {}",
+        &text[..text.len().min(500)]
+    );
+    for (what, s) in [
+        ("password", password.as_str()),
+        ("API token", api_token.as_str()),
+        ("client secret", secret.as_str()),
+        ("authorization code", code.as_str()),
+        ("access token", access.as_str()),
+        ("refresh token", refresh.as_str()),
+    ] {
+        assert!(!text.contains(s), "the {what} appears in the logs");
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let app = TestApp::spawn_with(|s| s.request_timeout_secs = Some(1)).await;
+    app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+        .await
+        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Promise a body, then send only part of it.
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 1000\r\n\r\n{{\"userName\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    app.stop().await;
+}
