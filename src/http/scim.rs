@@ -223,6 +223,20 @@ struct ListParams {
 }
 
 impl ListParams {
+    /// The parameter called `name`, matched ignoring case.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "filter" => &mut self.filter,
+            "startindex" => &mut self.start_index,
+            "count" => &mut self.count,
+            "sortby" => &mut self.sort_by,
+            "sortorder" => &mut self.sort_order,
+            "attributes" => &mut self.attributes,
+            "excludedattributes" => &mut self.excluded_attributes,
+            _ => return None,
+        })
+    }
+
     /// Parameter names are matched ignoring case.
     fn from_query(raw: Option<&str>) -> Result<Self, ScimError> {
         let pairs: Vec<(String, String)> =
@@ -231,17 +245,9 @@ impl ListParams {
             })?;
         let mut p = ListParams::default();
         for (k, v) in pairs {
-            let slot = match k.to_ascii_lowercase().as_str() {
-                "filter" => &mut p.filter,
-                "startindex" => &mut p.start_index,
-                "count" => &mut p.count,
-                "sortby" => &mut p.sort_by,
-                "sortorder" => &mut p.sort_order,
-                "attributes" => &mut p.attributes,
-                "excludedattributes" => &mut p.excluded_attributes,
-                _ => continue,
-            };
-            *slot = Some(v);
+            if let Some(slot) = p.slot(&k) {
+                *slot = Some(v);
+            }
         }
         Ok(p)
     }
@@ -269,17 +275,9 @@ impl ListParams {
                     )));
                 }
             };
-            let slot = match k.to_ascii_lowercase().as_str() {
-                "filter" => &mut p.filter,
-                "startindex" => &mut p.start_index,
-                "count" => &mut p.count,
-                "sortby" => &mut p.sort_by,
-                "sortorder" => &mut p.sort_order,
-                "attributes" => &mut p.attributes,
-                "excludedattributes" => &mut p.excluded_attributes,
-                _ => continue,
-            };
-            *slot = Some(text);
+            if let Some(slot) = p.slot(k) {
+                *slot = Some(text);
+            }
         }
         Ok(p)
     }

@@ -176,6 +176,29 @@ impl Browser {
     }
 }
 
+/// The client's back channel: a code for tokens (client_secret_basic).
+async fn exchange_code(
+    app: &TestApp,
+    client: &rollcall::ops::CreatedClient,
+    code: &str,
+    redirect: &str,
+) -> Value {
+    app.api()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.client_id, client.client_secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn scim_status(app: &TestApp, token: &str) -> u16 {
     app.api()
         .get(app.url("/scim/v2/Users"))
@@ -240,21 +263,7 @@ async fn okta_admin_authenticates_with_rollcall() {
     let code = &params["code"];
 
     // Okta's back channel: the token, then a SCIM call.
-    let tokens: Value = app
-        .api()
-        .post(app.url("/oauth2/token"))
-        .basic_auth(&okta.client_id, okta.client_secret.as_deref())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = exchange_code(&app, &okta, code, redirect).await;
     let access = tokens["access_token"].as_str().expect("access token");
     assert_eq!(scim_status(&app, access).await, 200);
     b.close().await;
@@ -444,21 +453,7 @@ async fn admin_revokes_an_authorized_app() {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .expect("code");
-    let tokens: Value = app
-        .api()
-        .post(app.url("/oauth2/token"))
-        .basic_auth(&client.client_id, client.client_secret.as_deref())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = exchange_code(&app, &client, &code, redirect).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(scim_status(&app, &access).await, 200);
 

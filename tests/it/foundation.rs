@@ -331,7 +331,12 @@ fn session_cookie(resp: &reqwest::Response) -> Option<String> {
 }
 
 /// Sign in with a cookie-less client and return the signed-in session id.
-async fn signed_in_cookie(app: &TestApp, sub: &str, email: &str, password: &str) -> String {
+pub(crate) async fn signed_in_cookie(
+    app: &TestApp,
+    sub: &str,
+    email: &str,
+    password: &str,
+) -> String {
     let api = app.api();
     let page = api.get(app.ws_url(sub, "/signin")).send().await.unwrap();
     let anon = session_cookie(&page).unwrap();

@@ -2,7 +2,7 @@
 //! PostgreSQL (SQLite is checked too: two processes on one file). Nothing that
 //! matters lives in one process: codes, tokens, sessions and uniqueness hold across.
 
-use crate::harness::{TestApp, form_value};
+use crate::harness::TestApp;
 use crate::oauth::{authorize_query, code_for, exchange, register, revoke};
 use crate::scim::okta_create;
 
@@ -71,37 +71,7 @@ async fn two_servers_share_codes_tokens_sessions_and_uniqueness() {
     assert_eq!(on_b(access).await, 401);
 
     // A session started on A works on B (same workspace host name, shared store).
-    let browser = a.browser();
-    let page = browser
-        .get(a.ws_url("acme", "/signin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_value(&page, "csrf").unwrap();
-    let signed_in = browser
-        .post(a.ws_url("acme", "/signin"))
-        .form(&[
-            ("email", email.as_str()),
-            ("password", &password),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .find_map(|v| {
-            v.to_str()
-                .ok()?
-                .strip_prefix("rollcall_session=")
-                .map(|r| r.split(';').next().unwrap().to_owned())
-        })
-        .expect("session cookie");
+    let cookie = crate::foundation::signed_in_cookie(&a, "acme", &email, &password).await;
     let members_on_b = b
         .api()
         .get(b.ws_url("acme", "/members"))
