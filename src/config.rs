@@ -30,6 +30,9 @@ pub struct Settings {
     pub signin_failures_per_account: Option<u32>,
     /// Failed password sign-ins per 15 minutes per remote address.
     pub signin_failures_per_address: Option<u32>,
+    /// The server key sealing stored IdP secrets: base64 of 32 bytes. When unset,
+    /// one is generated once into `<data_dir>/secret.key`.
+    pub secret_key: Option<String>,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Settings {
             signin_failures_per_address: self
                 .signin_failures_per_address
                 .or(lower.signin_failures_per_address),
+            secret_key: self.secret_key.or(lower.secret_key),
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
     pub limits: Limits,
+    pub secret_key: Option<String>,
 }
 
 /// Rate limits (counted in the database, so across every process sharing it).
@@ -215,6 +220,7 @@ impl Config {
             )?,
             refresh_grace,
             limits,
+            secret_key: s.secret_key,
         })
     }
 

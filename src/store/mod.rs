@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod rate_limits;
 pub mod scim_sql;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
 pub mod workspaces;
 
