@@ -7,3 +7,4 @@ mod harness;
 mod oauth;
 mod scim;
 mod scim_filter_prop;
+mod sso;
