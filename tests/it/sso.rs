@@ -663,7 +663,7 @@ async fn oidc_id_token_faults_are_refused() {
         (
             "bad signature",
             Box::new(|p| p.sign_with_b = true),
-            "not valid",
+            "Signature verification failed",
         ),
         (
             "unknown key",
@@ -671,12 +671,12 @@ async fn oidc_id_token_faults_are_refused() {
                 p.kid = "key-b".into();
                 p.sign_with_b = true;
             }),
-            "not valid",
+            "Signature verification failed",
         ),
         (
             "wrong audience",
             Box::new(|p| p.claims["aud"] = json!("someone-else")),
-            "not valid",
+            "Invalid audiences",
         ),
         (
             "several audiences, no azp",
@@ -694,22 +694,22 @@ async fn oidc_id_token_faults_are_refused() {
         (
             "wrong issuer",
             Box::new(|p| p.claims["iss"] = json!("http://127.0.0.1:1")),
-            "not valid",
+            "Invalid issuer",
         ),
         (
             "expired",
             Box::new(|p| p.claims["exp"] = json!(now() - 120)),
-            "not valid",
+            "expired at",
         ),
         (
             "issued in the future",
             Box::new(|p| p.claims["iat"] = json!(now() + 600)),
-            "not valid",
+            "issued in the future",
         ),
         (
             "wrong nonce",
             Box::new(|p| p.claims["nonce"] = json!("not-the-nonce")),
-            "not valid",
+            "nonce mismatch",
         ),
         (
             "unverified email",
@@ -1151,6 +1151,7 @@ async fn saml_forgeries_are_refused() {
     let xml = xml_of(&response).replace(&admin, "other@acme.test");
     let (status, body) = post_acs(&app, &browser, &b64(&xml)).await;
     assert_eq!(status, 400, "tampered: {body}");
+    assert!(body.contains("must be signed"), "tampered: {body}");
 
     // Unsigned: every Signature element removed.
     let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
@@ -1167,6 +1168,7 @@ async fn saml_forgeries_are_refused() {
     assert!(!xml.contains("SignatureValue"));
     let (status, body) = post_acs(&app, &browser, &b64(&xml)).await;
     assert_eq!(status, 400, "unsigned: {body}");
+    assert!(body.contains("must be signed"), "unsigned: {body}");
 
     // Unsolicited (IdP-initiated): no InResponseTo.
     let browser = app.browser();
@@ -1210,6 +1212,7 @@ async fn saml_forgeries_are_refused() {
     let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
     let (status, body) = post_acs(&app, &browser, &response).await;
     assert_eq!(status, 400, "wrong certificate: {body}");
+    assert!(body.contains("must be signed"), "wrong certificate: {body}");
     app.stop().await;
 }
 
@@ -1229,6 +1232,7 @@ async fn saml_for_another_audience_is_refused() {
     let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
     let (status, body) = post_acs(&app, &browser, &response).await;
     assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Audience"), "{body}");
     app.stop().await;
 }
 
