@@ -51,8 +51,8 @@ impl ServerKey {
     /// is created exclusively and the loser reads the winner's key.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerKey> {
         if let Some(text) = configured {
-            return Ok(ServerKey::from_base64(text)
-                .map_err(|e| anyhow::anyhow!("invalid setting secret_key: {e}"))?);
+            return ServerKey::from_base64(text)
+                .map_err(|e| anyhow::anyhow!("invalid setting secret_key: {e}"));
         }
         let path = data_dir.join(KEY_FILE);
         let read = |path: &Path| -> anyhow::Result<ServerKey> {

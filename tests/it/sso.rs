@@ -1298,3 +1298,181 @@ async fn used_assertion_ids_are_remembered_across_processes() {
     second.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cli_sets_sso_for_automation() {
+    let db_url = crate::harness::fresh_database_url().await;
+    let data_dir = std::env::temp_dir().join(format!("rollcall-cli-{}", uuid::Uuid::new_v4()));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(args)
+            .env("ROLLCALL_DATABASE_URL", &db_url)
+            .env("ROLLCALL_DATA_DIR", &data_dir)
+            .env("ROLLCALL_BASE_URL", "https://id.example.com")
+            .output()
+            .expect("run rollcall");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&[
+        "workspace",
+        "create",
+        "acme",
+        "--name",
+        "Acme",
+        "--admin-email",
+        "boss@acme.test",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "workspace",
+        "sso",
+        "acme",
+        "oidc",
+        "--issuer",
+        "https://acme.okta.com",
+        "--client-id",
+        "cid",
+        "--client-secret",
+        "csecret",
+        "--no-check",
+    ]);
+    assert!(ok, "{err}");
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["protocol"], "oidc");
+    assert_eq!(view["oidc_client_secret_set"], true);
+    assert_eq!(
+        view["idp_values"]["oidc_redirect_uri"],
+        "https://acme.id.example.com/sso/oidc/callback"
+    );
+    assert!(!out.contains("csecret"));
+    // The key was generated once into the data directory.
+    assert!(data_dir.join("secret.key").exists());
+
+    let (ok, out, err) = run(&[
+        "workspace",
+        "sso",
+        "acme",
+        "passwords",
+        "off",
+        "--break-glass",
+        "BOSS@acme.test",
+    ]);
+    assert!(ok, "{err}");
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["break_glass_email"], "boss@acme.test");
+    let (ok, _, err) = run(&[
+        "workspace",
+        "sso",
+        "acme",
+        "passwords",
+        "off",
+        "--break-glass",
+        "nobody@acme.test",
+    ]);
+    assert!(!ok && err.contains("break-glass"), "{err}");
+    let (ok, out, _) = run(&["workspace", "sso", "acme", "auto-create", "on"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["auto_create"],
+        true
+    );
+
+    let (cert, _) = self_signed("idp.example.com");
+    let cert_file = data_dir.join("idp.pem");
+    std::fs::write(&cert_file, cert).unwrap();
+    let (ok, out, err) = run(&[
+        "workspace",
+        "sso",
+        "acme",
+        "saml",
+        "--entity-id",
+        "http://www.okta.com/exk1",
+        "--sso-url",
+        "https://acme.okta.com/app/x/sso/saml",
+        "--certificate-file",
+        cert_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["protocol"], "saml");
+    assert_eq!(
+        view["idp_values"]["saml_acs_url"],
+        "https://acme.id.example.com/sso/saml/acs"
+    );
+    let (ok, out, _) = run(&["workspace", "sso", "acme", "off"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["protocol"],
+        Value::Null
+    );
+    let (ok, _, err) = run(&[
+        "workspace",
+        "sso",
+        "acme",
+        "oidc",
+        "--issuer",
+        "http://evil.example",
+        "--client-id",
+        "c",
+        "--client-secret",
+        "s",
+    ]);
+    assert!(!ok && err.contains("issuer"), "{err}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+fn session_cookie(r: &Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("rollcall_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn sso_sign_in_starts_a_new_session_id() {
+    let (app, idp, admin) = fake_app().await;
+    let browser = app.browser();
+    let r = browser
+        .get(app.ws_url("acme", "/signin"))
+        .send()
+        .await
+        .unwrap();
+    let before = session_cookie(&r).expect("a session before sign-in");
+    let r = browser
+        .get(app.ws_url("acme", "/sso/start?next=/members"))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(&location(&r));
+    idp.fake.0.lock().unwrap().plan = Some(plan(good_claims(&idp, &q, &admin)));
+    let r = browser
+        .get(app.ws_url(
+            "acme",
+            &format!(
+                "/sso/oidc/callback?code=c&state={}",
+                rollcall::http::pages::urlencode(&q["state"])
+            ),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let after = session_cookie(&r).expect("a new session cookie at sign-in");
+    assert_ne!(before, after);
+    // The old id no longer signs anyone in.
+    let r = app
+        .api()
+        .get(app.ws_url("acme", "/members"))
+        .header("cookie", &before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    app.stop().await;
+}
