@@ -1476,3 +1476,226 @@ async fn sso_sign_in_starts_a_new_session_id() {
     assert_eq!(r.status(), 303);
     app.stop().await;
 }
+
+// ---- SAML responses signed here, for the faults saml-idp will not make -----------
+
+struct Forger {
+    key_der: Vec<u8>,
+    cert: samael::crypto::CertificateDer,
+}
+
+impl Forger {
+    fn new() -> Forger {
+        use samael::idp::{CertificateParams, IdentityProvider, KeyType, Rsa};
+        let idp = IdentityProvider::generate_new(KeyType::Rsa(Rsa::Rsa2048)).unwrap();
+        let cert = idp
+            .create_certificate(&CertificateParams {
+                common_name: "forger.test",
+                issuer_name: "forger.test",
+                days_until_expiration: 30,
+            })
+            .unwrap();
+        Forger {
+            key_der: idp.export_private_key_der().unwrap(),
+            cert,
+        }
+    }
+
+    /// A signed Response to `request_id` for `email`, after `edit`.
+    fn response(
+        &self,
+        app: &TestApp,
+        request_id: &str,
+        email: &str,
+        edit: impl FnOnce(&mut samael::schema::Response),
+    ) -> String {
+        use samael::crypto::{Crypto, CryptoProvider};
+        use samael::traits::ToXml;
+        let v = rollcall::sso::idp_values(&app.running.as_ref().unwrap().state.config, "acme");
+        let mut r = samael::idp::response_builder::build_response_template(
+            &self.cert,
+            email,
+            &v.saml_sp_entity_id,
+            "urn:forger:idp",
+            &v.saml_acs_url,
+            request_id,
+            &[],
+        );
+        let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+        if let Some(a) = r.assertion.as_mut() {
+            for c in a
+                .subject
+                .as_mut()
+                .unwrap()
+                .subject_confirmations
+                .as_mut()
+                .unwrap()
+            {
+                c.subject_confirmation_data
+                    .as_mut()
+                    .unwrap()
+                    .not_on_or_after = Some(later);
+            }
+            let cond = a.conditions.as_mut().unwrap();
+            cond.not_before = Some(chrono::Utc::now() - chrono::Duration::seconds(5));
+            cond.not_on_or_after = Some(later);
+        }
+        edit(&mut r);
+        let xml = r.to_string().unwrap();
+        STANDARD.encode(Crypto::sign_xml(xml, &self.key_der).unwrap())
+    }
+}
+
+/// Start SAML sign-in; returns the browser and our AuthnRequest's id.
+async fn saml_request_id(app: &TestApp) -> (Http, String) {
+    use std::io::Read;
+    let browser = app.browser();
+    let r = browser
+        .get(app.ws_url("acme", "/sso/start?next=/members"))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(&location(&r));
+    let deflated = STANDARD.decode(&q["SAMLRequest"]).unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let id = xml
+        .split(" ID=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    (browser, id)
+}
+
+#[tokio::test]
+async fn saml_times_recipients_and_assertion_replays_are_checked() {
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.workspace("acme").await;
+    let forger = Forger::new();
+    ops::set_saml(
+        &app.db,
+        "acme",
+        ops::SamlSource::Values {
+            entity_id: "urn:forger:idp".into(),
+            sso_url: "http://127.0.0.1:9/sso".into(),
+            certificate: STANDARD.encode(forger.cert.der_data()),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Signed correctly: in. The assertion id is kept.
+    let (browser, id) = saml_request_id(&app).await;
+    let mut assertion_id = String::new();
+    let ok = forger.response(&app, &id, &admin, |r| {
+        assertion_id = r.assertion.as_ref().unwrap().id.clone();
+    });
+    let (status, body) = post_acs(&app, &browser, &ok).await;
+    assert_eq!((status, body.as_str()), (303, "/members"));
+
+    // The same assertion id, validly signed, answering a new request: a replay.
+    let (browser, id) = saml_request_id(&app).await;
+    let replay = forger.response(&app, &id, &admin, |r| {
+        r.assertion.as_mut().unwrap().id = assertion_id.clone();
+    });
+    let (status, body) = post_acs(&app, &browser, &replay).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("already used"), "{body}");
+
+    type Edit = Box<dyn FnOnce(&mut samael::schema::Response)>;
+    let past = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let future = chrono::Utc::now() + chrono::Duration::minutes(10);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "expired conditions",
+            Box::new(move |r| {
+                r.assertion
+                    .as_mut()
+                    .unwrap()
+                    .conditions
+                    .as_mut()
+                    .unwrap()
+                    .not_on_or_after = Some(past)
+            }),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            Box::new(move |r| {
+                r.assertion
+                    .as_mut()
+                    .unwrap()
+                    .conditions
+                    .as_mut()
+                    .unwrap()
+                    .not_before = Some(future)
+            }),
+            "not valid until",
+        ),
+        (
+            "expired subject confirmation",
+            Box::new(move |r| {
+                let s = r.assertion.as_mut().unwrap().subject.as_mut().unwrap();
+                s.subject_confirmations.as_mut().unwrap()[0]
+                    .subject_confirmation_data
+                    .as_mut()
+                    .unwrap()
+                    .not_on_or_after = Some(past);
+            }),
+            "expired",
+        ),
+        (
+            "wrong recipient",
+            Box::new(|r| {
+                let s = r.assertion.as_mut().unwrap().subject.as_mut().unwrap();
+                s.subject_confirmations.as_mut().unwrap()[0]
+                    .subject_confirmation_data
+                    .as_mut()
+                    .unwrap()
+                    .recipient = Some("https://evil.example/acs".into());
+            }),
+            "Recipient",
+        ),
+        (
+            "wrong destination",
+            Box::new(|r| r.destination = Some("https://evil.example/acs".into())),
+            "destination",
+        ),
+        (
+            "wrong issuer",
+            Box::new(|r| {
+                r.assertion.as_mut().unwrap().issuer.value = Some("urn:someone:else".into())
+            }),
+            "Issuer",
+        ),
+        (
+            "InResponseTo another request",
+            Box::new(|r| r.in_response_to = Some("_rc-not-ours".into())),
+            "",
+        ),
+        (
+            "no audience",
+            Box::new(|r| {
+                r.assertion
+                    .as_mut()
+                    .unwrap()
+                    .conditions
+                    .as_mut()
+                    .unwrap()
+                    .audience_restrictions = None
+            }),
+            "Audience",
+        ),
+    ];
+    for (name, edit, says) in cases {
+        let (browser, id) = saml_request_id(&app).await;
+        let forged = forger.response(&app, &id, &admin, edit);
+        let (status, body) = post_acs(&app, &browser, &forged).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains(says), "{name}: {body}");
+    }
+    app.stop().await;
+}
