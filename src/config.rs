@@ -33,6 +33,9 @@ pub struct Settings {
     /// A request (headers read, body and answer) must finish within this; slow
     /// clients get 408.
     pub request_timeout_secs: Option<u64>,
+    /// The server key sealing stored IdP secrets: base64 of 32 bytes. When unset,
+    /// one is generated once into `<data_dir>/secret.key`.
+    pub secret_key: Option<String>,
 }
 
 impl Settings {
@@ -57,6 +60,7 @@ impl Settings {
                 .signin_failures_per_address
                 .or(lower.signin_failures_per_address),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            secret_key: self.secret_key.or(lower.secret_key),
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct Config {
     pub refresh_grace: Duration,
     pub limits: Limits,
     pub request_timeout: Duration,
+    pub secret_key: Option<String>,
 }
 
 /// Rate limits (counted in the database, so across every process sharing it).
@@ -221,6 +226,7 @@ impl Config {
             )?,
             refresh_grace,
             limits,
+            secret_key: s.secret_key,
         })
     }
 

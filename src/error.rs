@@ -15,6 +15,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An upstream service (the workspace's identity provider) failed.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("too many attempts; wait a little and try again")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
@@ -38,6 +41,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -56,6 +60,7 @@ impl IntoResponse for AppError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::CONFLICT => "Already exists",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            StatusCode::BAD_GATEWAY => "The identity provider did not answer",
             _ => "Something went wrong",
         };
         let page = ErrorPage {

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod provisioning;
 pub mod scim;
 pub mod secrets;
+pub mod sso;
 pub mod store;
 
 pub use http::{AppState, router};
@@ -60,9 +61,12 @@ pub async fn start(
     on_signals: bool,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
+    let key = sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),
+        sso: Arc::new(sso::Sso::new(key)),
     };
     spawn_housekeeping(db);
     let app = router(state.clone());
@@ -104,6 +108,9 @@ fn spawn_housekeeping(db: Db) {
             }
             if let Err(e) = store::oauth::delete_expired(&db).await {
                 tracing::warn!(error = %e, "could not delete expired OAuth codes and tokens");
+            }
+            if let Err(e) = store::sso::delete_expired(&db).await {
+                tracing::warn!(error = %e, "could not delete expired SAML requests");
             }
             if let Err(e) = store::rate_limits::delete_old(&db).await {
                 tracing::warn!(error = %e, "could not delete old rate-limit windows");

@@ -46,6 +46,16 @@ struct GlobalArgs {
     /// Where Rollcall keeps files it generates (default: the working directory).
     #[arg(long, global = true, env = "ROLLCALL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The server key sealing stored IdP secrets (base64 of 32 bytes). Default: the
+    /// key in <data-dir>/secret.key, generated on first use.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_SECRET_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    secret_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +116,63 @@ enum WorkspaceCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Sign-in through the workspace's identity provider (OIDC or SAML).
+    Sso {
+        subdomain: String,
+        #[command(subcommand)]
+        action: SsoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SsoCommand {
+    /// Print the settings and the values to give the IdP, as JSON.
+    Show,
+    /// Sign in through an OpenID Connect provider (turns SSO on).
+    Oidc {
+        /// The issuer URL, exactly as the IdP writes it (e.g. https://acme.okta.com).
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Required the first time; omitted later keeps the stored one.
+        #[arg(long, env = "ROLLCALL_OIDC_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// Do not fetch the issuer's discovery document to check it.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Sign in through a SAML 2.0 IdP (turns SSO on): its metadata (URL or file), or
+    /// the entity id, SSO URL and signing certificate.
+    Saml {
+        #[arg(long, conflicts_with_all = ["metadata_file", "entity_id"])]
+        metadata_url: Option<String>,
+        #[arg(long, conflicts_with = "entity_id")]
+        metadata_file: Option<PathBuf>,
+        #[arg(long, requires_all = ["sso_url", "certificate_file"])]
+        entity_id: Option<String>,
+        #[arg(long)]
+        sso_url: Option<String>,
+        /// The IdP's signing certificate (PEM or base64 DER).
+        #[arg(long)]
+        certificate_file: Option<PathBuf>,
+    },
+    /// Turn SSO off (settings are kept).
+    Off,
+    /// Passwords while SSO is on: `off` (default) or `on` for everyone; a named
+    /// admin may keep a password as a break-glass account.
+    Passwords {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// An admin's email; `--break-glass ""` removes it.
+        #[arg(long)]
+        break_glass: Option<String>,
+    },
+    /// Create unknown members the IdP vouches for, as contributors.
+    AutoCreate {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: g.base_url,
         log_format: g.log_format,
         data_dir: g.data_dir,
+        secret_key: g.secret_key,
         ..Settings::default()
     };
     if let Command::Serve {
@@ -181,6 +249,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("SCIM is {state} for workspace '{subdomain}'.");
             Ok(())
         }
+        Command::Workspace(WorkspaceCommand::Sso { subdomain, action }) => {
+            let db = connect(&config).await?;
+            sso_command(&config, &db, &subdomain, action).await
+        }
         Command::Client(ClientCommand::Create {
             name,
             redirect_uris,
@@ -207,6 +279,85 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn sso_command(
+    config: &Config,
+    db: &Db,
+    subdomain: &str,
+    action: SsoCommand,
+) -> anyhow::Result<()> {
+    match action {
+        SsoCommand::Show => {}
+        SsoCommand::Oidc {
+            issuer,
+            client_id,
+            client_secret,
+            no_check,
+        } => {
+            let key =
+                rollcall::sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
+            let rt = rollcall::sso::Sso::new(key);
+            ops::set_oidc(
+                db,
+                &rt,
+                subdomain,
+                &issuer,
+                &client_id,
+                client_secret.as_deref(),
+                !no_check,
+            )
+            .await?;
+            eprintln!("Workspace '{subdomain}' now signs in through OpenID Connect ({issuer}).");
+        }
+        SsoCommand::Saml {
+            metadata_url,
+            metadata_file,
+            entity_id,
+            sso_url,
+            certificate_file,
+        } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let source = match (metadata_url, metadata_file, entity_id) {
+                (Some(url), _, _) => ops::SamlSource::MetadataUrl(url),
+                (_, Some(file), _) => ops::SamlSource::MetadataXml(read(&file)?),
+                (_, _, Some(entity_id)) => ops::SamlSource::Values {
+                    entity_id,
+                    sso_url: sso_url.unwrap_or_default(),
+                    certificate: certificate_file
+                        .as_ref()
+                        .map(read)
+                        .transpose()?
+                        .unwrap_or_default(),
+                },
+                _ => anyhow::bail!(
+                    "give --metadata-url, --metadata-file, or --entity-id with --sso-url and --certificate-file"
+                ),
+            };
+            ops::set_saml(db, subdomain, source).await?;
+            eprintln!("Workspace '{subdomain}' now signs in through SAML.");
+        }
+        SsoCommand::Off => {
+            ops::sso_off(db, subdomain).await?;
+            eprintln!("SSO is off for workspace '{subdomain}'.");
+        }
+        SsoCommand::Passwords { state, break_glass } => {
+            let current = ops::sso_settings(db, config, subdomain).await?;
+            let break_glass = match break_glass {
+                Some(email) => Some(email),
+                None => current.break_glass_email,
+            };
+            ops::set_password_policy(db, subdomain, state == "on", break_glass.as_deref()).await?;
+        }
+        SsoCommand::AutoCreate { state } => {
+            ops::set_auto_create(db, subdomain, state == "on").await?;
+        }
+    }
+    let view = ops::sso_settings(db, config, subdomain).await?;
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Db> {

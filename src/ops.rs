@@ -2,7 +2,7 @@
 
 use crate::domain::{Email, Role, Subdomain};
 use crate::secrets;
-use crate::store::{Db, members, oauth, tokens, workspaces};
+use crate::store::{Db, members, oauth, sso, tokens, workspaces};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -245,4 +245,201 @@ pub async fn edit_member(
             }
             other => other.to_string(),
         })
+}
+
+// ---- Sign-in through the workspace's identity provider --------------------------
+
+/// A workspace's SSO settings as an admin or a script sees them (the client secret
+/// only as "set" or not).
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct SsoView {
+    /// "oidc", "saml", or null when SSO is off.
+    pub protocol: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret_set: bool,
+    pub saml_metadata_url: Option<String>,
+    pub saml_idp_entity_id: Option<String>,
+    pub saml_sso_url: Option<String>,
+    pub saml_certificate: Option<String>,
+    pub password_with_sso: bool,
+    pub break_glass_email: Option<String>,
+    pub auto_create: bool,
+    /// What to give the identity provider.
+    pub idp_values: crate::sso::IdpValues,
+}
+
+pub async fn sso_settings(
+    db: &Db,
+    config: &crate::config::Config,
+    subdomain: &str,
+) -> anyhow::Result<SsoView> {
+    let ws = workspace(db, subdomain).await?;
+    let row = sso::get(db, ws.id).await?;
+    Ok(SsoView {
+        protocol: crate::sso::active_protocol(&row).map(|p| p.as_str().to_owned()),
+        oidc_issuer: row.oidc_issuer,
+        oidc_client_id: row.oidc_client_id,
+        oidc_client_secret_set: row.oidc_client_secret.is_some(),
+        saml_metadata_url: row.saml_metadata_url,
+        saml_idp_entity_id: row.saml_idp_entity_id,
+        saml_sso_url: row.saml_sso_url,
+        saml_certificate: row.saml_certificate,
+        password_with_sso: row.password_with_sso,
+        break_glass_email: row.break_glass_email,
+        auto_create: row.auto_create,
+        idp_values: crate::sso::idp_values(config, &ws.subdomain),
+    })
+}
+
+/// Sign in through OIDC: the issuer (checked by fetching its discovery document
+/// when `probe`), client id, and client secret (sealed with the server key; None
+/// keeps the stored one). Turns SSO on with OIDC.
+pub async fn set_oidc(
+    db: &Db,
+    sso_rt: &crate::sso::Sso,
+    subdomain: &str,
+    issuer: &str,
+    client_id: &str,
+    client_secret: Option<&str>,
+    probe: bool,
+) -> anyhow::Result<()> {
+    let ws = workspace(db, subdomain).await?;
+    let issuer = issuer.trim();
+    crate::sso::oidc::check_issuer(issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+    let client_id = client_id.trim();
+    if client_id.is_empty() {
+        bail!("client-id: empty");
+    }
+    if probe {
+        sso_rt
+            .oidc
+            .probe(issuer)
+            .await
+            .map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+    }
+    let mut row = sso::get(db, ws.id).await?;
+    match client_secret.map(str::trim) {
+        Some("") => bail!("client-secret: empty"),
+        Some(secret) => {
+            row.oidc_client_secret = Some(
+                sso_rt
+                    .key
+                    .seal(&crate::sso::client_secret_context(ws.id), secret.as_bytes()),
+            )
+        }
+        None if row.oidc_client_secret.is_none() => bail!("client-secret: required"),
+        None => {}
+    }
+    row.protocol = Some("oidc".into());
+    row.oidc_issuer = Some(issuer.to_owned());
+    row.oidc_client_id = Some(client_id.to_owned());
+    sso::put(db, ws.id, &row).await?;
+    Ok(())
+}
+
+/// Where a SAML IdP's settings come from.
+pub enum SamlSource {
+    /// Metadata to fetch (https).
+    MetadataUrl(String),
+    /// Metadata XML given directly.
+    MetadataXml(String),
+    /// The three values typed in.
+    Values {
+        entity_id: String,
+        sso_url: String,
+        certificate: String,
+    },
+}
+
+/// Sign in through SAML. Turns SSO on with SAML.
+pub async fn set_saml(db: &Db, subdomain: &str, source: SamlSource) -> anyhow::Result<()> {
+    use crate::sso::saml;
+    let ws = workspace(db, subdomain).await?;
+    let (md, url) = match source {
+        SamlSource::MetadataUrl(url) => {
+            let xml = fetch_metadata(&url).await?;
+            (saml::parse_idp_metadata(&xml)?, Some(url))
+        }
+        SamlSource::MetadataXml(xml) => (saml::parse_idp_metadata(&xml)?, None),
+        SamlSource::Values {
+            entity_id,
+            sso_url,
+            certificate,
+        } => (
+            saml::check_settings(&entity_id, &sso_url, &certificate)?,
+            None,
+        ),
+    };
+    let mut row = sso::get(db, ws.id).await?;
+    row.protocol = Some("saml".into());
+    row.saml_metadata_url = url;
+    row.saml_idp_entity_id = Some(md.entity_id);
+    row.saml_sso_url = Some(md.sso_url);
+    row.saml_certificate = Some(md.certificate_pem);
+    sso::put(db, ws.id, &row).await?;
+    Ok(())
+}
+
+async fn fetch_metadata(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).context("metadata-url")?;
+    let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
+        bail!("metadata-url: must be https");
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let resp = client.get(parsed).send().await.context("metadata-url")?;
+    if !resp.status().is_success() {
+        bail!("metadata-url: the server answered {}", resp.status());
+    }
+    Ok(resp.text().await?)
+}
+
+/// Turn SSO off (settings are kept; passwords follow the workspace's switch again).
+pub async fn sso_off(db: &Db, subdomain: &str) -> anyhow::Result<()> {
+    let ws = workspace(db, subdomain).await?;
+    let mut row = sso::get(db, ws.id).await?;
+    row.protocol = None;
+    sso::put(db, ws.id, &row).await?;
+    Ok(())
+}
+
+/// Whether passwords stay allowed for everyone while SSO is on, and which admin (if
+/// any) keeps a password as a break-glass account.
+pub async fn set_password_policy(
+    db: &Db,
+    subdomain: &str,
+    password_with_sso: bool,
+    break_glass_email: Option<&str>,
+) -> anyhow::Result<()> {
+    let ws = workspace(db, subdomain).await?;
+    let break_glass = match break_glass_email.map(str::trim).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(email) => {
+            let member = members::by_email(db, ws.id, email)
+                .await?
+                .with_context(|| format!("break-glass: no member '{email}'"))?;
+            if member.role != Role::Admin.as_str() || !member.active {
+                bail!("break-glass: '{email}' is not an active admin");
+            }
+            Some(member.user_name)
+        }
+    };
+    let mut row = sso::get(db, ws.id).await?;
+    row.password_with_sso = password_with_sso;
+    row.break_glass_email = break_glass;
+    sso::put(db, ws.id, &row).await?;
+    Ok(())
+}
+
+/// Whether people the IdP vouches for but Rollcall does not know become contributors.
+pub async fn set_auto_create(db: &Db, subdomain: &str, on: bool) -> anyhow::Result<()> {
+    let ws = workspace(db, subdomain).await?;
+    let mut row = sso::get(db, ws.id).await?;
+    row.auto_create = on;
+    sso::put(db, ws.id, &row).await?;
+    Ok(())
 }

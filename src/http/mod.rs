@@ -9,6 +9,7 @@ pub mod host;
 pub mod oauth;
 pub mod pages;
 pub mod scim;
+pub mod sso;
 pub mod views;
 
 use crate::config::Config;
@@ -34,6 +35,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
+    /// Sign-in through workspace IdPs: the server key and the OIDC client.
+    pub sso: Arc<crate::sso::Sso>,
 }
 
 /// The workspace whose host the request came to; set by the dispatcher.
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         workspace: pages::workspace_routes()
             .merge(oauth::workspace_routes())
             .merge(admin::routes())
+            .merge(sso::workspace_routes())
             .layer(sessions)
             .with_state(state.clone()),
         state: state.clone(),

@@ -169,18 +169,27 @@ struct NextQuery {
 }
 
 async fn signin_page(
+    State(state): State<AppState>,
     Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
     session: Session,
     PageQuery(q): PageQuery<NextQuery>,
 ) -> Result<SignInPage, AppError> {
+    let next = safe_next(q.next.as_deref());
+    let row = crate::store::sso::get(&state.db, ws.id).await?;
     Ok(SignInPage {
         workspace_name: ws.name,
         csrf: csrf::token(&session).await?,
-        next: safe_next(q.next.as_deref()),
+        password_allowed: crate::sso::password_form_shown(ws.password_signin, &row),
+        sso_start: sso_start(&row, &next),
+        next,
         email: String::new(),
         error: None,
-        password_allowed: ws.password_signin,
     })
+}
+
+/// The link that starts SSO sign-in, when the workspace has it.
+fn sso_start(row: &crate::store::sso::SsoRow, next: &str) -> Option<String> {
+    crate::sso::active_protocol(row).map(|_| format!("/sso/start?next={}", urlencode(next)))
 }
 
 #[derive(Deserialize)]
@@ -203,7 +212,8 @@ async fn signin(
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, &headers, &form.csrf).await?;
-    if !ws.password_signin {
+    let sso_row = crate::store::sso::get(&state.db, ws.id).await?;
+    if !crate::sso::password_form_shown(ws.password_signin, &sso_row) {
         return Err(AppError::Forbidden(
             "Password sign-in is turned off for this workspace.".into(),
         ));
@@ -237,8 +247,21 @@ async fn signin(
         }
     }
     let found = members::credentials(&state.db, ws.id, form.email.trim()).await?;
+    // With SSO on, only the break-glass admin (or everyone, if the admin kept
+    // passwords on) may use one; others fail like a wrong password, so the answer
+    // does not tell who the break-glass account is.
     let (member, hash) = match found {
-        Some((m, h)) if m.active => (Some(m), h),
+        Some((m, h))
+            if m.active
+                && crate::sso::password_allowed(
+                    ws.password_signin,
+                    &sso_row,
+                    &m.user_name,
+                    m.role == crate::domain::Role::Admin.as_str(),
+                ) =>
+        {
+            (Some(m), h)
+        }
         _ => (None, None),
     };
     // Always verify (against a dummy hash when there is nothing to check) so the
@@ -261,6 +284,7 @@ async fn signin(
                 "That email and password do not match an active member of this workspace.".into(),
             ),
             password_allowed: true,
+            sso_start: sso_start(&sso_row, &safe_next(form.next.as_deref())),
         };
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };

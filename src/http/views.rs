@@ -26,6 +26,8 @@ pub struct SignInPage {
     pub email: String,
     pub error: Option<String>,
     pub password_allowed: bool,
+    /// `/sso/start?next=...` when the workspace signs in through its IdP.
+    pub sso_start: Option<String>,
 }
 
 /// The frame of every signed-in workspace page: navigation and flash messages.

@@ -330,6 +330,12 @@ impl<'a> Lexer<'a> {
                 char_pos(self.input, start)
             ))
         })?;
+        if decoded.contains('\0') {
+            return Err(ScimError::invalid_filter(format!(
+                "the string at position {} contains a NUL character",
+                char_pos(self.input, start)
+            )));
+        }
         self.pos = end + 1;
         Ok(Token {
             tok: Tok::Str(decoded),
@@ -927,6 +933,17 @@ fn cmp_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 impl fmt::Display for CompareOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::parse;
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let err = parse("userName eq \"a\\u0000b\"").unwrap_err();
+        assert!(err.detail.contains("NUL"), "{}", err.detail);
     }
 }
 

@@ -37,6 +37,11 @@ pub fn normalize_user(body: &Value) -> Result<Value, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the User resource must be a JSON object"))?;
+    if has_nul(body) {
+        return Err(ScimError::invalid_value(
+            "strings may not contain NUL characters (\\u0000)",
+        ));
+    }
 
     let mut whole: Vec<(AttrRef, &Value)> = Vec::new();
     let mut parts: Vec<(AttrRef, &Value)> = Vec::new();
@@ -177,6 +182,16 @@ fn normalize_attr(
         normalize_complex(attr, value, label)
     } else {
         normalize_simple(attr, value, label)
+    }
+}
+
+/// Does any string (or key) in `v` contain NUL? Such text cannot be stored.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 

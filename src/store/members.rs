@@ -150,6 +150,9 @@ pub async fn credentials(
     workspace_id: i64,
     user_name: &str,
 ) -> Result<Option<(Member, Option<String>)>> {
+    if !super::storable(user_name) {
+        return Ok(None);
+    }
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -167,6 +170,29 @@ pub async fn credentials(
             .await
     })?;
     Ok(row.map(|r| (r.member, r.password_hash)))
+}
+
+/// The member an identity provider vouched for: by userName (ignoring case), else
+/// by one of its email values (ignoring case), preferring the oldest member.
+pub async fn by_email(db: &Db, workspace_id: i64, email: &str) -> Result<Option<Member>> {
+    if !super::storable(email) {
+        return Ok(None);
+    }
+    if let Some((member, _)) = credentials(db, workspace_id, email).await? {
+        return Ok(Some(member));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND id IN \
+         (SELECT member_id FROM member_emails WHERE workspace_id = $1 AND value_ci = $2) \
+         ORDER BY id LIMIT 1"
+    );
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, Member>(&sql)
+            .bind(workspace_id)
+            .bind(fold(email))
+            .fetch_optional(p)
+            .await
+    })?)
 }
 
 /// One page of members in creation order.

@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod rate_limits;
 pub mod scim_sql;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
 pub mod workspaces;
 
@@ -75,6 +76,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub fn now() -> time::OffsetDateTime {
     let t = time::OffsetDateTime::now_utc();
     t.replace_millisecond(t.millisecond()).unwrap_or(t)
+}
+
+/// Can this string be stored or looked up? PostgreSQL text cannot hold NUL, so a
+/// key containing one cannot exist: lookups answer "not found" instead of erroring.
+pub fn storable(s: &str) -> bool {
+    !s.contains('\0')
 }
 
 /// The name of the unique constraint a write violated, if that is what failed.

@@ -83,6 +83,9 @@ pub async fn create_client(
 }
 
 pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
+    if !super::storable(id) {
+        return Ok(None);
+    }
     let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
     let row = on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, ClientRow>(&sql)

@@ -18,6 +18,9 @@ pub struct TestApp {
     pub database_url: String,
 }
 
+/// base64 of 32 bytes: the server key every test server uses.
+pub const TEST_SERVER_KEY: &str = "cm9sbGNhbGwtdGVzdC1zZXJ2ZXIta2V5LTMyYnl0ZXM=";
+
 /// Resolve every name to loopback: `*.localhost` are the workspace hosts.
 struct Loopback;
 
@@ -77,6 +80,8 @@ impl TestApp {
         let mut settings = Settings {
             base_url: Some(base.clone()),
             database_url: Some(database_url.to_owned()),
+            // One fixed server key: every process on this database opens its secrets.
+            secret_key: Some(TEST_SERVER_KEY.to_owned()),
             ..Settings::default()
         };
         adjust(&mut settings);

@@ -113,6 +113,8 @@ fn cases(id: &str) -> Vec<Case> {
         json!({"userName": "x@y", "emails": [{"value": "a@x", "primary": true}, {"value": "b@x", "primary": true}]}).to_string().into_bytes(),
         json!({"userName": "x@y", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": "flat"}).to_string().into_bytes(),
         json!({"userName": "admin@acme.test"}).to_string().into_bytes(),
+        json!({"userName": "nul\u{0}@acme.test"}).to_string().into_bytes(),
+        json!({"userName": "ok@acme.test", "title": "a\u{0}b"}).to_string().into_bytes(),
         json!({"userName": "ADMIN@ACME.TEST"}).to_string().into_bytes(),
     ];
     for b in &bodies {
@@ -192,6 +194,7 @@ fn cases(id: &str) -> Vec<Case> {
         "()",
         "userName eq null and",
         "meta.lastModified gt 12",
+        "userName eq \"a\\u0000b\"",
         "userName eq \"x\" or 1=1 --",
     ];
     for f in filters {

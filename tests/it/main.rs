@@ -12,3 +12,4 @@ mod scale_out;
 mod scim;
 mod scim_filter_prop;
 mod security;
+mod sso;

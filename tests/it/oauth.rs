@@ -1607,6 +1607,7 @@ async fn authlib_completes_the_flow_against_rollcall_serve() {
                 &base,
             ])
             .env("ROLLCALL_DATABASE_URL", &db_url)
+            .env("ROLLCALL_SECRET_KEY", crate::harness::TEST_SERVER_KEY)
             .env("ROLLCALL_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

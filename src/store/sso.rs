@@ -1,0 +1,156 @@
+//! A workspace's SSO settings, the SAML requests it has sent, and the SAML assertion
+//! ids it has used. The OIDC client secret arrives and leaves sealed (see
+//! `crate::sso::key`); this module never sees it in the clear.
+
+use super::{Db, Result, now};
+use crate::on_pool;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct SsoRow {
+    /// "oidc", "saml", or None when SSO is off.
+    pub protocol: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<Vec<u8>>,
+    pub saml_metadata_url: Option<String>,
+    pub saml_idp_entity_id: Option<String>,
+    pub saml_sso_url: Option<String>,
+    pub saml_certificate: Option<String>,
+    pub password_with_sso: bool,
+    pub break_glass_email: Option<String>,
+    pub auto_create: bool,
+}
+
+const COLUMNS: &str = "protocol, oidc_issuer, oidc_client_id, oidc_client_secret, \
+    saml_metadata_url, saml_idp_entity_id, saml_sso_url, saml_certificate, \
+    password_with_sso, break_glass_email, auto_create";
+
+/// The workspace's settings; the defaults (SSO off) when none were ever saved.
+pub async fn get(db: &Db, workspace_id: i64) -> Result<SsoRow> {
+    let sql = format!("SELECT {COLUMNS} FROM sso_settings WHERE workspace_id = $1");
+    let row = on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, SsoRow>(&sql)
+            .bind(workspace_id)
+            .fetch_optional(p)
+            .await
+    })?;
+    Ok(row.unwrap_or_default())
+}
+
+/// Replace the workspace's settings with `row`.
+pub async fn put(db: &Db, workspace_id: i64, row: &SsoRow) -> Result<()> {
+    let sql = "INSERT INTO sso_settings (workspace_id, protocol, oidc_issuer, oidc_client_id, \
+        oidc_client_secret, saml_metadata_url, saml_idp_entity_id, saml_sso_url, saml_certificate, \
+        password_with_sso, break_glass_email, auto_create, updated_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+        ON CONFLICT (workspace_id) DO UPDATE SET protocol = excluded.protocol, \
+        oidc_issuer = excluded.oidc_issuer, oidc_client_id = excluded.oidc_client_id, \
+        oidc_client_secret = excluded.oidc_client_secret, \
+        saml_metadata_url = excluded.saml_metadata_url, \
+        saml_idp_entity_id = excluded.saml_idp_entity_id, saml_sso_url = excluded.saml_sso_url, \
+        saml_certificate = excluded.saml_certificate, \
+        password_with_sso = excluded.password_with_sso, \
+        break_glass_email = excluded.break_glass_email, auto_create = excluded.auto_create, \
+        updated_at = excluded.updated_at";
+    on_pool!(db.writer(), |p| {
+        sqlx::query(sql)
+            .bind(workspace_id)
+            .bind(&row.protocol)
+            .bind(&row.oidc_issuer)
+            .bind(&row.oidc_client_id)
+            .bind(&row.oidc_client_secret)
+            .bind(&row.saml_metadata_url)
+            .bind(&row.saml_idp_entity_id)
+            .bind(&row.saml_sso_url)
+            .bind(&row.saml_certificate)
+            .bind(row.password_with_sso)
+            .bind(&row.break_glass_email)
+            .bind(row.auto_create)
+            .bind(now())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Remember an AuthnRequest we sent, to accept exactly one answer to it.
+pub async fn saml_request_sent(
+    db: &Db,
+    workspace_id: i64,
+    id: &str,
+    next: &str,
+    expires_at: OffsetDateTime,
+) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "INSERT INTO saml_requests (id, workspace_id, next, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(workspace_id)
+        .bind(next)
+        .bind(expires_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Take the request `id` answers (once): its `next` path, if it was ours, for this
+/// workspace, and not expired.
+pub async fn take_saml_request(db: &Db, workspace_id: i64, id: &str) -> Result<Option<String>> {
+    let next = on_pool!(db.writer(), |p| {
+        sqlx::query_scalar::<_, String>(
+            "DELETE FROM saml_requests WHERE id = $1 AND workspace_id = $2 AND expires_at > $3 \
+             RETURNING next",
+        )
+        .bind(id)
+        .bind(workspace_id)
+        .bind(now())
+        .fetch_optional(p)
+        .await
+    })?;
+    Ok(next)
+}
+
+/// Record that assertion `id` was used; false when it was used before.
+pub async fn use_assertion(
+    db: &Db,
+    workspace_id: i64,
+    id: &str,
+    expires_at: OffsetDateTime,
+) -> Result<bool> {
+    let done = on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "INSERT INTO saml_used_assertions (workspace_id, assertion_id, expires_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(workspace_id)
+        .bind(id)
+        .bind(expires_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// Forget requests and assertion ids that can no longer be answered or replayed.
+pub async fn delete_expired(db: &Db) -> Result<u64> {
+    let mut done = 0;
+    for sql in [
+        "DELETE FROM saml_requests WHERE expires_at < $1",
+        "DELETE FROM saml_used_assertions WHERE expires_at < $1",
+    ] {
+        done += on_pool!(db.writer(), |p| {
+            sqlx::query(sql)
+                .bind(now())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(done)
+}
