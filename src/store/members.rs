@@ -5,7 +5,7 @@
 //! values live in `member_emails` so `emails.value eq ...` uses an index.
 
 use super::scim_sql::{self, Bind, SqlBuilder};
-use super::{Db, Result, StoreError, now, unique_violation};
+use super::{Backend, Db, Result, StoreError, now, unique_violation};
 use crate::on_pool;
 use crate::scim::filter::Filter;
 use crate::scim::schema::AttrRef;
@@ -133,8 +133,12 @@ pub async fn create(
     })
 }
 
+pub(crate) fn by_id_sql() -> String {
+    format!("SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND id = $2")
+}
+
 pub async fn by_id(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Member>> {
-    let sql = format!("SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND id = $2");
+    let sql = by_id_sql();
     Ok(on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, Member>(&sql)
             .bind(workspace_id)
@@ -204,6 +208,7 @@ macro_rules! bind_all {
                 Bind::Uuid(u) => q.bind(*u),
                 Bind::Time(t) => q.bind(*t),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Bytes(v) => q.bind(v.clone()),
             };
         }
         q
@@ -221,45 +226,119 @@ pub struct Search<'a> {
     pub limit: i64,
 }
 
-/// Members matching a SCIM filter: the total and one page.
-pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<Member>)> {
-    let mut b = SqlBuilder::new(db.backend());
+/// The SQL of a list request: the count and the page, each with its parameters.
+pub(crate) struct ListSql {
+    pub count_sql: String,
+    pub count_binds: Vec<Bind>,
+    pub page_sql: String,
+    pub page_binds: Vec<Bind>,
+}
+
+/// Build the SQL for `s`; with `after`, the page starts after that id (keyset)
+/// instead of skipping `s.offset` rows.
+pub(crate) fn list_sql(
+    backend: Backend,
+    workspace_id: i64,
+    s: &Search<'_>,
+    after: Option<Uuid>,
+) -> Result<ListSql> {
+    let mut b = SqlBuilder::new(backend);
     let ws = b.bind(Bind::Int(workspace_id));
     let mut cond = format!("m.workspace_id = {ws}");
     if let Some(f) = s.filter {
         let sql = scim_sql::compile(&mut b, f).map_err(|e| StoreError::InvalidFilter(e.detail))?;
         cond = format!("{cond} AND {sql}");
     }
-    let filter_binds = b.binds.len();
+    let count_binds = b.binds.clone();
     let count_sql = format!("SELECT COUNT(*) FROM members m WHERE {cond}");
-    let total = on_pool!(db.reader(), |p| {
-        bind_all!(
-            sqlx::query_scalar::<_, i64>(&count_sql),
-            &b.binds[..filter_binds]
-        )
-        .fetch_one(p)
-        .await
-    })?;
-    if s.limit == 0 || s.offset >= total {
-        return Ok((total, Vec::new()));
-    }
     let order = scim_sql::order_by(&b, s.sort, s.descending);
-    let limit = b.bind(Bind::Int(s.limit));
-    let offset = b.bind(Bind::Int(s.offset));
     let cols = COLUMNS
         .split(", ")
         .map(|c| format!("m.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let page_sql = format!(
-        "SELECT {cols} FROM members m WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-    );
+    let page_sql = match after {
+        Some(after) => {
+            let after = b.bind(Bind::Uuid(after));
+            let limit = b.bind(Bind::Int(s.limit));
+            format!(
+                "SELECT {cols} FROM members m WHERE {cond} AND m.id > {after} ORDER BY {order} LIMIT {limit}"
+            )
+        }
+        None => {
+            let limit = b.bind(Bind::Int(s.limit));
+            let offset = b.bind(Bind::Int(s.offset));
+            format!(
+                "SELECT {cols} FROM members m WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            )
+        }
+    };
+    Ok(ListSql {
+        count_sql,
+        count_binds,
+        page_sql,
+        page_binds: b.binds,
+    })
+}
+
+/// Members matching a SCIM filter: the total and one page.
+///
+/// The page is read first: a first page shorter than asked for is the whole
+/// result, so the common lookups (`userName eq ...`, found or not) take one query.
+/// Otherwise the total is counted. Pages in the default order resume from a keyset
+/// cursor when one is remembered (see `cursors`), so an import does not make the
+/// database skip ever more rows.
+pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<Member>)> {
+    let keyset = s.filter.is_none() && s.sort.is_none() && !s.descending;
+    let after = if keyset && s.offset > 0 {
+        db.cursors.get(workspace_id, s.offset)
+    } else {
+        None
+    };
+    let q = &list_sql(db.backend(), workspace_id, s, after)?;
+    let count = || async move {
+        Ok::<_, StoreError>(on_pool!(db.reader(), |p| {
+            bind_all!(sqlx::query_scalar::<_, i64>(&q.count_sql), &q.count_binds)
+                .fetch_one(p)
+                .await
+        })?)
+    };
+    if s.limit == 0 {
+        return Ok((count().await?, Vec::new()));
+    }
     let rows = on_pool!(db.reader(), |p| {
-        bind_all!(sqlx::query_as::<_, Member>(&page_sql), &b.binds)
+        bind_all!(sqlx::query_as::<_, Member>(&q.page_sql), &q.page_binds)
             .fetch_all(p)
             .await
     })?;
+    if keyset && let Some(last) = rows.last() {
+        db.cursors
+            .put(workspace_id, s.offset + rows.len() as i64, last.id);
+    }
+    let n = rows.len() as i64;
+    let total = if n < s.limit && (n > 0 || s.offset == 0) {
+        // A short page is the end of the result: nothing to count.
+        s.offset + n
+    } else {
+        count().await?
+    };
     Ok((total, rows))
+}
+
+pub(crate) const DELETE_EMAILS_SQL: &str = "DELETE FROM member_emails WHERE member_id = $1";
+
+pub(crate) fn update_sql(check_version: bool) -> String {
+    let version_check = if check_version {
+        " AND version = $14"
+    } else {
+        ""
+    };
+    format!(
+        "UPDATE members SET user_name = $3, user_name_ci = $4, external_id = $5, display_name = $6, \
+         given_name = $7, family_name = $8, role = $9, active = $10, scim_managed = $11, resource = $12, \
+         updated_at = $13, version = version + 1 \
+         WHERE workspace_id = $1 AND id = $2{version_check} RETURNING {COLUMNS}"
+    )
 }
 
 /// Replace a member's data. With `expected_version`, only if the stored version
@@ -271,17 +350,7 @@ pub async fn update(
     data: &MemberData,
     expected_version: Option<i64>,
 ) -> Result<Member> {
-    let version_check = if expected_version.is_some() {
-        " AND version = $14"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE members SET user_name = $3, user_name_ci = $4, external_id = $5, display_name = $6, \
-         given_name = $7, family_name = $8, role = $9, active = $10, scim_managed = $11, resource = $12, \
-         updated_at = $13, version = version + 1 \
-         WHERE workspace_id = $1 AND id = $2{version_check} RETURNING {COLUMNS}"
-    );
+    let sql = update_sql(expected_version.is_some());
     let emails = email_keys(data);
     let updated = on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
@@ -304,7 +373,7 @@ pub async fn update(
         }
         let member = q.fetch_optional(&mut *tx).await.map_err(conflict)?;
         if member.is_some() {
-            sqlx::query("DELETE FROM member_emails WHERE member_id = $1")
+            sqlx::query(DELETE_EMAILS_SQL)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

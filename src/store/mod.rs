@@ -4,8 +4,10 @@
 //! both forms stand side by side in the function that needs them.
 
 pub mod activity;
+pub mod cursors;
 pub mod members;
 pub mod oauth;
+pub mod plans;
 pub mod rate_limits;
 pub mod scim_sql;
 pub mod sessions;
@@ -50,6 +52,8 @@ pub enum Backend {
 pub struct Db {
     read: Pool,
     write: Pool,
+    /// Keyset cursors for member listings (see `cursors`); per database.
+    pub(crate) cursors: std::sync::Arc<cursors::PageCursors>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +128,7 @@ impl Db {
             Db {
                 read: Pool::Sqlite(read),
                 write: Pool::Sqlite(write),
+                cursors: Default::default(),
             }
         } else {
             let opts = PgConnectOptions::from_str(url)?;
@@ -136,6 +141,7 @@ impl Db {
             Db {
                 read: Pool::Postgres(pool.clone()),
                 write: Pool::Postgres(pool),
+                cursors: Default::default(),
             }
         };
         Ok(db)

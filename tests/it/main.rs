@@ -5,5 +5,6 @@
 mod foundation;
 mod harness;
 mod oauth;
+mod plans;
 mod scim;
 mod scim_filter_prop;
