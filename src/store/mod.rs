@@ -162,6 +162,27 @@ impl Db {
         &self.write
     }
 
+    /// Connections in each pool, for `/metrics`.
+    pub fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
+        let figures = |name: &'static str, pool: &Pool| {
+            let (size, idle, max) = on_pool!(pool, |p| (
+                p.size(),
+                p.num_idle() as u32,
+                p.options().get_max_connections()
+            ));
+            crate::metrics::PoolUse {
+                pool: name,
+                size,
+                idle,
+                max,
+            }
+        };
+        match self.backend() {
+            Backend::Sqlite => vec![figures("read", &self.read), figures("write", &self.write)],
+            Backend::Postgres => vec![figures("shared", &self.write)],
+        }
+    }
+
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
         on_pool!(&self.read, |p| sqlx::query("SELECT 1")

@@ -4,6 +4,7 @@
 
 mod foundation;
 mod harness;
+mod metrics;
 mod oauth;
 mod plans;
 mod scim;
