@@ -9,22 +9,29 @@ use crate::scim::filter::{self, Filter};
 use sqlx::Row;
 use uuid::Uuid;
 
+/// A sample parameter: what list queries bind, or a JSON document.
+pub enum Param {
+    Bind(Bind),
+    Json(serde_json::Value),
+}
+
 /// One hot-path query with sample parameters.
 pub struct HotQuery {
     pub name: String,
     pub sql: String,
-    pub binds: Vec<Bind>,
-    /// The index the plan must name, where using just any index is not enough
-    /// (a filter must use the index on the filtered column, not walk the workspace).
-    pub index: Option<&'static str>,
+    pub binds: Vec<Param>,
+    /// Indexes of which the plan must name one, where using just any index is not
+    /// enough (a filter must use the filtered column's index, not walk the
+    /// workspace). Empty: any index will do.
+    pub index: &'static [&'static str],
 }
 
 fn q(name: &str, sql: impl Into<String>, binds: Vec<Bind>) -> HotQuery {
     HotQuery {
         name: name.to_owned(),
         sql: sql.into(),
-        binds,
-        index: None,
+        binds: binds.into_iter().map(Param::Bind).collect(),
+        index: &[],
     }
 }
 
@@ -89,55 +96,68 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             vec![Bind::Uuid(id)],
         ),
     ];
-    let mut update = vec![
-        Bind::Int(workspace_id),
-        Bind::Uuid(id),
-        Bind::Text("u".into()),
-        Bind::Text("u".into()),
-        Bind::Text("e".into()),
-        Bind::Text("d".into()),
-        Bind::Text("g".into()),
-        Bind::Text("f".into()),
-        Bind::Text("viewer".into()),
-        Bind::Bool(true),
-        Bind::Bool(true),
-        Bind::Text("{}".into()),
-        at(),
-    ];
-    out.push(q(
-        "member update",
-        members::update_sql(false),
-        update.clone(),
-    ));
-    update.push(Bind::Int(1));
-    out.push(q(
-        "member update if version",
-        members::update_sql(true),
-        update,
-    ));
-
-    let primary_key = match backend {
-        Backend::Sqlite => "sqlite_autoindex_members_1",
-        Backend::Postgres => "members_pkey",
+    // UPDATE members: $1..$11 plain values, $12 the resource (JSON), $13 the time.
+    let update = |check_version: bool| {
+        let mut binds: Vec<Param> = [
+            Bind::Int(workspace_id),
+            Bind::Uuid(id),
+            Bind::Text("u".into()),
+            Bind::Text("u".into()),
+            Bind::Text("e".into()),
+            Bind::Text("d".into()),
+            Bind::Text("g".into()),
+            Bind::Text("f".into()),
+            Bind::Text("viewer".into()),
+            Bind::Bool(true),
+            Bind::Bool(true),
+        ]
+        .into_iter()
+        .map(Param::Bind)
+        .collect();
+        binds.push(Param::Json(serde_json::json!({})));
+        binds.push(Param::Bind(at()));
+        if check_version {
+            binds.push(Param::Bind(Bind::Int(1)));
+        }
+        HotQuery {
+            name: format!("member update (version check: {check_version})"),
+            sql: members::update_sql(check_version),
+            binds,
+            index: &[],
+        }
     };
-    let filters: [(&str, Option<String>, &'static str); 5] = [
-        ("list", None, "members_by_workspace"),
+    out.push(update(false));
+    out.push(update(true));
+
+    // Walking (workspace_id, id), or the primary key (id order) filtered by
+    // workspace: PostgreSQL picks the latter when one workspace holds every row.
+    let in_id_order: &[&str] = match backend {
+        Backend::Sqlite => &["members_by_workspace"],
+        Backend::Postgres => &["members_by_workspace", "members_pkey"],
+    };
+    // The primary key, or (workspace_id, id) with both columns bound.
+    let by_id: &[&str] = match backend {
+        Backend::Sqlite => &["sqlite_autoindex_members_1"],
+        Backend::Postgres => &["members_pkey", "members_by_workspace"],
+    };
+    let filters: [(&str, Option<String>, &[&str]); 5] = [
+        ("list", None, in_id_order),
         (
             "filter userName eq",
             Some("userName eq \"a@b.c\"".into()),
-            "members_user_name",
+            &["members_user_name"],
         ),
         (
             "filter externalId eq",
             Some("externalId eq \"x\"".into()),
-            "members_external_id",
+            &["members_external_id"],
         ),
         (
             "filter emails.value eq",
             Some("emails.value eq \"a@b.c\"".into()),
-            "member_emails_value",
+            &["member_emails_value"],
         ),
-        ("filter id eq", Some(format!("id eq \"{id}\"")), primary_key),
+        ("filter id eq", Some(format!("id eq \"{id}\"")), by_id),
     ];
     for (name, f, index) in filters {
         let parsed: Option<Filter> = match f.as_deref() {
@@ -155,7 +175,7 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
         };
         let l = members::list_sql(backend, workspace_id, &search, None)?;
         let with_index = |mut h: HotQuery| {
-            h.index = Some(index);
+            h.index = index;
             h
         };
         out.push(with_index(q(
@@ -189,12 +209,13 @@ pub async fn explain(db: &Db, q: &HotQuery) -> Result<Vec<String>> {
             let mut query = $query;
             for b in &q.binds {
                 query = match b {
-                    Bind::Text(s) => query.bind(s.clone()),
-                    Bind::Bool(v) => query.bind(*v),
-                    Bind::Uuid(u) => query.bind(*u),
-                    Bind::Time(t) => query.bind(*t),
-                    Bind::Int(i) => query.bind(*i),
-                    Bind::Bytes(v) => query.bind(v.clone()),
+                    Param::Bind(Bind::Text(s)) => query.bind(s.clone()),
+                    Param::Bind(Bind::Bool(v)) => query.bind(*v),
+                    Param::Bind(Bind::Uuid(u)) => query.bind(*u),
+                    Param::Bind(Bind::Time(t)) => query.bind(*t),
+                    Param::Bind(Bind::Int(i)) => query.bind(*i),
+                    Param::Bind(Bind::Bytes(v)) => query.bind(v.clone()),
+                    Param::Json(v) => query.bind(sqlx::types::Json(v.clone())),
                 };
             }
             query
@@ -245,4 +266,14 @@ pub fn full_scans(backend: Backend, plan: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// After seeding a test database: give PostgreSQL fresh statistics, as autovacuum
+/// would in production. SQLite keeps none unless ANALYZE is run, and Rollcall never
+/// runs it, so its default estimates are what production sees: left alone.
+pub async fn analyze(db: &Db) -> Result<()> {
+    if let super::Pool::Postgres(p) = db.writer() {
+        sqlx::query("ANALYZE").execute(p).await?;
+    }
+    Ok(())
 }
