@@ -54,6 +54,8 @@ pub struct Db {
     write: Pool,
     /// Keyset cursors for member listings (see `cursors`); per database.
     pub(crate) cursors: std::sync::Arc<cursors::PageCursors>,
+    /// The provisioning-activity writer (see `activity`); per database.
+    pub(crate) activity: std::sync::Arc<activity::ActivityQueue>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,7 @@ impl Db {
                 read: Pool::Sqlite(read),
                 write: Pool::Sqlite(write),
                 cursors: Default::default(),
+                activity: Default::default(),
             }
         } else {
             let opts = PgConnectOptions::from_str(url)?;
@@ -148,6 +151,7 @@ impl Db {
                 read: Pool::Postgres(pool.clone()),
                 write: Pool::Postgres(pool),
                 cursors: Default::default(),
+                activity: Default::default(),
             }
         };
         Ok(db)
@@ -199,6 +203,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        activity::flush(self).await;
         on_pool!(&self.read, |p| p.close().await);
         on_pool!(&self.write, |p| p.close().await);
     }
