@@ -4,8 +4,8 @@
 use super::{Db, Result, now};
 use crate::on_pool;
 use std::sync::OnceLock;
-use tokio::sync::{mpsc, oneshot};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
