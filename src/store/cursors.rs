@@ -19,6 +19,9 @@ const MAX_ENTRIES: usize = 4096;
 #[derive(Debug, Default)]
 pub struct PageCursors {
     map: Mutex<HashMap<(i64, i64), Uuid>>,
+    /// Per workspace: how many members have ids below a boundary, and when that
+    /// was counted (see `members::count_all`).
+    counts: Mutex<HashMap<i64, (Uuid, i64, std::time::Instant)>>,
 }
 
 impl PageCursors {
@@ -41,6 +44,32 @@ impl PageCursors {
     }
 }
 
+impl PageCursors {
+    pub fn count_below(&self, workspace_id: i64) -> Option<(Uuid, i64, std::time::Instant)> {
+        let map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&workspace_id).copied()
+    }
+
+    pub fn put_count_below(&self, workspace_id: i64, boundary: Uuid, count: i64) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(workspace_id, (boundary, count, std::time::Instant::now()));
+    }
+}
+
+/// The smallest UUIDv7 of the millisecond `unix_ms`: every id minted at or after
+/// that millisecond sorts at or above it (as bytes, which is how both databases
+/// compare them).
+pub fn v7_floor(unix_ms: u64) -> Uuid {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+    b[6] = 0x70;
+    b[8] = 0x80;
+    Uuid::from_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +86,15 @@ mod tests {
             c.put(3, i, id);
         }
         assert!(c.map.lock().unwrap().len() <= MAX_ENTRIES);
+    }
+
+    #[test]
+    fn v7_floor_sorts_below_ids_of_that_millisecond_and_above_earlier_ones() {
+        let id = Uuid::now_v7();
+        let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+        let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+        assert!(v7_floor(ms).as_bytes() <= id.as_bytes());
+        assert!(v7_floor(ms + 1).as_bytes() > id.as_bytes());
+        assert!(v7_floor(ms - 1).as_bytes() < id.as_bytes());
     }
 }

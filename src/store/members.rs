@@ -296,7 +296,11 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
         None
     };
     let q = &list_sql(db.backend(), workspace_id, s, after)?;
+    let unfiltered = s.filter.is_none();
     let count = || async move {
+        if unfiltered {
+            return count_all(db, workspace_id).await;
+        }
         Ok::<_, StoreError>(on_pool!(db.reader(), |p| {
             bind_all!(sqlx::query_scalar::<_, i64>(&q.count_sql), &q.count_binds)
                 .fetch_one(p)
@@ -323,6 +327,57 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
         count().await?
     };
     Ok((total, rows))
+}
+
+pub(crate) const COUNT_BELOW_SQL: &str =
+    "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND id < $2";
+pub(crate) const COUNT_FROM_SQL: &str =
+    "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND id >= $2";
+
+/// How far behind now the counted boundary stays: ids minted by another process
+/// whose clock is up to this much behind are still counted.
+const COUNT_MARGIN_MS: u64 = 60_000;
+/// How long a counted boundary is reused before counting again.
+const COUNT_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The number of members of a workspace, for `totalResults` of unfiltered lists
+/// (every page of an import). A full COUNT(*) walks the workspace's index entries
+/// (about 10 ms at 100,000 members on a small machine, on every page). Members are
+/// never deleted and ids (UUIDv7) carry their creation time, so the members with ids
+/// below a boundary a minute in the past are counted once (and again every five
+/// minutes), and each request counts only the ids from the boundary on: the recent
+/// members, through the (workspace_id, id) index. Exact as long as the clocks of
+/// the processes minting ids differ by less than the minute.
+async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
+    let cached = db
+        .cursors
+        .count_below(workspace_id)
+        .filter(|(_, _, at)| at.elapsed() < COUNT_REFRESH);
+    let (boundary, below) = match cached {
+        Some((boundary, below, _)) => (boundary, below),
+        None => {
+            let now_ms =
+                (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+            let boundary = super::cursors::v7_floor(now_ms.saturating_sub(COUNT_MARGIN_MS));
+            let below = on_pool!(db.reader(), |p| {
+                sqlx::query_scalar::<_, i64>(COUNT_BELOW_SQL)
+                    .bind(workspace_id)
+                    .bind(boundary)
+                    .fetch_one(p)
+                    .await
+            })?;
+            db.cursors.put_count_below(workspace_id, boundary, below);
+            (boundary, below)
+        }
+    };
+    let from = on_pool!(db.reader(), |p| {
+        sqlx::query_scalar::<_, i64>(COUNT_FROM_SQL)
+            .bind(workspace_id)
+            .bind(boundary)
+            .fetch_one(p)
+            .await
+    })?;
+    Ok(below + from)
 }
 
 pub(crate) const DELETE_EMAILS_SQL: &str = "DELETE FROM member_emails WHERE member_id = $1";

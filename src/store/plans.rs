@@ -91,6 +91,16 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             vec![Bind::Int(workspace_id), Bind::Uuid(id)],
         ),
         q(
+            "count below boundary",
+            members::COUNT_BELOW_SQL,
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
+            "count from boundary",
+            members::COUNT_FROM_SQL,
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
             "member emails delete",
             members::DELETE_EMAILS_SQL,
             vec![Bind::Uuid(id)],
