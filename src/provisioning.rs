@@ -112,7 +112,7 @@ pub async fn list(
 async fn log(
     db: &Db,
     who: &Principal,
-    operation: &str,
+    operation: &'static str,
     member: Option<&Member>,
     user_name: Option<&str>,
     result: Result<&str, &ScimError>,
@@ -121,6 +121,7 @@ async fn log(
         Ok(d) => (200, d.to_owned()),
         Err(e) => (e.status, e.detail.clone()),
     };
+    crate::metrics::scim_write(operation, status);
     let entry = activity::NewActivity {
         workspace_id: who.workspace.id,
         actor: &who.actor,
@@ -214,11 +215,17 @@ async fn modify(
     }
 }
 
-async fn log_update(db: &Db, who: &Principal, operation: &str, result: &Outcome, what: &str) {
+async fn log_update(
+    db: &Db,
+    who: &Principal,
+    operation: &'static str,
+    result: &Outcome,
+    what: &str,
+) {
     match result {
         Ok(m) => log(db, who, operation, Some(m), None, Ok(what)).await,
         // Unknown ids are the client's business, not worth an activity line.
-        Err(e) if e.status == 404 => {}
+        Err(e) if e.status == 404 => crate::metrics::scim_write(operation, 404),
         Err(e) => log(db, who, operation, None, None, Err(e)).await,
     }
 }

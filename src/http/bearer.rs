@@ -31,10 +31,8 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 /// gets).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Principal>, StoreError> {
     if token.starts_with(secrets::Kind::ApiToken.prefix()) {
-        let Some(t) = tokens::authenticate(&state.db, &secrets::digest(token)).await? else {
-            return Ok(None);
-        };
-        let Some(workspace) = workspaces::by_id(&state.db, t.workspace_id).await? else {
+        let Some((t, workspace)) = tokens::authenticate(&state.db, &secrets::digest(token)).await?
+        else {
             return Ok(None);
         };
         // Workspace API tokens carry full SCIM access.
@@ -52,9 +50,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Princi
         if t.kind != "access" || !t.live() || crate::store::now() >= t.expires_at {
             return Ok(None);
         }
-        let Some(workspace) = workspaces::by_id(&state.db, t.workspace_id).await? else {
-            return Ok(None);
-        };
+        let workspace = t.workspace();
         oauth::touch_grant(&state.db, &t).await?;
         let scopes = Scopes::parse(&t.scope).unwrap_or_default();
         return Ok(Some(Principal {

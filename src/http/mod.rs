@@ -6,6 +6,7 @@ pub mod bearer;
 pub mod csrf;
 pub mod extract;
 pub mod host;
+pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod scim;
@@ -78,11 +79,13 @@ pub fn router(state: AppState) -> Router {
     let sites = Sites {
         app: pages::app_routes()
             .merge(oauth::app_routes())
+            .route_layer(axum::middleware::from_fn(metrics::label_route))
             .with_state(state.clone()),
         workspace: pages::workspace_routes()
             .merge(oauth::workspace_routes())
             .merge(admin::routes())
             .merge(sso::workspace_routes())
+            .route_layer(axum::middleware::from_fn(metrics::label_route))
             .layer(sessions)
             .with_state(state.clone()),
         state: state.clone(),
@@ -92,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/static/style.css", get(stylesheet))
         .route("/static/copy.js", get(copy_script))
+        .route("/metrics", get(metrics::endpoint))
+        .route_layer(axum::middleware::from_fn(metrics::label_route))
         .fallback(move |req: Request| {
             let sites = sites.clone();
             async move { sites.dispatch(req).await }
@@ -122,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             // Path only: query strings can carry codes and state.
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
         }))
+        .layer(axum::middleware::from_fn(metrics::count))
         .with_state(state)
 }
 

@@ -407,6 +407,10 @@ async fn token_endpoint(
         refresh_digest: secrets::digest(&refresh),
         refresh_expires_at: now + config.refresh_token_ttl,
     };
+    let grant_type = match &grant {
+        Grant::AuthorizationCode { .. } => "authorization_code",
+        Grant::RefreshToken { .. } => "refresh_token",
+    };
     let issued = match grant {
         Grant::AuthorizationCode {
             code,
@@ -461,6 +465,7 @@ async fn token_endpoint(
     };
     match issued {
         Ok(i) => {
+            crate::metrics::token_issued(grant_type);
             let scope = Scopes::parse(&i.scope).unwrap_or_default();
             no_store(
                 Json(token::token_response(

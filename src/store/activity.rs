@@ -3,7 +3,9 @@
 
 use super::{Db, Result, now};
 use crate::on_pool;
+use std::sync::OnceLock;
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -28,28 +30,124 @@ pub struct NewActivity<'a> {
     pub detail: &'a str,
 }
 
+/// An entry waiting to be written.
+struct Pending {
+    workspace_id: i64,
+    at: OffsetDateTime,
+    actor: String,
+    operation: String,
+    member_id: Option<Uuid>,
+    user_name: Option<String>,
+    status: i32,
+    detail: String,
+}
+
+enum Message {
+    Entry(Pending),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Entries are written by one task, many per transaction: on SQLite every write
+/// shares one connection, and a separate INSERT and commit per SCIM write was a
+/// sixth of the writer's time (rollcall-bench). Readers of the log flush first, so
+/// within a process an entry is visible as soon as its write has answered.
+#[derive(Debug, Default)]
+pub struct ActivityQueue {
+    tx: OnceLock<mpsc::UnboundedSender<Message>>,
+}
+
+/// Most entries written in one transaction.
+const BATCH: usize = 256;
+
+impl ActivityQueue {
+    fn sender(&self, db: &Db) -> &mpsc::UnboundedSender<Message> {
+        self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(writer(db.clone(), rx));
+            tx
+        })
+    }
+}
+
+async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut waiting = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Message::Entry(e) => batch.push(e),
+                Message::Flush(done) => waiting.push(done),
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty()
+            && let Err(e) = insert(&db, &batch).await
+        {
+            tracing::warn!(error = %e, entries = batch.len(), "could not record provisioning activity");
+        }
+        batch.clear();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn insert(db: &Db, batch: &[Pending]) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        let mut tx = p.begin().await?;
+        for a in batch {
+            sqlx::query(
+                "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(a.workspace_id)
+            .bind(a.at)
+            .bind(&a.actor)
+            .bind(&a.operation)
+            .bind(a.member_id)
+            .bind(&a.user_name)
+            .bind(a.status)
+            .bind(&a.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// Queue an entry; it is written shortly, with others.
 pub async fn record(db: &Db, a: &NewActivity<'_>) -> Result<()> {
     // Details are short by design; keep a hostile userName from bloating the log.
-    let user_name = a.user_name.map(|u| u.chars().take(256).collect::<String>());
-    let detail: String = a.detail.chars().take(500).collect();
-    on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(a.workspace_id)
-        .bind(now())
-        .bind(a.actor)
-        .bind(a.operation)
-        .bind(a.member_id)
-        .bind(&user_name)
-        .bind(i32::from(a.status))
-        .bind(&detail)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    let entry = Pending {
+        workspace_id: a.workspace_id,
+        at: now(),
+        actor: a.actor.to_owned(),
+        operation: a.operation.to_owned(),
+        member_id: a.member_id,
+        user_name: a.user_name.map(|u| u.chars().take(256).collect()),
+        status: i32::from(a.status),
+        detail: a.detail.chars().take(500).collect(),
+    };
+    if db.activity.sender(db).send(Message::Entry(entry)).is_err() {
+        tracing::warn!("the activity writer has stopped; an entry was dropped");
+    }
     Ok(())
+}
+
+/// Wait until every entry queued so far is written.
+pub async fn flush(db: &Db) {
+    let Some(tx) = db.activity.tx.get() else {
+        return;
+    };
+    let (done, wait) = oneshot::channel();
+    if tx.send(Message::Flush(done)).is_ok() {
+        let _ = wait.await;
+    }
 }
 
 /// The most recent activity, newest first; optionally one member's, or failures only.
@@ -60,6 +158,7 @@ pub async fn recent(
     failures_only: bool,
     limit: i64,
 ) -> Result<Vec<Activity>> {
+    flush(db).await;
     let sql = "SELECT id, at, actor, operation, member_id, user_name, status, detail FROM scim_activity \
                WHERE workspace_id = $1 AND ($2 IS NULL OR member_id = $2) AND ($3 = FALSE OR status >= 400) \
                ORDER BY id DESC LIMIT $4";

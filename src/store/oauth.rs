@@ -12,6 +12,39 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// Claim an authorization code, once.
+pub(crate) const REDEEM_CODE_SQL: &str = "UPDATE oauth_codes SET used_at = $1 WHERE digest = $2 AND used_at IS NULL \
+             RETURNING client_id, workspace_id, member_id, redirect_uri, scope, code_challenge, expires_at";
+
+/// Retire a grant's newest refresh token.
+pub(crate) const ROTATE_SQL: &str = "UPDATE oauth_tokens SET rotated_at = $1 WHERE grant_id = $2 AND kind = 'refresh' \
+                     AND rotated_at IS NULL AND revoked_at IS NULL";
+
+/// A refresh token and its grant, by token id.
+pub(crate) const REFRESH_STATE_SQL: &str = "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
+             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id WHERE t.id = $1";
+
+/// Lock a grant (and note it used) before deciding a refresh.
+pub(crate) const GRANT_LOCK_SQL: &str = "UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2";
+
+/// A refresh token by digest.
+pub(crate) const REFRESH_FIND_SQL: &str =
+    "SELECT id, grant_id FROM oauth_tokens WHERE digest = $1 AND kind = 'refresh'";
+
+/// Note a grant used.
+pub(crate) const TOUCH_GRANT_SQL: &str = GRANT_LOCK_SQL;
+
+/// An OAuth token with its grant, client and workspace, by digest.
+pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
+             t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
+             g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain, \
+             w.name AS workspace_name, w.scim_enabled, w.password_signin, \
+             w.created_at AS workspace_created_at \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
+             JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
+             WHERE t.digest = $1";
+
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
@@ -82,11 +115,15 @@ pub async fn create_client(
     Ok(row.into())
 }
 
+pub(crate) fn client_sql() -> String {
+    format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1")
+}
+
 pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
     if !super::storable(id) {
         return Ok(None);
     }
-    let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+    let sql = client_sql();
     let row = on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, ClientRow>(&sql)
             .bind(id)
@@ -187,14 +224,11 @@ pub async fn redeem_code<E>(
     let at = now();
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
-        let claimed = sqlx::query_as::<_, Code>(
-            "UPDATE oauth_codes SET used_at = $1 WHERE digest = $2 AND used_at IS NULL \
-             RETURNING client_id, workspace_id, member_id, redirect_uri, scope, code_challenge, expires_at",
-        )
-        .bind(at)
-        .bind(digest)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let claimed = sqlx::query_as::<_, Code>(REDEEM_CODE_SQL)
+            .bind(at)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(code) = claimed else {
             let seen = sqlx::query_scalar::<_, Option<i64>>(
                 "SELECT grant_id FROM oauth_codes WHERE digest = $1",
@@ -297,28 +331,22 @@ pub async fn refresh<E>(
     let at = now();
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
-        let found = sqlx::query_as::<_, (i64, i64)>(
-            "SELECT id, grant_id FROM oauth_tokens WHERE digest = $1 AND kind = 'refresh'",
-        )
-        .bind(digest)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let found = sqlx::query_as::<_, (i64, i64)>(REFRESH_FIND_SQL)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((token_id, grant_id)) = found else {
             return Ok(None);
         };
-        sqlx::query("UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2")
+        sqlx::query(GRANT_LOCK_SQL)
             .bind(at)
             .bind(grant_id)
             .execute(&mut *tx)
             .await?;
-        let state = sqlx::query_as::<_, RefreshState>(
-            "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
-             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at \
-             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id WHERE t.id = $1",
-        )
-        .bind(token_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let state = sqlx::query_as::<_, RefreshState>(REFRESH_STATE_SQL)
+            .bind(token_id)
+            .fetch_one(&mut *tx)
+            .await?;
         match plan(&state) {
             RefreshPlan::Refuse(e) => {
                 tx.rollback().await?;
@@ -336,14 +364,11 @@ pub async fn refresh<E>(
                 Ok(Some(Err(e)))
             }
             RefreshPlan::Issue { scope } => {
-                sqlx::query(
-                    "UPDATE oauth_tokens SET rotated_at = $1 WHERE grant_id = $2 AND kind = 'refresh' \
-                     AND rotated_at IS NULL AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(ROTATE_SQL)
+                    .bind(at)
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await?;
                 for (kind, digest, expires_at) in [
                     ("access", &tokens.access_digest, tokens.access_expires_at),
                     ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
@@ -384,9 +409,25 @@ pub struct StoredToken {
     pub member_id: Uuid,
     pub workspace_id: i64,
     pub subdomain: String,
+    pub workspace_name: String,
+    pub scim_enabled: bool,
+    pub password_signin: bool,
+    pub workspace_created_at: OffsetDateTime,
 }
 
 impl StoredToken {
+    /// The grant's workspace, as read with the token (no second query).
+    pub fn workspace(&self) -> super::workspaces::Workspace {
+        super::workspaces::Workspace {
+            id: self.workspace_id,
+            subdomain: self.subdomain.clone(),
+            name: self.workspace_name.clone(),
+            scim_enabled: self.scim_enabled,
+            password_signin: self.password_signin,
+            created_at: self.workspace_created_at,
+        }
+    }
+
     /// Neither the token nor its grant was revoked.
     pub fn live(&self) -> bool {
         self.revoked_at.is_none() && self.grant_revoked_at.is_none()
@@ -395,17 +436,10 @@ impl StoredToken {
 
 pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
     Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, StoredToken>(
-            "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
-             t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
-             g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain \
-             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
-             JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
-             WHERE t.digest = $1",
-        )
-        .bind(digest)
-        .fetch_optional(p)
-        .await
+        sqlx::query_as::<_, StoredToken>(TOKEN_SQL)
+            .bind(digest)
+            .fetch_optional(p)
+            .await
     })?)
 }
 
@@ -419,7 +453,7 @@ pub async fn touch_grant(db: &Db, t: &StoredToken) -> Result<()> {
         .is_none_or(|last| at - last > TOUCH_EVERY)
     {
         on_pool!(db.writer(), |p| {
-            sqlx::query("UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2")
+            sqlx::query(TOUCH_GRANT_SQL)
                 .bind(at)
                 .bind(t.grant_id)
                 .execute(p)

@@ -5,6 +5,11 @@
 use super::{Db, Result};
 use crate::on_pool;
 
+/// Count one event in a fixed window (one atomic upsert).
+pub(crate) const HIT_SQL: &str = "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+             RETURNING count";
+
 /// A limit: at most `max` events per `window_secs` for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -37,15 +42,11 @@ fn unix_now() -> i64 {
 pub async fn hit(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
     let (start, retry) = window(limit, unix_now());
     let count = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
-             ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(start)
-        .fetch_one(p)
-        .await
+        sqlx::query_scalar::<_, i64>(HIT_SQL)
+            .bind(key)
+            .bind(start)
+            .fetch_one(p)
+            .await
     })?;
     Ok(if count > i64::from(limit.max) {
         Verdict::Limited {

@@ -27,6 +27,7 @@ pub enum Bind {
     Uuid(Uuid),
     Time(OffsetDateTime),
     Int(i64),
+    Bytes(Vec<u8>),
 }
 
 /// Builds one SQL text and its parameters.
@@ -405,8 +406,11 @@ fn column_compare(
                     format!("{qualified} LIKE {p} ESCAPE '\\'")
                 }
                 CompareOp::Eq => {
+                    // The column is NOT NULL: already two-valued. No COALESCE, which
+                    // would hide the comparison from the (workspace_id, user_name_ci)
+                    // index and make every existence check walk the workspace.
                     let p = b.bind(Bind::Text(folded));
-                    format!("{qualified} = {p}")
+                    return Ok(format!("({qualified} = {p})"));
                 }
                 _ => {
                     let p = b.bind(Bind::Text(folded));
@@ -414,6 +418,12 @@ fn column_compare(
                 }
             };
             b.coalesce(cond)
+        }
+        ("external_id", CompValue::Str(s)) if op == CompareOp::Eq => {
+            // Two-valued without COALESCE, so the (workspace_id, external_id) index
+            // serves it.
+            let p = b.bind(Bind::Text(s.clone()));
+            format!("({qualified} IS NOT NULL AND {qualified} = {p})")
         }
         ("external_id", CompValue::Str(s)) => string_compare(b, &qualified, true, op, s),
         ("id", CompValue::Str(s)) => match op {
@@ -542,7 +552,7 @@ mod tests {
     #[test]
     fn user_name_eq_uses_the_folded_indexed_column() {
         let (s, binds) = sql(Backend::Sqlite, "userName eq \"Ada@Example.COM\"");
-        assert_eq!(s, "COALESCE((m.user_name_ci = $1), FALSE)");
+        assert_eq!(s, "(m.user_name_ci = $1)");
         assert_eq!(binds, vec![Bind::Text("ada@example.com".into())]);
     }
 
@@ -608,7 +618,7 @@ mod tests {
         );
         assert!(s.starts_with("((NOT COALESCE(("), "{s}");
         assert!(
-            s.contains("(NOT COALESCE((m.external_id = $2), FALSE))"),
+            s.contains("(NOT (m.external_id IS NOT NULL AND m.external_id = $2))"),
             "{s}"
         );
     }

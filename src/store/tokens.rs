@@ -1,9 +1,21 @@
 //! Workspace API tokens ("Public API" access tokens) for the SCIM API.
 //! Only the SHA-256 digest is stored; the token is shown once.
 
+use super::workspaces::Workspace;
 use super::{Db, Result, StoreError, now};
 use crate::on_pool;
 use time::OffsetDateTime;
+
+/// Mark a token used (at most once a minute).
+pub(crate) const TOUCH_SQL: &str = "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2";
+
+/// A workspace API token and its workspace, by digest (every SCIM request).
+pub(crate) const AUTHENTICATE_SQL: &str = "SELECT t.id, t.workspace_id, t.name, t.prefix, t.created_by, t.created_at, \
+               t.last_used_at, t.revoked_at, w.subdomain AS ws_subdomain, w.name AS ws_name, \
+               w.scim_enabled AS ws_scim_enabled, w.password_signin AS ws_password_signin, \
+               w.created_at AS ws_created_at \
+               FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id \
+               WHERE t.digest = $1 AND t.revoked_at IS NULL";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiToken {
@@ -49,29 +61,49 @@ pub async fn create(
     })?)
 }
 
-/// The live token with this digest, marking it used.
-pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<ApiToken>> {
-    let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE digest = $1 AND revoked_at IS NULL");
-    let token = on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, ApiToken>(&sql)
+/// The live token with this digest and its workspace (one query), marking it used.
+pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Workspace)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        token: ApiToken,
+        ws_subdomain: String,
+        ws_name: String,
+        ws_scim_enabled: bool,
+        ws_password_signin: bool,
+        ws_created_at: OffsetDateTime,
+    }
+    let sql = AUTHENTICATE_SQL;
+    let row = on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, Row>(sql)
             .bind(digest)
             .fetch_optional(p)
             .await
     })?;
-    if let Some(t) = &token {
-        let at = now();
-        if t.last_used_at.is_none_or(|last| at - last > TOUCH_EVERY) {
-            on_pool!(db.writer(), |p| {
-                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-                    .bind(at)
-                    .bind(t.id)
-                    .execute(p)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
-        }
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let t = row.token;
+    let at = now();
+    if t.last_used_at.is_none_or(|last| at - last > TOUCH_EVERY) {
+        on_pool!(db.writer(), |p| {
+            sqlx::query(TOUCH_SQL)
+                .bind(at)
+                .bind(t.id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
     }
-    Ok(token)
+    let workspace = Workspace {
+        id: t.workspace_id,
+        subdomain: row.ws_subdomain,
+        name: row.ws_name,
+        scim_enabled: row.ws_scim_enabled,
+        password_signin: row.ws_password_signin,
+        created_at: row.ws_created_at,
+    };
+    Ok(Some((t, workspace)))
 }
 
 pub async fn list(db: &Db, workspace_id: i64) -> Result<Vec<ApiToken>> {

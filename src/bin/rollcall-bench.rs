@@ -1,0 +1,1027 @@
+//! `rollcall-bench`: starts the release `rollcall serve` as a child process on a
+//! fresh database, seeds members through the SCIM API and drives keep-alive load
+//! from its own async client, printing requests per second and p50/p99 latency for
+//! the requests identity providers make. Memory is read from /proc for the server
+//! process alone.
+//!
+//! ```text
+//! cargo build --release --bins
+//! target/release/rollcall-bench [--members 100000] [--concurrency 32] [--seconds 5]
+//!                               [--database-url postgres://USER@HOST/DB]
+//! ```
+//!
+//! Only 127.0.0.1 is contacted; every loop is bounded in time.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Clone)]
+#[command(name = "rollcall-bench", about = "Load-test a release rollcall server")]
+struct Args {
+    /// Members seeded through the SCIM API before the full run.
+    #[arg(long, default_value_t = 100_000)]
+    members: usize,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds per time-bounded case.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// A PostgreSQL server URL; a fresh database is created on it (and dropped).
+    /// Without it, a fresh SQLite file in a temporary directory.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The `rollcall` binary (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Skip the scaling runs of cases 1 and 3 at 1,000 and 10,000 members.
+    #[arg(long)]
+    no_scaling: bool,
+    /// Upper bound on the time spent seeding, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    seed_timeout: u64,
+}
+
+const REDIRECT: &str = "http://localhost:9999/callback";
+const WS: &str = "bench";
+
+/// Every name resolves to loopback: the workspace host is `bench.localhost`.
+struct Loopback;
+
+impl Resolve for Loopback {
+    fn resolve(&self, _name: Name) -> Resolving {
+        let addrs: Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn base(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// (VmRSS, VmHWM) in kB.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    server_bin: PathBuf,
+    dir: PathBuf,
+    database_url: String,
+    config: PathBuf,
+}
+
+impl Env {
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.server_bin)
+            .args(args)
+            .env("ROLLCALL_DATABASE_URL", &self.database_url)
+            .env("ROLLCALL_CONFIG", &self.config)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {}", self.server_bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "rollcall {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Start `rollcall serve`; returns it and the time until `/healthz` answered 200.
+    async fn serve(&self) -> Result<(Server, Duration)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(self.dir.join("server.log"))?;
+        let started = Instant::now();
+        let child = Command::new(&self.server_bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("ROLLCALL_DATABASE_URL", &self.database_url)
+            .env("ROLLCALL_BASE_URL", format!("http://localhost:{port}"))
+            .env("ROLLCALL_CONFIG", &self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start rollcall serve")?;
+        let server = Server { child, port };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()?;
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok((server, started.elapsed()));
+            }
+            if Instant::now() > deadline {
+                server.stop();
+                bail!("the server was not ready within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Latencies in microseconds and a count of unexpected answers.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+struct Report {
+    requests: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn report(name: &str, mut s: Sample, elapsed: Duration) -> Report {
+    s.latencies.sort_unstable();
+    let r = Report {
+        requests: s.latencies.len(),
+        rps: s.latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&s.latencies, 0.50),
+        p99_ms: percentile(&s.latencies, 0.99),
+        errors: s.errors,
+    };
+    println!(
+        "{name:<44} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors)",
+        r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors
+    );
+    if let Some(e) = s.first_error {
+        println!(
+            "    first error: {}",
+            e.chars().take(300).collect::<String>()
+        );
+    }
+    r
+}
+
+/// Run `op(worker, i)` from `concurrency` tasks for `seconds`; one request per call.
+async fn run_case<F, Fut>(concurrency: usize, seconds: f64, op: F) -> (Sample, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sample::default();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let res = tokio::time::timeout(Duration::from_secs(30), op(w, i)).await;
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                match res {
+                    Ok(Ok(())) => s.latencies.push(us),
+                    Ok(Err(e)) => {
+                        s.errors += 1;
+                        s.first_error.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        s.errors += 1;
+                        s.first_error.get_or_insert("timed out after 30 s".into());
+                    }
+                }
+                i += 1;
+            }
+            s
+        }));
+    }
+    let mut all = Sample::default();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            all.merge(s);
+        }
+    }
+    (all, started.elapsed())
+}
+
+fn okta_user(user_name: &str, external_id: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"primary": true, "value": user_name, "type": "work"}],
+        "displayName": "Ada Lovelace",
+        "locale": "en-US",
+        "externalId": external_id,
+        "groups": [],
+        "password": "Tr0ub4dor&3",
+        "active": true
+    })
+}
+
+fn user_name(i: usize) -> String {
+    format!("member{i:07}@bench.example")
+}
+
+/// Check the status; drain the body.
+async fn expect(resp: reqwest::Result<reqwest::Response>, want: u16) -> Result<(), String> {
+    let r = resp.map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let body = r.bytes().await.map_err(|e| e.to_string())?;
+    if status == want {
+        Ok(())
+    } else {
+        Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Ctx {
+    fn scim(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/scim/v2{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("accept", "application/scim+json")
+    }
+
+    fn with_body(rb: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+        rb.header("content-type", "application/scim+json; charset=utf-8")
+            .body(body.to_string())
+    }
+}
+
+/// Create members `from..to` through the SCIM API; returns their ids in order.
+async fn seed(
+    ctx: &Ctx,
+    from: usize,
+    to: usize,
+    concurrency: usize,
+    deadline: Instant,
+) -> Result<Vec<String>> {
+    let next = Arc::new(AtomicU64::new(from as u64));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (ctx, next) = (ctx.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= to {
+                    return Ok(got);
+                }
+                if Instant::now() > deadline {
+                    return Err(anyhow!("seeding did not finish within --seed-timeout"));
+                }
+                let name = user_name(i);
+                let body = okta_user(&name, &format!("ext-{i}"));
+                let r = Ctx::with_body(ctx.scim(reqwest::Method::POST, "/Users"), &body)
+                    .send()
+                    .await?;
+                let status = r.status();
+                let v: Value = r.json().await?;
+                if status != 201 {
+                    bail!("seeding {name}: {status} {v}");
+                }
+                let id = v["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_owned();
+                got.push((i, id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort();
+    Ok(all.into_iter().map(|(_, id)| id).collect())
+}
+
+async fn case_existence(ctx: &Ctx, n: usize, a: &Args) -> Report {
+    let c = ctx.clone();
+    let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
+        let c = c.clone();
+        async move {
+            let k = (i as usize * 7919 + w * 104_729) % n;
+            // Half existing, half missing.
+            let (name, want) = if i % 2 == 0 {
+                (user_name(k), 1)
+            } else {
+                (format!("missing{k}@bench.example"), 0)
+            };
+            let filter = format!("userName eq \"{name}\"");
+            let r = c
+                .scim(reqwest::Method::GET, "/Users")
+                .query(&[
+                    ("filter", filter.as_str()),
+                    ("startIndex", "1"),
+                    ("count", "100"),
+                ])
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status() != 200 {
+                return Err(format!("{}", r.status()));
+            }
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            if v["totalResults"] != json!(want) {
+                return Err(format!("{name}: totalResults {}", v["totalResults"]));
+            }
+            Ok(())
+        }
+    })
+    .await;
+    report(&format!("1. existence check filter (N={n})"), s, e)
+}
+
+async fn case_get(ctx: &Ctx, ids: &Arc<Vec<String>>, n: usize, a: &Args) -> Report {
+    let (c, ids) = (ctx.clone(), ids.clone());
+    let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
+        let (c, ids) = (c.clone(), ids.clone());
+        async move {
+            let id = &ids[(i as usize * 7919 + w * 104_729) % n];
+            expect(
+                c.scim(reqwest::Method::GET, &format!("/Users/{id}"))
+                    .send()
+                    .await,
+                200,
+            )
+            .await
+        }
+    })
+    .await;
+    report(&format!("3. GET /Users/{{id}} (N={n})"), s, e)
+}
+
+/// Okta's import: every page of 100, in order, by one client. Returns total time.
+async fn case_import(ctx: &Ctx, expected: usize) -> Result<Duration> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut lat = Sample::default();
+    let mut start = 1usize;
+    let mut seen = 0usize;
+    loop {
+        if Instant::now() > deadline {
+            bail!("the import did not finish within 600 s");
+        }
+        let t = Instant::now();
+        let v: Value = ctx
+            .scim(reqwest::Method::GET, "/Users")
+            .query(&[("startIndex", start.to_string()), ("count", "100".into())])
+            .send()
+            .await?
+            .json()
+            .await?;
+        lat.latencies.push(t.elapsed().as_micros() as u32);
+        let page = v["Resources"].as_array().map_or(0, Vec::len);
+        seen += page;
+        let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+        start += 100;
+        if page == 0 || start > total {
+            break;
+        }
+    }
+    let total = started.elapsed();
+    if seen < expected {
+        bail!("the import saw {seen} members, expected at least {expected}");
+    }
+    let pages = lat.latencies.len();
+    let r = report(
+        &format!("2. import, {pages} pages of 100 (per page)"),
+        lat,
+        total,
+    );
+    let _ = r;
+    println!(
+        "{:<44} {:>9.2} s total for {seen} members",
+        "2. import, whole listing",
+        total.as_secs_f64()
+    );
+    Ok(total)
+}
+
+// ---------------------------------------------------------------------------
+// OAuth: one authorization-code flow per connection, through the pages.
+
+fn form_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let v = tag.find("value=\"")? + 7;
+    let end = tag[v..].find('"')?;
+    Some(html_unescape(&tag[v..v + end]))
+}
+
+fn html_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';').filter(|e| *e <= 10) else {
+            out.push('&');
+            rest = &rest[1..];
+            continue;
+        };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn location(r: &reqwest::Response) -> Result<String> {
+    Ok(r.headers()
+        .get("location")
+        .ok_or_else(|| anyhow!("no Location on {}", r.status()))?
+        .to_str()?
+        .to_owned())
+}
+
+struct OAuthClient {
+    id: String,
+    secret: String,
+}
+
+/// The browser part for one grant: authorize on the app host, pick the workspace,
+/// sign in (once per browser), allow. Returns the code.
+async fn authorize(
+    browser: &reqwest::Client,
+    port: u16,
+    client: &OAuthClient,
+    email: &str,
+    password: &str,
+) -> Result<String> {
+    let app = format!("http://localhost:{port}");
+    let ws = format!("http://{WS}.localhost:{port}");
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&state=bench&scope={}",
+        enc(&client.id),
+        enc(REDIRECT),
+        enc("scim:read scim:write")
+    );
+    let html = browser
+        .get(format!("{app}/oauth2/authorize?{query}"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let request = form_value(&html, "request").ok_or_else(|| anyhow!("no request field"))?;
+    let r = browser
+        .post(format!("{app}/oauth2/authorize"))
+        .form(&[("subdomain", WS), ("request", &request)])
+        .send()
+        .await?;
+    let on_ws = location(&r)?;
+    let mut r = browser.get(&on_ws).send().await?;
+    if r.status() == 303 {
+        let signin = location(&r)?;
+        let html = browser
+            .get(format!("{ws}{signin}"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let csrf = form_value(&html, "csrf").ok_or_else(|| anyhow!("no csrf"))?;
+        let next = form_value(&html, "next").ok_or_else(|| anyhow!("no next"))?;
+        let back = browser
+            .post(format!("{ws}/signin"))
+            .form(&[
+                ("email", email),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", &next),
+            ])
+            .send()
+            .await?;
+        let back = location(&back)?;
+        r = browser.get(format!("{ws}{back}")).send().await?;
+    }
+    if r.status() != 200 {
+        bail!("consent page: {}", r.status());
+    }
+    let consent = r.text().await?;
+    let r = browser
+        .post(format!("{ws}/oauth2/authorize"))
+        .form(&[
+            (
+                "csrf",
+                form_value(&consent, "csrf")
+                    .ok_or_else(|| anyhow!("no csrf on consent"))?
+                    .as_str(),
+            ),
+            (
+                "request",
+                form_value(&consent, "request")
+                    .ok_or_else(|| anyhow!("no request on consent"))?
+                    .as_str(),
+            ),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await?;
+    let back = url::Url::parse(&location(&r)?)?;
+    back.query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| anyhow!("no code in {back}"))
+}
+
+/// (access token, refresh token) from the token endpoint.
+async fn token_request(
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+    form: &[(&str, &str)],
+) -> Result<(String, String), String> {
+    let mut all: Vec<(&str, &str)> = form.to_vec();
+    all.push(("client_id", &client.id));
+    all.push(("client_secret", &client.secret));
+    let r = http
+        .post(format!("{base}/oauth2/token"))
+        .form(&all)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    match (v["access_token"].as_str(), v["refresh_token"].as_str()) {
+        (Some(a), Some(rt)) if status == 200 => Ok((a.to_owned(), rt.to_owned())),
+        _ => Err(format!("{status}: {v}")),
+    }
+}
+
+fn dir_size(path: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn database_size(env: &Env) -> Result<u64> {
+    if env.database_url.starts_with("sqlite:") {
+        return Ok(dir_size(&env.dir, "bench.db"));
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&env.database_url).await?;
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+            .fetch_one(&mut conn)
+            .await? as u64,
+    )
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let server_bin = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow!("no directory"))?
+            .join("rollcall"),
+    };
+    if !server_bin.exists() {
+        bail!(
+            "{} not found; build it with `cargo build --release --bins`",
+            server_bin.display()
+        );
+    }
+    let dir =
+        std::env::temp_dir().join(format!("rollcall-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let (database_url, pg_admin) = match &args.database_url {
+        Some(admin) => {
+            use sqlx::Connection;
+            let name = format!("rollcall_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await?;
+            let mut url = url::Url::parse(admin)?;
+            url.set_path(&name);
+            (url.to_string(), Some((admin.clone(), name)))
+        }
+        None => (format!("sqlite://{}/bench.db", dir.display()), None),
+    };
+    // The bench measures throughput, not the limiter: the token-endpoint limits are
+    // raised (every request still counts against them in the database).
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        "token_rate_per_client = 100000000\ntoken_rate_per_address = 100000000\n",
+    )?;
+    let env = Env {
+        server_bin,
+        dir: dir.clone(),
+        database_url,
+        config,
+    };
+    let result = run(&args, &env).await;
+    if let Some((admin, name)) = pg_admin {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(args: &Args, env: &Env) -> Result<()> {
+    let backend = if env.database_url.starts_with("sqlite:") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "rollcall-bench: {backend}, {} members, {} connections, {} s per case, {} cores",
+        args.members,
+        args.concurrency,
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let password = env.cli(&[
+        "workspace",
+        "create",
+        WS,
+        "--name",
+        "Bench",
+        "--admin-email",
+        "admin@bench.example",
+    ])?;
+    env.cli(&["workspace", "scim", WS, "on"])?;
+    let token = env.cli(&["token", "create", "--workspace", WS])?;
+    let created: Value = serde_json::from_str(&env.cli(&[
+        "client",
+        "create",
+        "--name",
+        "Bench",
+        "--redirect-uri",
+        REDIRECT,
+    ])?)?;
+    let client = OAuthClient {
+        id: created["client_id"].as_str().unwrap_or_default().to_owned(),
+        secret: created["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+
+    let (server, ready) = env.serve().await?;
+    let result = drive(args, env, &server, ready, token, client, password).await;
+    let (_, peak) = server.memory();
+    println!(
+        "peak resident memory (VmHWM)                 {:>9.1} MB",
+        mb(peak)
+    );
+    server.stop();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    args: &Args,
+    env: &Env,
+    server: &Server,
+    ready: Duration,
+    token: String,
+    client: OAuthClient,
+    password: String,
+) -> Result<()> {
+    println!(
+        "ready: /healthz answered after              {:>9.1} ms",
+        ready.as_secs_f64() * 1000.0
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle, _) = server.memory();
+    println!(
+        "idle resident memory (VmRSS)                 {:>9.1} MB",
+        mb(idle)
+    );
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .http1_only()
+        .tcp_nodelay(true)
+        .build()?;
+    let ctx = Ctx {
+        http: http.clone(),
+        base: server.base(),
+        token,
+    };
+    let seed_deadline = Instant::now() + Duration::from_secs(args.seed_timeout);
+    let mut ids: Vec<String> = Vec::new();
+    let mut steps: Vec<usize> = if args.no_scaling {
+        vec![]
+    } else {
+        [1_000, 10_000]
+            .into_iter()
+            .filter(|s| *s < args.members)
+            .collect()
+    };
+    steps.push(args.members);
+    for n in steps {
+        let t = Instant::now();
+        let more = seed(&ctx, ids.len(), n, args.concurrency, seed_deadline).await?;
+        let added = more.len();
+        ids.extend(more);
+        let took = t.elapsed();
+        println!(
+            "-- seeded {added} members through POST /Users in {:.1} s ({:.0}/s); now {n}",
+            took.as_secs_f64(),
+            added as f64 / took.as_secs_f64()
+        );
+        let ids_arc = Arc::new(ids.clone());
+        case_existence(&ctx, n, args).await;
+        case_get(&ctx, &ids_arc, n, args).await;
+    }
+    let n = ids.len();
+    let size = database_size(env).await?;
+    println!(
+        "database size: {:.1} MB for {n} members = {:.1} MB per 100,000",
+        size as f64 / 1e6,
+        size as f64 / 1e6 * 100_000.0 / n as f64
+    );
+    let (rss, _) = server.memory();
+    println!(
+        "resident memory after seeding (VmRSS)        {:>9.1} MB",
+        mb(rss)
+    );
+
+    case_import(&ctx, n).await?;
+
+    let ids = Arc::new(ids);
+    // 4. POST /Users: new members, unique per worker and request.
+    {
+        let c = ctx.clone();
+        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+            let c = c.clone();
+            async move {
+                let name = format!("new-{w}-{i}@bench.example");
+                let body = okta_user(&name, &format!("ext-new-{w}-{i}"));
+                expect(
+                    Ctx::with_body(c.scim(reqwest::Method::POST, "/Users"), &body)
+                        .send()
+                        .await,
+                    201,
+                )
+                .await
+            }
+        })
+        .await;
+        report("4. POST /Users", s, e);
+    }
+    // 5. PATCH active false, then true: each worker its own members.
+    {
+        let (c, ids) = (ctx.clone(), ids.clone());
+        let conc = args.concurrency;
+        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+            let (c, ids) = (c.clone(), ids.clone());
+            async move {
+                let per = ids.len() / conc;
+                let id = &ids[w * per + (i as usize / 2) % per.max(1)];
+                let body = json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "value": {"active": i % 2 == 1}}]
+                });
+                expect(
+                    Ctx::with_body(
+                        c.scim(reqwest::Method::PATCH, &format!("/Users/{id}")),
+                        &body,
+                    )
+                    .send()
+                    .await,
+                    200,
+                )
+                .await
+            }
+        })
+        .await;
+        report("5. PATCH active false/true", s, e);
+    }
+    // 6. PUT: the whole object back, as Okta does.
+    {
+        let (c, ids) = (ctx.clone(), ids.clone());
+        let conc = args.concurrency;
+        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+            let (c, ids) = (c.clone(), ids.clone());
+            async move {
+                let per = ids.len() / conc;
+                let k = w * per + (i as usize) % per.max(1);
+                let id = &ids[k];
+                let mut body = okta_user(&user_name(k), &format!("ext-{k}"));
+                body["id"] = json!(id);
+                body["displayName"] = json!(format!("Ada Lovelace {i}"));
+                expect(
+                    Ctx::with_body(c.scim(reqwest::Method::PUT, &format!("/Users/{id}")), &body)
+                        .send()
+                        .await,
+                    200,
+                )
+                .await
+            }
+        })
+        .await;
+        report("6. PUT /Users/{id}", s, e);
+    }
+
+    // 7 and 8: one grant per connection, through the pages.
+    let t = Instant::now();
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(Loopback))
+        .build()?;
+    let mut chains = Vec::new();
+    for _ in 0..args.concurrency {
+        let code = authorize(
+            &browser,
+            server.port,
+            &client,
+            "admin@bench.example",
+            &password,
+        )
+        .await?;
+        let pair = token_request(
+            &http,
+            &ctx.base,
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await
+        .map_err(|e| anyhow!("code exchange: {e}"))?;
+        chains.push(tokio::sync::Mutex::new(pair));
+    }
+    println!(
+        "-- {} grants through the authorization-code flow (pages, sign-in, consent, exchange) in {:.1} s",
+        args.concurrency,
+        t.elapsed().as_secs_f64()
+    );
+    let chains = Arc::new(chains);
+    let client = Arc::new(client);
+    {
+        let (http, base, chains, client) = (
+            http.clone(),
+            ctx.base.clone(),
+            chains.clone(),
+            client.clone(),
+        );
+        let (s, e) = run_case(args.concurrency, args.seconds, move |w, _| {
+            let (http, base, chains, client) =
+                (http.clone(), base.clone(), chains.clone(), client.clone());
+            async move {
+                let mut chain = chains[w].lock().await;
+                let refresh = chain.1.clone();
+                *chain = token_request(
+                    &http,
+                    &base,
+                    &client,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+                )
+                .await?;
+                Ok(())
+            }
+        })
+        .await;
+        report("7. POST /oauth2/token (refresh, rotating)", s, e);
+    }
+    {
+        let (http, base, chains, client) = (
+            http.clone(),
+            ctx.base.clone(),
+            chains.clone(),
+            client.clone(),
+        );
+        let (s, e) = run_case(args.concurrency, args.seconds, move |w, _| {
+            let (http, base, chains, client) =
+                (http.clone(), base.clone(), chains.clone(), client.clone());
+            async move {
+                let access = chains[w].lock().await.0.clone();
+                let r = http
+                    .post(format!("{base}/oauth2/introspect"))
+                    .basic_auth(&client.id, Some(&client.secret))
+                    .form(&[("token", access.as_str())])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                if v["active"] == json!(true) {
+                    Ok(())
+                } else {
+                    Err(format!("not active: {v}"))
+                }
+            }
+        })
+        .await;
+        report("8. POST /oauth2/introspect", s, e);
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! The queries on the SCIM and token hot paths, as the store runs them, and their
+//! query plans: what the EXPLAIN test (tests/it/plans.rs) checks uses an index on
+//! both databases.
+
+use super::members::{self, Search};
+use super::scim_sql::Bind;
+use super::{Backend, Db, Result, oauth, rate_limits, tokens};
+use crate::scim::filter::{self, Filter};
+use sqlx::Row;
+use uuid::Uuid;
+
+/// A sample parameter: what list queries bind, or a JSON document.
+pub enum Param {
+    Bind(Bind),
+    Json(serde_json::Value),
+}
+
+/// One hot-path query with sample parameters.
+pub struct HotQuery {
+    pub name: String,
+    pub sql: String,
+    pub binds: Vec<Param>,
+    /// Indexes of which the plan must name one, where using just any index is not
+    /// enough (a filter must use the filtered column's index, not walk the
+    /// workspace). Empty: any index will do.
+    pub index: &'static [&'static str],
+}
+
+fn q(name: &str, sql: impl Into<String>, binds: Vec<Bind>) -> HotQuery {
+    HotQuery {
+        name: name.to_owned(),
+        sql: sql.into(),
+        binds: binds.into_iter().map(Param::Bind).collect(),
+        index: &[],
+    }
+}
+
+/// Every query a SCIM request or a token-endpoint call runs (reads and the updates
+/// that find their row), with sample values for `workspace_id`.
+pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>> {
+    let digest = || Bind::Bytes(vec![7; 32]);
+    let at = || Bind::Time(super::now());
+    let id = Uuid::now_v7();
+    let mut out = vec![
+        q(
+            "api token + workspace",
+            tokens::AUTHENTICATE_SQL,
+            vec![digest()],
+        ),
+        q(
+            "api token touch",
+            tokens::TOUCH_SQL,
+            vec![at(), Bind::Int(1)],
+        ),
+        q("oauth token", oauth::TOKEN_SQL, vec![digest()]),
+        q(
+            "oauth grant touch",
+            oauth::TOUCH_GRANT_SQL,
+            vec![at(), Bind::Int(1)],
+        ),
+        q(
+            "oauth client",
+            oauth::client_sql(),
+            vec![Bind::Text("c".into())],
+        ),
+        q("code redeem", oauth::REDEEM_CODE_SQL, vec![at(), digest()]),
+        q("refresh find", oauth::REFRESH_FIND_SQL, vec![digest()]),
+        q(
+            "refresh grant lock",
+            oauth::GRANT_LOCK_SQL,
+            vec![at(), Bind::Int(1)],
+        ),
+        q(
+            "refresh state",
+            oauth::REFRESH_STATE_SQL,
+            vec![Bind::Int(1)],
+        ),
+        q(
+            "refresh rotate",
+            oauth::ROTATE_SQL,
+            vec![at(), Bind::Int(1)],
+        ),
+        q(
+            "rate limit hit",
+            rate_limits::HIT_SQL,
+            vec![Bind::Text("k".into()), Bind::Int(0)],
+        ),
+        q(
+            "member by id",
+            members::by_id_sql(),
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
+            "count below boundary",
+            members::COUNT_BELOW_SQL,
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
+            "count from boundary",
+            members::COUNT_FROM_SQL,
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
+            "member emails delete",
+            members::DELETE_EMAILS_SQL,
+            vec![Bind::Uuid(id)],
+        ),
+    ];
+    // UPDATE members: $1..$11 plain values, $12 the resource (JSON), $13 the time.
+    let update = |check_version: bool| {
+        let mut binds: Vec<Param> = [
+            Bind::Int(workspace_id),
+            Bind::Uuid(id),
+            Bind::Text("u".into()),
+            Bind::Text("u".into()),
+            Bind::Text("e".into()),
+            Bind::Text("d".into()),
+            Bind::Text("g".into()),
+            Bind::Text("f".into()),
+            Bind::Text("viewer".into()),
+            Bind::Bool(true),
+            Bind::Bool(true),
+        ]
+        .into_iter()
+        .map(Param::Bind)
+        .collect();
+        binds.push(Param::Json(serde_json::json!({})));
+        binds.push(Param::Bind(at()));
+        if check_version {
+            binds.push(Param::Bind(Bind::Int(1)));
+        }
+        HotQuery {
+            name: format!("member update (version check: {check_version})"),
+            sql: members::update_sql(check_version),
+            binds,
+            index: &[],
+        }
+    };
+    out.push(update(false));
+    out.push(update(true));
+
+    // Walking (workspace_id, id), or the primary key (id order) filtered by
+    // workspace: PostgreSQL picks the latter when one workspace holds every row.
+    let in_id_order: &[&str] = match backend {
+        Backend::Sqlite => &["members_by_workspace"],
+        Backend::Postgres => &["members_by_workspace", "members_pkey"],
+    };
+    // The primary key, or (workspace_id, id) with both columns bound.
+    let by_id: &[&str] = match backend {
+        Backend::Sqlite => &["sqlite_autoindex_members_1"],
+        Backend::Postgres => &["members_pkey", "members_by_workspace"],
+    };
+    let filters: [(&str, Option<String>, &[&str]); 5] = [
+        ("list", None, in_id_order),
+        (
+            "filter userName eq",
+            Some("userName eq \"a@b.c\"".into()),
+            &["members_user_name"],
+        ),
+        (
+            "filter externalId eq",
+            Some("externalId eq \"x\"".into()),
+            &["members_external_id"],
+        ),
+        (
+            "filter emails.value eq",
+            Some("emails.value eq \"a@b.c\"".into()),
+            &["member_emails_value"],
+        ),
+        ("filter id eq", Some(format!("id eq \"{id}\"")), by_id),
+    ];
+    for (name, f, index) in filters {
+        let parsed: Option<Filter> = match f.as_deref() {
+            Some(f) => {
+                Some(filter::parse(f).map_err(|e| super::StoreError::InvalidFilter(e.detail))?)
+            }
+            None => None,
+        };
+        let search = Search {
+            filter: parsed.as_ref(),
+            sort: None,
+            descending: false,
+            offset: 100,
+            limit: 100,
+        };
+        let l = members::list_sql(backend, workspace_id, &search, None)?;
+        let with_index = |mut h: HotQuery| {
+            h.index = index;
+            h
+        };
+        out.push(with_index(q(
+            &format!("{name}: count"),
+            l.count_sql,
+            l.count_binds,
+        )));
+        out.push(with_index(q(
+            &format!("{name}: page"),
+            l.page_sql,
+            l.page_binds,
+        )));
+        if f.is_none() {
+            let l = members::list_sql(backend, workspace_id, &search, Some(id))?;
+            out.push(with_index(q(
+                &format!("{name}: keyset page"),
+                l.page_sql,
+                l.page_binds,
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The plan of `q`, one line per node. On PostgreSQL sequential scans are switched
+/// off for this one transaction, so a plan still showing one means no index can
+/// serve the query (small test tables would otherwise be scanned regardless).
+pub async fn explain(db: &Db, q: &HotQuery) -> Result<Vec<String>> {
+    macro_rules! bind_all {
+        ($query:expr) => {{
+            let mut query = $query;
+            for b in &q.binds {
+                query = match b {
+                    Param::Bind(Bind::Text(s)) => query.bind(s.clone()),
+                    Param::Bind(Bind::Bool(v)) => query.bind(*v),
+                    Param::Bind(Bind::Uuid(u)) => query.bind(*u),
+                    Param::Bind(Bind::Time(t)) => query.bind(*t),
+                    Param::Bind(Bind::Int(i)) => query.bind(*i),
+                    Param::Bind(Bind::Bytes(v)) => query.bind(v.clone()),
+                    Param::Json(v) => query.bind(sqlx::types::Json(v.clone())),
+                };
+            }
+            query
+        }};
+    }
+    match db.writer() {
+        super::Pool::Sqlite(p) => {
+            let sql = format!("EXPLAIN QUERY PLAN {}", q.sql);
+            let rows = bind_all!(sqlx::query(&sql)).fetch_all(p).await?;
+            Ok(rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap_or_default())
+                .collect())
+        }
+        super::Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            sqlx::query("SET LOCAL enable_seqscan = off")
+                .execute(&mut *tx)
+                .await?;
+            let sql = format!("EXPLAIN {}", q.sql);
+            let rows = bind_all!(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
+            tx.rollback().await?;
+            Ok(rows
+                .iter()
+                .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+                .collect())
+        }
+    }
+}
+
+/// Whether a plan reads a table without an index: `SCAN <table>` with no index in
+/// SQLite (virtual tables such as json_each are not tables), `Seq Scan` in
+/// PostgreSQL.
+pub fn full_scans(backend: Backend, plan: &[String]) -> Vec<String> {
+    plan.iter()
+        .filter(|line| {
+            let l = line.trim();
+            match backend {
+                Backend::Sqlite => {
+                    let l = l.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+                    l.starts_with("SCAN ")
+                        && !l.contains("USING")
+                        && !l.contains("VIRTUAL TABLE")
+                        && !l.contains("CONSTANT ROW")
+                }
+                Backend::Postgres => l.contains("Seq Scan"),
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// After seeding a test database: give PostgreSQL fresh statistics, as autovacuum
+/// would in production. SQLite keeps none unless ANALYZE is run, and Rollcall never
+/// runs it, so its default estimates are what production sees: left alone.
+pub async fn analyze(db: &Db) -> Result<()> {
+    if let super::Pool::Postgres(p) = db.writer() {
+        sqlx::query("ANALYZE").execute(p).await?;
+    }
+    Ok(())
+}
