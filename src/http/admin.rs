@@ -28,6 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/sso", get(sso_settings))
         .route("/settings/scim", post(scim_switch))
         .route("/settings/password-signin", post(password_switch))
+        .route("/settings/sso/oidc", post(sso_oidc))
+        .route("/settings/sso/saml", post(sso_saml))
+        .route("/settings/sso/off", post(sso_off))
+        .route("/settings/sso/passwords", post(sso_passwords))
         .route("/settings/api", get(api_settings))
         .route("/settings/api/tokens", post(create_token))
         .route("/settings/api/tokens/{id}/revoke", post(revoke_token))
@@ -250,14 +254,152 @@ async fn sso_settings(
     me: SignedIn,
 ) -> Result<SsoSettingsPage, AppError> {
     require_admin(&me)?;
+    let sso = ops::sso_settings(&state.db, &state.config, &me.workspace.subdomain)
+        .await
+        .map_err(AppError::Internal)?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     Ok(SsoSettingsPage {
         scim_enabled: me.workspace.scim_enabled,
         scim_url: scim_url(&state),
         authorize_url: format!("{}/oauth2/authorize", state.config.base()),
         token_url: format!("{}/oauth2/token", state.config.base()),
         password_signin: me.workspace.password_signin,
+        oidc_issuer: text(&sso.oidc_issuer),
+        oidc_client_id: text(&sso.oidc_client_id),
+        saml_metadata_url: text(&sso.saml_metadata_url),
+        saml_entity_id: text(&sso.saml_idp_entity_id),
+        saml_sso_url: text(&sso.saml_sso_url),
+        saml_certificate: text(&sso.saml_certificate),
+        break_glass: text(&sso.break_glass_email),
+        sso,
         shell: shell(&me, "sso").await?,
     })
+}
+
+/// Report the outcome of a settings change on the next page.
+async fn settle(me: &SignedIn, result: anyhow::Result<()>, done: &str) -> Redirect {
+    match result {
+        Ok(()) => flash(&me.session, NOTICE, done).await,
+        Err(e) => flash(&me.session, ERROR, format!("Not saved: {e:#}")).await,
+    }
+    Redirect::to("/settings/sso")
+}
+
+#[derive(Deserialize)]
+struct OidcForm {
+    csrf: String,
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+}
+
+async fn sso_oidc(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    PageForm(form): PageForm<OidcForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let secret = Some(form.client_secret.as_str()).filter(|s| !s.trim().is_empty());
+    let result = ops::set_oidc(
+        &state.db,
+        &state.sso,
+        &me.workspace.subdomain,
+        &form.issuer,
+        &form.client_id,
+        secret,
+        true,
+    )
+    .await;
+    Ok(settle(
+        &me,
+        result,
+        "Single sign-on uses OpenID Connect now. Try it with Test sign-in.",
+    )
+    .await)
+}
+
+#[derive(Deserialize)]
+struct SamlForm {
+    csrf: String,
+    #[serde(default)]
+    metadata_url: String,
+    #[serde(default)]
+    entity_id: String,
+    #[serde(default)]
+    sso_url: String,
+    #[serde(default)]
+    certificate: String,
+}
+
+async fn sso_saml(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    PageForm(form): PageForm<SamlForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let source = match form.metadata_url.trim() {
+        "" => ops::SamlSource::Values {
+            entity_id: form.entity_id,
+            sso_url: form.sso_url,
+            certificate: form.certificate,
+        },
+        url => ops::SamlSource::MetadataUrl(url.to_owned()),
+    };
+    let result = ops::set_saml(&state.db, &me.workspace.subdomain, source).await;
+    Ok(settle(
+        &me,
+        result,
+        "Single sign-on uses SAML now. Try it with Test sign-in.",
+    )
+    .await)
+}
+
+async fn sso_off(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let result = ops::sso_off(&state.db, &me.workspace.subdomain).await;
+    Ok(settle(
+        &me,
+        result,
+        "Single sign-on is off; members sign in with a password.",
+    )
+    .await)
+}
+
+#[derive(Deserialize)]
+struct PasswordRulesForm {
+    csrf: String,
+    everyone: Option<String>,
+    #[serde(default)]
+    break_glass: String,
+}
+
+async fn sso_passwords(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    PageForm(form): PageForm<PasswordRulesForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&me.session, &headers, &form.csrf).await?;
+    require_admin(&me)?;
+    let result = ops::set_password_policy(
+        &state.db,
+        &me.workspace.subdomain,
+        form.everyone.is_some(),
+        Some(form.break_glass.as_str()),
+    )
+    .await;
+    Ok(settle(&me, result, "Password rules saved.").await)
 }
 
 #[derive(Deserialize)]

@@ -84,6 +84,14 @@ pub struct MemberPage {
 #[template(path = "settings_sso.html")]
 pub struct SsoSettingsPage {
     pub shell: Shell,
+    pub sso: crate::ops::SsoView,
+    pub oidc_issuer: String,
+    pub oidc_client_id: String,
+    pub saml_metadata_url: String,
+    pub saml_entity_id: String,
+    pub saml_sso_url: String,
+    pub saml_certificate: String,
+    pub break_glass: String,
     pub scim_enabled: bool,
     pub scim_url: String,
     pub authorize_url: String,

@@ -501,3 +501,98 @@ async fn non_admins_get_a_403_page_and_errors_share_the_look() {
     b.close().await;
     app.stop().await;
 }
+
+/// Fill oidc-provider's development login and consent pages until it sends the
+/// browser back to `back_to_host`.
+async fn through_oidc_provider(b: &Browser, login: &str, back_to_host: &str) {
+    for _ in 0..6 {
+        if b.url().await.host_str() == Some(back_to_host) {
+            return;
+        }
+        if b.client
+            .find(Locator::Css("input[name=login]"))
+            .await
+            .is_ok()
+        {
+            b.fill("input[name=login]", login).await;
+            b.fill("input[name=password]", "any").await;
+        }
+        b.click("button[type=submit]").await;
+    }
+    panic!(
+        "oidc-provider did not send the browser back: {}",
+        b.url().await
+    );
+}
+
+#[tokio::test]
+async fn admin_configures_oidc_and_okta_authenticates_through_it() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    rollcall::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let config = &app.running.as_ref().unwrap().state.config;
+    let redirect_uri = rollcall::sso::idp_values(config, "acme").oidc_redirect_uri;
+    let idp = crate::sso::NodeIdp::oidc("rollcall-browser", "idp-secret-1", &redirect_uri).await;
+
+    // The admin configures OIDC on the settings page, with the values it shows.
+    b.sign_in(&app, "acme", &email, &password).await;
+    b.goto(&app.ws_url("acme", "/settings/sso")).await;
+    assert_eq!(b.value("#oidc-redirect").await, redirect_uri);
+    b.fill("#issuer", &idp.issuer()).await;
+    b.fill("#client_id", "rollcall-browser").await;
+    b.fill("#client_secret", "idp-secret-1").await;
+    b.click("form[action='/settings/sso/oidc'] button[type=submit]")
+        .await;
+    let page = b.text().await;
+    assert!(page.contains("uses OpenID Connect"), "{page}");
+    b.screenshot("13-settings-oidc").await;
+
+    // Test sign-in goes through the IdP and back to the settings.
+    b.click("#test-sign-in").await;
+    through_oidc_provider(&b, &email, "acme.localhost").await;
+    assert_eq!(b.url().await.path(), "/settings/sso");
+
+    // Okta's "Authenticate with Rollcall", signing in at the real IdP, in a fresh browser.
+    b.close().await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let okta_redirect = "http://localhost:9/okta/callback";
+    let okta = rollcall::ops::create_client(&app.db, "Okta", &[okta_redirect.to_owned()], false)
+        .await
+        .unwrap();
+    b.goto(&format!(
+        "{}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&state=via-sso",
+        app.base,
+        okta.client_id,
+        rollcall::http::pages::urlencode(okta_redirect)
+    ))
+    .await;
+    b.fill("input[name=subdomain]", "acme").await;
+    b.click("button[type=submit]").await;
+    let signin = b.text().await;
+    assert!(signin.contains("identity provider"), "{signin}");
+    b.screenshot("14-sign-in-with-sso").await;
+    b.click("a[href^='/sso/start']").await;
+    through_oidc_provider(&b, &email, "acme.localhost").await;
+    let consent = b.text().await;
+    assert!(
+        consent.contains("Allow Okta to access acme Inc?"),
+        "{consent}"
+    );
+    b.click("button[value=allow]").await;
+    let back = b.url().await;
+    let params: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(params["state"], "via-sso");
+    let tokens = exchange_code(&app, &okta, &params["code"], okta_redirect).await;
+    let access = tokens["access_token"].as_str().expect("access token");
+    assert_eq!(scim_status(&app, access).await, 200);
+    b.close().await;
+    drop(idp);
+    app.stop().await;
+}

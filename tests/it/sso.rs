@@ -50,7 +50,7 @@ fn idp_dir() -> PathBuf {
 }
 
 /// A Node IdP child process, killed when dropped.
-struct NodeIdp {
+pub(crate) struct NodeIdp {
     child: Child,
     port: u16,
 }
@@ -75,7 +75,7 @@ fn node(args: &[&str]) -> Child {
 
 impl NodeIdp {
     /// `oidc-provider` with one confidential client.
-    async fn oidc(client_id: &str, secret: &str, redirect_uri: &str) -> NodeIdp {
+    pub(crate) async fn oidc(client_id: &str, secret: &str, redirect_uri: &str) -> NodeIdp {
         let mut child = node(&["oidc.mjs", "0", client_id, secret, redirect_uri]);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -91,7 +91,7 @@ impl NodeIdp {
         NodeIdp { child, port }
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
