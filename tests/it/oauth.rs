@@ -1742,3 +1742,121 @@ async fn access_tokens_call_the_scim_api_within_their_scopes() {
     assert_eq!(scim(token, reqwest::Method::GET, None).await.status, 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_racing_a_revocation_leaves_nothing_alive() {
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    let okta = register(&app, "Okta", false).await;
+    for round in 0..5 {
+        let tokens = tokens_for(&app, &okta, &email, &password).await;
+        let rt = s(&tokens["refresh_token"]).to_owned();
+        // Eight refreshes and one revocation of the same refresh token, at once.
+        let mut refreshes = Vec::new();
+        for _ in 0..8 {
+            let (app_base, c, rt) = (app.base.clone(), okta.clone(), rt.clone());
+            let client = app.api();
+            refreshes.push(tokio::spawn(async move {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", rt),
+                    ("client_id", c.client_id.clone()),
+                ];
+                if let Some(secret) = c.client_secret.clone() {
+                    form.push(("client_secret", secret));
+                }
+                let r = client
+                    .post(format!("{app_base}/oauth2/token"))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }));
+        }
+        assert_eq!(revoke(&app, &okta, &rt).await, 200);
+        let mut issued = Vec::new();
+        for r in refreshes {
+            let (status, body) = r.await.unwrap();
+            if status == 200 {
+                issued.push(body);
+            } else {
+                assert_eq!(body["error"], "invalid_grant", "round {round}: {body}");
+            }
+        }
+        // Whatever won the race, the revocation ended the grant: nothing it issued
+        // before or during the race still works.
+        for body in &issued {
+            for key in ["access_token", "refresh_token"] {
+                let t = s(&body[key]);
+                assert_eq!(
+                    introspect(&app, &okta, t).await["active"],
+                    false,
+                    "round {round}: {key} alive"
+                );
+            }
+            let (status, again) = refresh(&app, &okta, s(&body["refresh_token"]), None).await;
+            assert_eq!(
+                (status, again["error"].clone()),
+                (StatusCode::BAD_REQUEST, Value::from("invalid_grant"))
+            );
+        }
+        assert_eq!(
+            introspect(&app, &okta, s(&tokens["access_token"])).await["active"],
+            false
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_grant_for_one_workspace_never_reaches_another() {
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    let (other_email, _) = app.workspace("globex").await;
+    for sub in ["acme", "globex"] {
+        ops::set_scim(&app.db, sub, true).await.unwrap();
+    }
+    let okta = register(&app, "Okta", false).await;
+    let tokens = tokens_for(&app, &okta, &email, &password).await;
+    let access = s(&tokens["access_token"]).to_owned();
+    // The token reads acme's members only.
+    let list: Value = app
+        .api()
+        .get(app.url("/scim/v2/Users"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [email.as_str()], "{list}");
+    assert!(!list.to_string().contains(&other_email));
+    // Introspection names the workspace; a refresh stays in it.
+    assert_eq!(introspect(&app, &okta, &access).await["workspace"], "acme");
+    let (status, refreshed) = refresh(&app, &okta, s(&tokens["refresh_token"]), None).await;
+    assert_eq!(status, 200);
+    let principal = bearer(&app, s(&refreshed["access_token"])).await.unwrap();
+    assert_eq!(principal.workspace.subdomain, "acme");
+    // An acme session does not authorize on globex's host: sign-in is asked for.
+    let browser = crate::harness::sign_in(&app, "acme", &email, &password).await;
+    let r = browser
+        .get(app.ws_url(
+            "globex",
+            &format!("/oauth2/authorize?{}", authorize_query(&okta.client_id, "")),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/signin"), "{}", location(&r));
+    app.stop().await;
+}
