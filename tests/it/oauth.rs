@@ -1745,7 +1745,12 @@ async fn access_tokens_call_the_scim_api_within_their_scopes() {
 
 #[tokio::test]
 async fn a_refresh_racing_a_revocation_leaves_nothing_alive() {
-    let app = TestApp::spawn().await;
+    // About the race, not the rate limiter: ~35 token-endpoint calls per round.
+    let app = TestApp::spawn_with(|s| {
+        s.token_rate_per_client = Some(100_000);
+        s.token_rate_per_address = Some(100_000);
+    })
+    .await;
     let (email, password) = app.workspace("acme").await;
     let okta = register(&app, "Okta", false).await;
     for round in 0..5 {
