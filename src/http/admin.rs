@@ -1,7 +1,7 @@
 //! The signed-in workspace pages: members, and for admins the settings (SSO and
 //! SCIM, Public API tokens, authorized apps) and the provisioning activity.
 
-use super::extract::{PageForm, PageQuery};
+use super::extract::PageQuery;
 use super::pages::{SignedIn, urlencode};
 use super::views::*;
 use super::{AppState, csrf};
@@ -11,11 +11,13 @@ use crate::ops;
 use crate::store::members::{self, Cursor};
 use crate::store::{activity, oauth, tokens, workspaces};
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
@@ -41,6 +43,46 @@ pub fn routes() -> Router<AppState> {
 }
 
 const PAGE_SIZE: i64 = 50;
+
+/// A form posted to an admin page: by a signed-in member of this workspace, with a
+/// valid CSRF token, who is an admin. Every settings change goes through it.
+struct AdminPost<T> {
+    me: SignedIn,
+    form: T,
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AdminPost<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let me = SignedIn::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let unreadable = |e: String| {
+            AppError::BadRequest(format!(
+                "The form could not be read ({e}). Go back, reload the page and try again."
+            ))
+            .into_response()
+        };
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| unreadable(e.body_text()))?;
+        let CsrfField { csrf } =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        csrf::verify(&me.session, &headers, &csrf)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        require_admin(&me).map_err(IntoResponse::into_response)?;
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        Ok(AdminPost { me, form })
+    }
+}
 const NOTICE: &str = "flash_notice";
 const ERROR: &str = "flash_error";
 
@@ -208,7 +250,6 @@ async fn member_page(
 
 #[derive(Deserialize)]
 struct MemberForm {
-    csrf: String,
     version: i64,
     #[serde(default)]
     given_name: String,
@@ -222,13 +263,9 @@ struct MemberForm {
 
 async fn member_update(
     State(state): State<AppState>,
-    me: SignedIn,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    PageForm(form): PageForm<MemberForm>,
+    AdminPost { me, form }: AdminPost<MemberForm>,
 ) -> Result<Response, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let m = load_member(&state, &me, &id).await?;
     let role = Role::parse(&form.role).map_err(|e| AppError::BadRequest(e.0))?;
     let edit = ops::MemberEdit {
@@ -287,7 +324,6 @@ async fn settle(me: &SignedIn, result: anyhow::Result<()>, done: &str) -> Redire
 
 #[derive(Deserialize)]
 struct OidcForm {
-    csrf: String,
     issuer: String,
     client_id: String,
     #[serde(default)]
@@ -296,12 +332,8 @@ struct OidcForm {
 
 async fn sso_oidc(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<OidcForm>,
+    AdminPost { me, form }: AdminPost<OidcForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let secret = Some(form.client_secret.as_str()).filter(|s| !s.trim().is_empty());
     let result = ops::set_oidc(
         &state.db,
@@ -323,7 +355,6 @@ async fn sso_oidc(
 
 #[derive(Deserialize)]
 struct SamlForm {
-    csrf: String,
     #[serde(default)]
     metadata_url: String,
     #[serde(default)]
@@ -336,12 +367,8 @@ struct SamlForm {
 
 async fn sso_saml(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<SamlForm>,
+    AdminPost { me, form }: AdminPost<SamlForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let source = match form.metadata_url.trim() {
         "" => ops::SamlSource::Values {
             entity_id: form.entity_id,
@@ -361,12 +388,8 @@ async fn sso_saml(
 
 async fn sso_off(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<CsrfOnly>,
+    AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let result = ops::sso_off(&state.db, &me.workspace.subdomain).await;
     Ok(settle(
         &me,
@@ -378,7 +401,6 @@ async fn sso_off(
 
 #[derive(Deserialize)]
 struct PasswordRulesForm {
-    csrf: String,
     everyone: Option<String>,
     #[serde(default)]
     break_glass: String,
@@ -386,12 +408,8 @@ struct PasswordRulesForm {
 
 async fn sso_passwords(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<PasswordRulesForm>,
+    AdminPost { me, form }: AdminPost<PasswordRulesForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let result = ops::set_password_policy(
         &state.db,
         &me.workspace.subdomain,
@@ -404,18 +422,13 @@ async fn sso_passwords(
 
 #[derive(Deserialize)]
 struct SwitchForm {
-    csrf: String,
     enabled: String,
 }
 
 async fn scim_switch(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<SwitchForm>,
+    AdminPost { me, form }: AdminPost<SwitchForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let on = form.enabled == "on";
     workspaces::set_scim_enabled(&state.db, me.workspace.id, on).await?;
     let text = if on {
@@ -429,12 +442,8 @@ async fn scim_switch(
 
 async fn password_switch(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<SwitchForm>,
+    AdminPost { me, form }: AdminPost<SwitchForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let on = form.enabled == "on";
     workspaces::set_password_signin(&state.db, me.workspace.id, on).await?;
     flash(
@@ -487,18 +496,13 @@ async fn api_settings(State(state): State<AppState>, me: SignedIn) -> Result<Res
 
 #[derive(Deserialize)]
 struct TokenForm {
-    csrf: String,
     name: String,
 }
 
 async fn create_token(
     State(state): State<AppState>,
-    me: SignedIn,
-    headers: HeaderMap,
-    PageForm(form): PageForm<TokenForm>,
+    AdminPost { me, form }: AdminPost<TokenForm>,
 ) -> Result<Response, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         flash(
@@ -521,20 +525,15 @@ async fn create_token(
     api_page(&state, &me, Some(token)).await
 }
 
+/// A post whose only field is the CSRF token.
 #[derive(Deserialize)]
-struct CsrfOnly {
-    csrf: String,
-}
+struct NoFields {}
 
 async fn revoke_token(
     State(state): State<AppState>,
-    me: SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    PageForm(form): PageForm<CsrfOnly>,
+    AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     tokens::revoke(&state.db, me.workspace.id, id).await?;
     flash(
         &me.session,
@@ -569,13 +568,9 @@ async fn apps_settings(
 
 async fn revoke_app(
     State(state): State<AppState>,
-    me: SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    PageForm(form): PageForm<CsrfOnly>,
+    AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&me.session, &headers, &form.csrf).await?;
-    require_admin(&me)?;
     oauth::revoke_grant(&state.db, me.workspace.id, id).await?;
     flash(
         &me.session,
