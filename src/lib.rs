@@ -7,6 +7,7 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
@@ -72,12 +73,12 @@ pub async fn start(
     spawn_housekeeping(db);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let header_timeout = state.config.request_timeout;
+    let task = tokio::spawn(http::serve::serve(
+        listener,
+        app,
+        header_timeout,
+        async move {
             if on_signals {
                 tokio::select! {
                     _ = rx => {}
@@ -86,9 +87,8 @@ pub async fn start(
             } else {
                 let _ = rx.await;
             }
-        })
-        .await
-    });
+        },
+    ));
     Ok(Running {
         addr,
         state,

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod scim;
+pub mod serve;
 pub mod sso;
 pub mod views;
 

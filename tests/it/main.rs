@@ -5,6 +5,7 @@
 mod browser;
 mod crash;
 mod foundation;
+mod fuzz_corpus;
 mod harness;
 mod hostile;
 mod metrics;

@@ -124,3 +124,51 @@ async fn slow_clients_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let app = TestApp::spawn_with(|s| s.request_timeout_secs = Some(1)).await;
+    // A slowloris: a request line and part of a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    // Meanwhile a client that sends its headers in time is served.
+    let mut prompt = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    prompt
+        .write_all(b"Host: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), prompt.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // Closed (end of stream, or a reset) well before the client's own 10 s.
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest))
+        .await
+        .expect("the server closed the slow connection");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "the slow request was served: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
