@@ -319,7 +319,7 @@ const PER_MINUTE: u32 = 60;
 
 /// Count a request against a limit; `Err` is the 429 (or 500) to send.
 async fn limit(state: &AppState, key: &str, max: u32, window_secs: u32) -> Result<(), Response> {
-    match rate_limits::hit(&state.db, key, Limit { max, window_secs }).await {
+    match rate_limits::hit_batched(&state.db, key, Limit { max, window_secs }).await {
         Ok(Verdict::Allowed) => Ok(()),
         Ok(Verdict::Limited { retry_after_secs }) => Err(too_many(retry_after_secs)),
         Err(e) => Err(server_error(e)),

@@ -7,7 +7,7 @@
 use super::scim_sql::{self, Bind, SqlBuilder};
 use super::{Backend, Db, Result, StoreError, now, unique_violation};
 use crate::on_pool;
-use crate::scim::filter::Filter;
+use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::AttrRef;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -139,6 +139,12 @@ pub(crate) fn by_id_sql() -> String {
 
 pub async fn by_id(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Member>> {
     let sql = by_id_sql();
+    if let Some(fast) = db.fast() {
+        let binds = [Bind::Int(workspace_id), Bind::Uuid(id)];
+        return fast
+            .with(|c| fast_members(c, &sql, &binds))
+            .map(|rows| rows.into_iter().next());
+    }
     Ok(on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, Member>(&sql)
             .bind(workspace_id)
@@ -336,11 +342,17 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
     if s.limit == 0 {
         return Ok((count().await?, Vec::new()));
     }
-    let rows = on_pool!(db.reader(), |p| {
-        bind_all!(sqlx::query_as::<_, Member>(&q.page_sql), &q.page_binds)
-            .fetch_all(p)
-            .await
-    })?;
+    let rows = match db.fast() {
+        // The lookups IdPs send most: one index probe, on this thread.
+        Some(fast) if s.filter.is_some_and(index_lookup) => {
+            fast.with(|c| fast_members(c, &q.page_sql, &q.page_binds))?
+        }
+        _ => on_pool!(db.reader(), |p| {
+            bind_all!(sqlx::query_as::<_, Member>(&q.page_sql), &q.page_binds)
+                .fetch_all(p)
+                .await
+        })?,
+    };
     if keyset && let Some(last) = rows.last() {
         db.cursors
             .put(workspace_id, s.offset + rows.len() as i64, last.id);
@@ -353,6 +365,58 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
         count().await?
     };
     Ok((total, rows))
+}
+
+/// `userName`, `externalId`, `id` or `emails.value` equal to a string: answered by a
+/// unique or email index (the plans test checks it), so cheap enough to run inline.
+fn index_lookup(f: &Filter) -> bool {
+    match f {
+        Filter::Compare {
+            attr,
+            op: CompareOp::Eq,
+            value: CompValue::Str(_),
+        } => matches!(
+            (attr.attr.name, attr.sub.map(|s| s.name)),
+            ("userName" | "externalId" | "id", None) | ("emails", Some("value"))
+        ),
+        _ => false,
+    }
+}
+
+/// Members read through the fast SQLite reader; `$n` in `sql` is `binds[n - 1]`.
+fn fast_members(
+    c: &rusqlite::Connection,
+    sql: &str,
+    binds: &[Bind],
+) -> rusqlite::Result<Vec<Member>> {
+    use super::fast::{json_at, time_at, uuid_at, value};
+    let mut stmt = c.prepare_cached(sql)?;
+    for (i, b) in binds.iter().enumerate() {
+        if let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? {
+            stmt.raw_bind_parameter(at, value(b))?;
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(Member {
+            id: uuid_at(r, 0)?,
+            workspace_id: r.get(1)?,
+            user_name: r.get(2)?,
+            external_id: r.get(3)?,
+            display_name: r.get(4)?,
+            given_name: r.get(5)?,
+            family_name: r.get(6)?,
+            role: r.get(7)?,
+            active: r.get(8)?,
+            scim_managed: r.get(9)?,
+            resource: Json(json_at(r, 10)?),
+            created_at: time_at(r, 11)?,
+            updated_at: time_at(r, 12)?,
+            version: r.get(13)?,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) const COUNT_BELOW_SQL: &str =

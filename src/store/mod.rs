@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod cursors;
+pub(crate) mod fast;
 pub mod members;
 pub mod oauth;
 pub mod plans;
@@ -57,6 +58,10 @@ pub struct Db {
     pub(crate) cursors: std::sync::Arc<cursors::PageCursors>,
     /// The provisioning-activity writer (see `activity`); per database.
     pub(crate) activity: std::sync::Arc<activity::ActivityQueue>,
+    /// Rate-limit events counted here and not yet written (see `rate_limits`).
+    pub(crate) rate_counts: std::sync::Arc<rate_limits::LocalCounts>,
+    /// SQLite files only: hot-path reads without sqlx's thread hops (see `fast`).
+    pub(crate) fast: Option<std::sync::Arc<fast::Reader>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +128,13 @@ impl Db {
                 .pragma("temp_store", "memory");
             // An in-memory database exists once per connection: one connection only.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let fast = (!in_memory)
+                .then(|| std::sync::Arc::new(fast::Reader::new(opts.get_filename().to_owned())));
+            // No ping before each use (sqlx's default): a SQLite connection is a file
+            // handle on a worker thread, and the ping was one more round trip to that
+            // thread for every statement.
             let write = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .connect_with(opts.clone())
@@ -134,6 +145,7 @@ impl Db {
                 // WAL readers run beside the writer; more than two per core only
                 // adds memory and switching.
                 SqlitePoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(4)
                     .min_connections(1)
                     .connect_with(opts.read_only(true))
@@ -145,10 +157,24 @@ impl Db {
                 write: Pool::Sqlite(write),
                 cursors: Default::default(),
                 activity: Default::default(),
+                rate_counts: Default::default(),
+                fast,
             }
         } else {
             let opts = PgConnectOptions::from_str(url)?;
+            // sqlx pings a connection before every use by default: a network round
+            // trip per query. Ping only connections that sat idle (a restarted server
+            // or a proxy may have dropped them).
             let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > Duration::from_secs(10) {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
@@ -159,6 +185,8 @@ impl Db {
                 write: Pool::Postgres(pool),
                 cursors: Default::default(),
                 activity: Default::default(),
+                rate_counts: Default::default(),
+                fast: None,
             }
         };
         Ok(db)
@@ -169,6 +197,11 @@ impl Db {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// The thread-hop-free SQLite reader, when there is one (see `fast`).
+    pub(crate) fn fast(&self) -> Option<&fast::Reader> {
+        self.fast.as_deref()
     }
 
     pub fn reader(&self) -> &Pool {

@@ -435,6 +435,37 @@ impl StoredToken {
 }
 
 pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
+    if let Some(fast) = db.fast() {
+        return fast.with(|c| {
+            use super::fast::{opt_time_at, time_at, uuid_at};
+            use rusqlite::OptionalExtension;
+            c.prepare_cached(TOKEN_SQL)?
+                .query_row([digest], |r| {
+                    Ok(StoredToken {
+                        id: r.get(0)?,
+                        grant_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        scope: r.get(3)?,
+                        issued_at: time_at(r, 4)?,
+                        expires_at: time_at(r, 5)?,
+                        rotated_at: opt_time_at(r, 6)?,
+                        revoked_at: opt_time_at(r, 7)?,
+                        grant_revoked_at: opt_time_at(r, 8)?,
+                        grant_last_used_at: opt_time_at(r, 9)?,
+                        client_id: r.get(10)?,
+                        client_name: r.get(11)?,
+                        member_id: uuid_at(r, 12)?,
+                        workspace_id: r.get(13)?,
+                        subdomain: r.get(14)?,
+                        workspace_name: r.get(15)?,
+                        scim_enabled: r.get(16)?,
+                        password_signin: r.get(17)?,
+                        workspace_created_at: time_at(r, 18)?,
+                    })
+                })
+                .optional()
+        });
+    }
     Ok(on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, StoredToken>(TOKEN_SQL)
             .bind(digest)

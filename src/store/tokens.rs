@@ -74,12 +74,40 @@ pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Wo
         ws_created_at: OffsetDateTime,
     }
     let sql = AUTHENTICATE_SQL;
-    let row = on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Row>(sql)
-            .bind(digest)
-            .fetch_optional(p)
-            .await
-    })?;
+    let row = if let Some(fast) = db.fast() {
+        fast.with(|c| {
+            use super::fast::{opt_time_at, time_at};
+            use rusqlite::OptionalExtension;
+            c.prepare_cached(sql)?
+                .query_row([digest], |r| {
+                    Ok(Row {
+                        token: ApiToken {
+                            id: r.get(0)?,
+                            workspace_id: r.get(1)?,
+                            name: r.get(2)?,
+                            prefix: r.get(3)?,
+                            created_by: r.get(4)?,
+                            created_at: time_at(r, 5)?,
+                            last_used_at: opt_time_at(r, 6)?,
+                            revoked_at: opt_time_at(r, 7)?,
+                        },
+                        ws_subdomain: r.get(8)?,
+                        ws_name: r.get(9)?,
+                        ws_scim_enabled: r.get(10)?,
+                        ws_password_signin: r.get(11)?,
+                        ws_created_at: time_at(r, 12)?,
+                    })
+                })
+                .optional()
+        })?
+    } else {
+        on_pool!(db.reader(), |p| {
+            sqlx::query_as::<_, Row>(sql)
+                .bind(digest)
+                .fetch_optional(p)
+                .await
+        })?
+    };
     let Some(row) = row else {
         return Ok(None);
     };
