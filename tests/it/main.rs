@@ -7,6 +7,7 @@ mod crash;
 mod foundation;
 mod harness;
 mod hostile;
+mod isolation;
 mod metrics;
 mod oauth;
 mod plans;
