@@ -8,6 +8,7 @@ mod foundation;
 mod fuzz_corpus;
 mod harness;
 mod hostile;
+mod isolation;
 mod metrics;
 mod oauth;
 mod plans;
