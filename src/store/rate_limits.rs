@@ -223,11 +223,15 @@ mod tests {
     fn small_limits_write_every_event() {
         let now = Instant::now();
         let mut s = slot(0, 0, now);
-        for _ in 0..5 {
-            assert_eq!(step(&mut s, 5, now), Step::Write(1));
+        for _ in 0..3 {
+            assert_eq!(step(&mut s, 3, now), Step::Write(1));
             s.known += 1;
         }
-        assert_eq!(step(&mut s, 5, now), Step::Refuse);
+        assert_eq!(step(&mut s, 3, now), Step::Refuse);
+        // At 8, the first event (under a quarter) is counted here, the rest written.
+        let mut s = slot(0, 0, now);
+        assert_eq!(step(&mut s, 8, now), Step::Allow);
+        assert_eq!(step(&mut s, 8, now), Step::Write(2));
     }
 
     #[test]
