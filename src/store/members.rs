@@ -512,20 +512,34 @@ pub async fn modify<E>(
     id: Uuid,
     change: impl FnOnce(&Member) -> std::result::Result<MemberData, E>,
 ) -> Result<std::result::Result<Member, E>> {
-    let (begin, lock) = match db.backend() {
-        super::Backend::Sqlite => ("BEGIN IMMEDIATE", ""),
-        super::Backend::Postgres => ("BEGIN", " FOR UPDATE"),
+    let begin = match db.backend() {
+        super::Backend::Sqlite => "BEGIN IMMEDIATE",
+        super::Backend::Postgres => "BEGIN",
     };
-    let select = format!("{}{lock}", by_id_sql());
+    let select = locked_sql(db.backend());
+    #[derive(sqlx::FromRow)]
+    struct Current {
+        #[sqlx(flatten)]
+        member: Member,
+        email_keys: Option<String>,
+    }
     let update = update_sql(false);
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin_with(begin).await?;
-        let current = sqlx::query_as::<_, Member>(&select)
+        let Current {
+            member: current,
+            email_keys: stored,
+        } = sqlx::query_as::<_, Current>(&select)
             .bind(workspace_id)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
+        let mut stored_keys: Vec<String> = stored
+            .as_deref()
+            .map(|k| k.split('\n').map(str::to_owned).collect())
+            .unwrap_or_default();
+        stored_keys.sort();
         let data = match change(&current) {
             Ok(d) => d,
             Err(refused) => {
@@ -550,14 +564,32 @@ pub async fn modify<E>(
             .fetch_one(&mut *tx)
             .await
             .map_err(conflict)?;
-        sqlx::query(DELETE_EMAILS_SQL)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        insert_emails!(&mut *tx, id, workspace_id, &email_keys(&data));
+        let keys = email_keys(&data);
+        // (A key with a line break could not be told apart in the list read above.)
+        if keys != stored_keys || keys.iter().any(|k| k.contains('\n')) {
+            sqlx::query(DELETE_EMAILS_SQL)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_emails!(&mut *tx, id, workspace_id, &keys);
+        }
         tx.commit().await?;
         Ok(Ok(member))
     })
+}
+
+/// The member and its indexed email keys (one line each), locked for update; one
+/// statement, so a change that keeps the keys (a PATCH of `active`, most PUTs)
+/// does not rewrite them.
+pub(crate) fn locked_sql(backend: Backend) -> String {
+    let (lock, keys) = match backend {
+        Backend::Sqlite => ("", "group_concat(value_ci, char(10))"),
+        Backend::Postgres => (" FOR UPDATE", "string_agg(value_ci, E'\\n')"),
+    };
+    format!(
+        "SELECT {COLUMNS}, (SELECT {keys} FROM member_emails e WHERE e.member_id = m.id) \
+         AS email_keys FROM members m WHERE workspace_id = $1 AND id = $2{lock}"
+    )
 }
 
 /// Which page of the member list to show, in userName order.

@@ -91,6 +91,16 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             vec![Bind::Int(workspace_id), Bind::Uuid(id)],
         ),
         q(
+            "member locked for a change",
+            members::locked_sql(backend),
+            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+        ),
+        q(
+            "rate limit batch",
+            rate_limits::ADD_SQL,
+            vec![Bind::Text("k".into()), Bind::Int(0), Bind::Int(3)],
+        ),
+        q(
             "count below boundary",
             members::COUNT_BELOW_SQL,
             vec![Bind::Int(workspace_id), Bind::Uuid(id)],
