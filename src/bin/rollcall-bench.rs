@@ -8,7 +8,12 @@
 //! cargo build --release --bins
 //! target/release/rollcall-bench [--members 100000] [--concurrency 32] [--seconds 5]
 //!                               [--database-url postgres://USER@HOST/DB]
+//! target/release/rollcall-bench --members 10000 --soak 600 [--soak-interval 10]
 //! ```
+//!
+//! `--soak` replaces the cases with one mixed load for that many seconds, samples the
+//! server's resident memory as it goes and fails on any unexpected answer or on
+//! memory growth.
 //!
 //! Only 127.0.0.1 is contacted; every loop is bounded in time.
 
@@ -48,6 +53,22 @@ struct Args {
     /// Upper bound on the time spent seeding, in seconds.
     #[arg(long, default_value_t = 1800)]
     seed_timeout: u64,
+    /// Soak: after seeding, run a mixed load (every kind of request the cases make,
+    /// plus list pages) for this many seconds instead of the cases, sampling the
+    /// server's memory. Fails on any unexpected answer or on memory growth.
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
+    /// Seconds between memory samples during --soak.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    soak_interval: u64,
+    /// --soak fails when the median resident memory of the last third of the samples
+    /// exceeds that of the first third by more than this percentage AND by more than
+    /// --soak-max-growth-mb.
+    #[arg(long, default_value_t = 20.0, value_name = "PERCENT")]
+    soak_max_growth_pct: f64,
+    /// See --soak-max-growth-pct.
+    #[arg(long, default_value_t = 10.0, value_name = "MB")]
+    soak_max_growth_mb: f64,
 }
 
 const REDIRECT: &str = "http://localhost:9999/callback";
@@ -366,38 +387,179 @@ async fn seed(
     Ok(all.into_iter().map(|(_, id)| id).collect())
 }
 
+// ---------------------------------------------------------------------------
+// One request of each kind; the cases and the soak both call these. `w` is the
+// worker, `i` that worker's count of requests of this kind so far.
+
+/// Okta's existence check: even `i` an existing member of the first `n`, odd a
+/// missing one.
+async fn op_existence(c: &Ctx, n: usize, w: usize, i: u64) -> Result<(), String> {
+    let k = (i as usize * 7919 + w * 104_729) % n;
+    // Half existing, half missing.
+    let (name, want) = if i % 2 == 0 {
+        (user_name(k), 1)
+    } else {
+        (format!("missing{k}@bench.example"), 0)
+    };
+    let filter = format!("userName eq \"{name}\"");
+    let r = c
+        .scim(reqwest::Method::GET, "/Users")
+        .query(&[
+            ("filter", filter.as_str()),
+            ("startIndex", "1"),
+            ("count", "100"),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("{}", r.status()));
+    }
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if v["totalResults"] != json!(want) {
+        return Err(format!("{name}: totalResults {}", v["totalResults"]));
+    }
+    Ok(())
+}
+
+/// `GET /Users/{id}` of one of the first `n` members.
+async fn op_get(c: &Ctx, ids: &[String], n: usize, w: usize, i: u64) -> Result<(), String> {
+    let id = &ids[(i as usize * 7919 + w * 104_729) % n];
+    expect(
+        c.scim(reqwest::Method::GET, &format!("/Users/{id}"))
+            .send()
+            .await,
+        200,
+    )
+    .await
+}
+
+/// `POST /Users` of a new member, unique per worker and request.
+async fn op_create(c: &Ctx, w: usize, i: u64) -> Result<(), String> {
+    let name = format!("new-{w}-{i}@bench.example");
+    let body = okta_user(&name, &format!("ext-new-{w}-{i}"));
+    expect(
+        Ctx::with_body(c.scim(reqwest::Method::POST, "/Users"), &body)
+            .send()
+            .await,
+        201,
+    )
+    .await
+}
+
+/// `PATCH` active false (even `i`), then true (odd) on the same member; each worker
+/// its own share of the members.
+async fn op_patch(c: &Ctx, ids: &[String], conc: usize, w: usize, i: u64) -> Result<(), String> {
+    let per = ids.len() / conc;
+    let id = &ids[w * per + (i as usize / 2) % per.max(1)];
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": i % 2 == 1}}]
+    });
+    expect(
+        Ctx::with_body(
+            c.scim(reqwest::Method::PATCH, &format!("/Users/{id}")),
+            &body,
+        )
+        .send()
+        .await,
+        200,
+    )
+    .await
+}
+
+/// `PUT`: the whole object back, as Okta does; each worker its own members.
+async fn op_put(c: &Ctx, ids: &[String], conc: usize, w: usize, i: u64) -> Result<(), String> {
+    let per = ids.len() / conc;
+    let k = w * per + (i as usize) % per.max(1);
+    let id = &ids[k];
+    let mut body = okta_user(&user_name(k), &format!("ext-{k}"));
+    body["id"] = json!(id);
+    body["displayName"] = json!(format!("Ada Lovelace {i}"));
+    expect(
+        Ctx::with_body(c.scim(reqwest::Method::PUT, &format!("/Users/{id}")), &body)
+            .send()
+            .await,
+        200,
+    )
+    .await
+}
+
+/// One page of 100 of the listing, in default order, among the first `n` members:
+/// each worker walks the pages in order from its own starting page.
+async fn op_list(c: &Ctx, n: usize, w: usize, i: u64) -> Result<(), String> {
+    let pages = n.div_ceil(100).max(1);
+    let start = ((w * 31 + i as usize) % pages) * 100 + 1;
+    let r = c
+        .scim(reqwest::Method::GET, "/Users")
+        .query(&[("startIndex", start.to_string()), ("count", "100".into())])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("{}", r.status()));
+    }
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    let got = v["Resources"].as_array().map_or(0, Vec::len);
+    let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+    // Members are only ever added, so a page within the first n is full.
+    let want = 100.min(n + 1 - start);
+    if total < n || got < want {
+        return Err(format!(
+            "page at {start}: {got} members, totalResults {total}"
+        ));
+    }
+    Ok(())
+}
+
+/// What the OAuth requests need: one refresh-token chain per worker.
+struct OAuthLoad {
+    http: reqwest::Client,
+    base: String,
+    client: OAuthClient,
+    /// (access token, refresh token), one per worker.
+    chains: Vec<tokio::sync::Mutex<(String, String)>>,
+}
+
+/// `grant_type=refresh_token` on worker `w`'s chain, which rotates.
+async fn op_refresh(o: &OAuthLoad, w: usize) -> Result<(), String> {
+    let mut chain = o.chains[w].lock().await;
+    let refresh = chain.1.clone();
+    *chain = token_request(
+        &o.http,
+        &o.base,
+        &o.client,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Introspection of worker `w`'s current access token, which must be active.
+async fn op_introspect(o: &OAuthLoad, w: usize) -> Result<(), String> {
+    let access = o.chains[w].lock().await.0.clone();
+    let r = o
+        .http
+        .post(format!("{}/oauth2/introspect", o.base))
+        .basic_auth(&o.client.id, Some(&o.client.secret))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if status == 200 && v["active"] == json!(true) {
+        Ok(())
+    } else {
+        Err(format!("{status}: not active: {v}"))
+    }
+}
+
 async fn case_existence(ctx: &Ctx, n: usize, a: &Args) -> Report {
     let c = ctx.clone();
     let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
         let c = c.clone();
-        async move {
-            let k = (i as usize * 7919 + w * 104_729) % n;
-            // Half existing, half missing.
-            let (name, want) = if i % 2 == 0 {
-                (user_name(k), 1)
-            } else {
-                (format!("missing{k}@bench.example"), 0)
-            };
-            let filter = format!("userName eq \"{name}\"");
-            let r = c
-                .scim(reqwest::Method::GET, "/Users")
-                .query(&[
-                    ("filter", filter.as_str()),
-                    ("startIndex", "1"),
-                    ("count", "100"),
-                ])
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if r.status() != 200 {
-                return Err(format!("{}", r.status()));
-            }
-            let v: Value = r.json().await.map_err(|e| e.to_string())?;
-            if v["totalResults"] != json!(want) {
-                return Err(format!("{name}: totalResults {}", v["totalResults"]));
-            }
-            Ok(())
-        }
+        async move { op_existence(&c, n, w, i).await }
     })
     .await;
     report(&format!("1. existence check filter (N={n})"), s, e)
@@ -407,16 +569,7 @@ async fn case_get(ctx: &Ctx, ids: &Arc<Vec<String>>, n: usize, a: &Args) -> Repo
     let (c, ids) = (ctx.clone(), ids.clone());
     let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
         let (c, ids) = (c.clone(), ids.clone());
-        async move {
-            let id = &ids[(i as usize * 7919 + w * 104_729) % n];
-            expect(
-                c.scim(reqwest::Method::GET, &format!("/Users/{id}"))
-                    .send()
-                    .await,
-                200,
-            )
-            .await
-        }
+        async move { op_get(&c, &ids, n, w, i).await }
     })
     .await;
     report(&format!("3. GET /Users/{{id}} (N={n})"), s, e)
@@ -815,7 +968,7 @@ async fn drive(
     };
     let seed_deadline = Instant::now() + Duration::from_secs(args.seed_timeout);
     let mut ids: Vec<String> = Vec::new();
-    let mut steps: Vec<usize> = if args.no_scaling {
+    let mut steps: Vec<usize> = if args.no_scaling || args.soak.is_some() {
         vec![]
     } else {
         [1_000, 10_000]
@@ -835,9 +988,11 @@ async fn drive(
             took.as_secs_f64(),
             added as f64 / took.as_secs_f64()
         );
-        let ids_arc = Arc::new(ids.clone());
-        case_existence(&ctx, n, args).await;
-        case_get(&ctx, &ids_arc, n, args).await;
+        if args.soak.is_none() {
+            let ids_arc = Arc::new(ids.clone());
+            case_existence(&ctx, n, args).await;
+            case_get(&ctx, &ids_arc, n, args).await;
+        }
     }
     let n = ids.len();
     let size = database_size(env).await?;
@@ -852,25 +1007,21 @@ async fn drive(
         mb(rss)
     );
 
+    if let Some(seconds) = args.soak {
+        let oauth = grants(args, server, &http, &ctx.base, client, &password).await?;
+        return soak(args, server, &ctx, Arc::new(ids), oauth, seconds).await;
+    }
+
     case_import(&ctx, n).await?;
 
     let ids = Arc::new(ids);
+    let conc = args.concurrency;
     // 4. POST /Users: new members, unique per worker and request.
     {
         let c = ctx.clone();
-        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+        let (s, e) = run_case(conc, args.seconds, move |w, i| {
             let c = c.clone();
-            async move {
-                let name = format!("new-{w}-{i}@bench.example");
-                let body = okta_user(&name, &format!("ext-new-{w}-{i}"));
-                expect(
-                    Ctx::with_body(c.scim(reqwest::Method::POST, "/Users"), &body)
-                        .send()
-                        .await,
-                    201,
-                )
-                .await
-            }
+            async move { op_create(&c, w, i).await }
         })
         .await;
         report("4. POST /Users", s, e);
@@ -878,27 +1029,9 @@ async fn drive(
     // 5. PATCH active false, then true: each worker its own members.
     {
         let (c, ids) = (ctx.clone(), ids.clone());
-        let conc = args.concurrency;
-        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+        let (s, e) = run_case(conc, args.seconds, move |w, i| {
             let (c, ids) = (c.clone(), ids.clone());
-            async move {
-                let per = ids.len() / conc;
-                let id = &ids[w * per + (i as usize / 2) % per.max(1)];
-                let body = json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                    "Operations": [{"op": "replace", "value": {"active": i % 2 == 1}}]
-                });
-                expect(
-                    Ctx::with_body(
-                        c.scim(reqwest::Method::PATCH, &format!("/Users/{id}")),
-                        &body,
-                    )
-                    .send()
-                    .await,
-                    200,
-                )
-                .await
-            }
+            async move { op_patch(&c, &ids, conc, w, i).await }
         })
         .await;
         report("5. PATCH active false/true", s, e);
@@ -906,30 +1039,47 @@ async fn drive(
     // 6. PUT: the whole object back, as Okta does.
     {
         let (c, ids) = (ctx.clone(), ids.clone());
-        let conc = args.concurrency;
-        let (s, e) = run_case(args.concurrency, args.seconds, move |w, i| {
+        let (s, e) = run_case(conc, args.seconds, move |w, i| {
             let (c, ids) = (c.clone(), ids.clone());
-            async move {
-                let per = ids.len() / conc;
-                let k = w * per + (i as usize) % per.max(1);
-                let id = &ids[k];
-                let mut body = okta_user(&user_name(k), &format!("ext-{k}"));
-                body["id"] = json!(id);
-                body["displayName"] = json!(format!("Ada Lovelace {i}"));
-                expect(
-                    Ctx::with_body(c.scim(reqwest::Method::PUT, &format!("/Users/{id}")), &body)
-                        .send()
-                        .await,
-                    200,
-                )
-                .await
-            }
+            async move { op_put(&c, &ids, conc, w, i).await }
         })
         .await;
         report("6. PUT /Users/{id}", s, e);
     }
 
     // 7 and 8: one grant per connection, through the pages.
+    let oauth = grants(args, server, &http, &ctx.base, client, &password).await?;
+    {
+        let oauth = oauth.clone();
+        let (s, e) = run_case(conc, args.seconds, move |w, _| {
+            let oauth = oauth.clone();
+            async move { op_refresh(&oauth, w).await }
+        })
+        .await;
+        report("7. POST /oauth2/token (refresh, rotating)", s, e);
+    }
+    {
+        let oauth = oauth.clone();
+        let (s, e) = run_case(conc, args.seconds, move |w, _| {
+            let oauth = oauth.clone();
+            async move { op_introspect(&oauth, w).await }
+        })
+        .await;
+        report("8. POST /oauth2/introspect", s, e);
+    }
+    Ok(())
+}
+
+/// One grant per worker through the authorization-code flow (pages, sign-in,
+/// consent, code exchange): the refresh-token chains.
+async fn grants(
+    args: &Args,
+    server: &Server,
+    http: &reqwest::Client,
+    base: &str,
+    client: OAuthClient,
+    password: &str,
+) -> Result<Arc<OAuthLoad>> {
     let t = Instant::now();
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -943,12 +1093,12 @@ async fn drive(
             server.port,
             &client,
             "admin@bench.example",
-            &password,
+            password,
         )
         .await?;
         let pair = token_request(
-            &http,
-            &ctx.base,
+            http,
+            base,
             &client,
             &[
                 ("grant_type", "authorization_code"),
@@ -965,63 +1115,271 @@ async fn drive(
         args.concurrency,
         t.elapsed().as_secs_f64()
     );
-    let chains = Arc::new(chains);
-    let client = Arc::new(client);
-    {
-        let (http, base, chains, client) = (
-            http.clone(),
-            ctx.base.clone(),
-            chains.clone(),
-            client.clone(),
-        );
-        let (s, e) = run_case(args.concurrency, args.seconds, move |w, _| {
-            let (http, base, chains, client) =
-                (http.clone(), base.clone(), chains.clone(), client.clone());
-            async move {
-                let mut chain = chains[w].lock().await;
-                let refresh = chain.1.clone();
-                *chain = token_request(
-                    &http,
-                    &base,
-                    &client,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-                )
-                .await?;
-                Ok(())
-            }
-        })
-        .await;
-        report("7. POST /oauth2/token (refresh, rotating)", s, e);
+    Ok(Arc::new(OAuthLoad {
+        http: http.clone(),
+        base: base.to_owned(),
+        client,
+        chains,
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// Soak: one mixed load for a long time, every answer checked, memory sampled.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Existence,
+    Get,
+    Create,
+    Patch,
+    Put,
+    List,
+    Refresh,
+    Introspect,
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Existence,
+        Kind::Get,
+        Kind::Create,
+        Kind::Patch,
+        Kind::Put,
+        Kind::List,
+        Kind::Refresh,
+        Kind::Introspect,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Existence => "existence check (userName eq, half missing)",
+            Kind::Get => "GET /Users/{id}",
+            Kind::Create => "POST /Users",
+            Kind::Patch => "PATCH active false/true",
+            Kind::Put => "PUT /Users/{id}",
+            Kind::List => "list page of 100",
+            Kind::Refresh => "refresh-token grant (rotating)",
+            Kind::Introspect => "introspection",
+        }
     }
-    {
-        let (http, base, chains, client) = (
-            http.clone(),
-            ctx.base.clone(),
-            chains.clone(),
-            client.clone(),
+}
+
+/// The soak's mix, taken in turn by every worker from its own offset: existence
+/// checks a third, GETs a sixth, every other kind a twelfth (reads as Okta does).
+const MIX: [Kind; 12] = [
+    Kind::Existence,
+    Kind::Get,
+    Kind::Create,
+    Kind::Existence,
+    Kind::Patch,
+    Kind::List,
+    Kind::Existence,
+    Kind::Get,
+    Kind::Put,
+    Kind::Refresh,
+    Kind::Existence,
+    Kind::Introspect,
+];
+
+/// Errors printed as they happen (all of them are counted).
+const SOAK_ERRORS_SHOWN: u64 = 10;
+
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+async fn soak(
+    args: &Args,
+    server: &Server,
+    ctx: &Ctx,
+    ids: Arc<Vec<String>>,
+    oauth: Arc<OAuthLoad>,
+    seconds: u64,
+) -> Result<()> {
+    let n = ids.len();
+    let conc = args.concurrency;
+    if n < conc {
+        bail!("--soak needs at least as many --members as --concurrency");
+    }
+    let interval = Duration::from_secs(args.soak_interval.max(1));
+    println!(
+        "-- soak: {seconds} s of mixed load on {conc} connections, memory every {} s",
+        interval.as_secs()
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let (c, ids, oauth, done, failed) = (
+            ctx.clone(),
+            ids.clone(),
+            oauth.clone(),
+            done.clone(),
+            failed.clone(),
         );
-        let (s, e) = run_case(args.concurrency, args.seconds, move |w, _| {
-            let (http, base, chains, client) =
-                (http.clone(), base.clone(), chains.clone(), client.clone());
-            async move {
-                let access = chains[w].lock().await.0.clone();
-                let r = http
-                    .post(format!("{base}/oauth2/introspect"))
-                    .basic_auth(&client.id, Some(&client.secret))
-                    .form(&[("token", access.as_str())])
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                if v["active"] == json!(true) {
-                    Ok(())
-                } else {
-                    Err(format!("not active: {v}"))
+        tasks.push(tokio::spawn(async move {
+            let mut samples: Vec<Sample> = Kind::ALL.iter().map(|_| Sample::default()).collect();
+            let mut counts = [0u64; Kind::ALL.len()];
+            let mut step = w;
+            while Instant::now() < deadline {
+                let kind = MIX[step % MIX.len()];
+                step += 1;
+                let i = counts[kind as usize];
+                counts[kind as usize] += 1;
+                let t = Instant::now();
+                let op = async {
+                    match kind {
+                        Kind::Existence => op_existence(&c, n, w, i).await,
+                        Kind::Get => op_get(&c, &ids, n, w, i).await,
+                        Kind::Create => op_create(&c, w, i).await,
+                        Kind::Patch => op_patch(&c, &ids, conc, w, i).await,
+                        Kind::Put => op_put(&c, &ids, conc, w, i).await,
+                        Kind::List => op_list(&c, n, w, i).await,
+                        Kind::Refresh => op_refresh(&oauth, w).await,
+                        Kind::Introspect => op_introspect(&oauth, w).await,
+                    }
+                };
+                let res = tokio::time::timeout(Duration::from_secs(30), op).await;
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                done.fetch_add(1, Ordering::Relaxed);
+                let s = &mut samples[kind as usize];
+                let error = match res {
+                    Ok(Ok(())) => {
+                        s.latencies.push(us);
+                        continue;
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => "timed out after 30 s".to_owned(),
+                };
+                s.errors += 1;
+                let before = failed.fetch_add(1, Ordering::Relaxed);
+                if before < SOAK_ERRORS_SHOWN {
+                    println!(
+                        "    error {} at {:.1} s, {} (worker {w}): {}",
+                        before + 1,
+                        started.elapsed().as_secs_f64(),
+                        kind.name(),
+                        error.chars().take(300).collect::<String>()
+                    );
                 }
+                s.first_error.get_or_insert(error);
             }
-        })
-        .await;
-        report("8. POST /oauth2/introspect", s, e);
+            samples
+        }));
     }
-    Ok(())
+
+    // The memory curve, while the workers run.
+    println!(
+        "{:>9} {:>9} {:>10} {:>9} {:>8}",
+        "elapsed s", "RSS MB", "requests", "req/s", "errors"
+    );
+    let (rss0, _) = server.memory();
+    println!(
+        "{:>9.0} {:>9.1} {:>10} {:>9} {:>8}   (before the load)",
+        0.0,
+        mb(rss0),
+        0,
+        "-",
+        0
+    );
+    let mut curve: Vec<u64> = Vec::new();
+    let (mut last_done, mut last_at) = (0u64, started);
+    for k in 1u32.. {
+        let at = (started + interval * k).min(deadline);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let now = Instant::now();
+        let (rss, _) = server.memory();
+        let total = done.load(Ordering::Relaxed);
+        let in_interval = total - last_done;
+        println!(
+            "{:>9.0} {:>9.1} {:>10} {:>9.0} {:>8}",
+            now.duration_since(started).as_secs_f64(),
+            mb(rss),
+            in_interval,
+            in_interval as f64 / now.duration_since(last_at).as_secs_f64(),
+            failed.load(Ordering::Relaxed)
+        );
+        curve.push(rss);
+        (last_done, last_at) = (total, now);
+        if at >= deadline {
+            break;
+        }
+    }
+
+    let mut per_kind: Vec<Sample> = Kind::ALL.iter().map(|_| Sample::default()).collect();
+    for t in tasks {
+        for (all, s) in per_kind.iter_mut().zip(t.await?) {
+            all.merge(s);
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "-- soak totals per kind over {:.0} s",
+        elapsed.as_secs_f64()
+    );
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for (kind, s) in Kind::ALL.iter().zip(per_kind) {
+        let r = report(kind.name(), s, elapsed);
+        requests += r.requests as u64 + r.errors;
+        errors += r.errors;
+    }
+    println!(
+        "soak: {requests} requests in {:.0} s ({:.0} req/s), {errors} errors",
+        elapsed.as_secs_f64(),
+        requests as f64 / elapsed.as_secs_f64()
+    );
+
+    // Growth: the median of the last third of the samples against the first third.
+    let third = (curve.len() / 3).max(1);
+    let first_third = median(&curve[..third]);
+    let last_third = median(&curve[curve.len() - third..]);
+    let growth_mb = (last_third as f64 - first_third as f64) / 1024.0;
+    let growth_pct = if first_third > 0 {
+        (last_third as f64 / first_third as f64 - 1.0) * 100.0
+    } else {
+        0.0
+    };
+    println!(
+        "soak memory (VmRSS, {} samples): first {:.1} MB, min {:.1}, max {:.1}, last {:.1}; \
+         median of first third {:.1} MB, of last third {:.1} MB: growth {:+.1} MB ({:+.1}%)",
+        curve.len(),
+        mb(curve.first().copied().unwrap_or(0)),
+        mb(curve.iter().copied().min().unwrap_or(0)),
+        mb(curve.iter().copied().max().unwrap_or(0)),
+        mb(curve.last().copied().unwrap_or(0)),
+        mb(first_third),
+        mb(last_third),
+        growth_mb,
+        growth_pct
+    );
+    let grew = curve.len() >= 3
+        && growth_mb > args.soak_max_growth_mb
+        && growth_pct > args.soak_max_growth_pct;
+    if curve.len() < 3 {
+        println!("soak memory: fewer than 3 samples, growth not judged");
+    }
+    match (errors, grew) {
+        (0, false) => {
+            println!(
+                "soak: PASS (0 errors; memory growth within {} MB or {}%)",
+                args.soak_max_growth_mb, args.soak_max_growth_pct
+            );
+            Ok(())
+        }
+        (e, g) => bail!(
+            "soak FAILED: {e} errors{}",
+            if g {
+                format!(
+                    ", memory grew {growth_mb:.1} MB ({growth_pct:.1}%), more than {} MB and {}%",
+                    args.soak_max_growth_mb, args.soak_max_growth_pct
+                )
+            } else {
+                String::new()
+            }
+        ),
+    }
 }
