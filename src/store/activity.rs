@@ -99,21 +99,22 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
 async fn insert(db: &Db, batch: &[Pending]) -> Result<()> {
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
-        for a in batch {
-            sqlx::query(
-                "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(a.workspace_id)
-            .bind(a.at)
-            .bind(&a.actor)
-            .bind(&a.operation)
-            .bind(a.member_id)
-            .bind(&a.user_name)
-            .bind(a.status)
-            .bind(&a.detail)
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row INSERTs: one statement (one trip to the connection) per 64 entries.
+        for chunk in batch.chunks(64) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ",
+            );
+            q.push_values(chunk, |mut row, a| {
+                row.push_bind(a.workspace_id)
+                    .push_bind(a.at)
+                    .push_bind(&a.actor)
+                    .push_bind(&a.operation)
+                    .push_bind(a.member_id)
+                    .push_bind(&a.user_name)
+                    .push_bind(a.status)
+                    .push_bind(&a.detail);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -969,6 +969,44 @@ async fn writes_are_recorded_in_the_activity_log() {
 }
 
 #[tokio::test]
+async fn a_burst_of_writes_is_logged_entry_for_entry() {
+    // More writes at once than one multi-row INSERT of the activity writer holds.
+    let s = Scim::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        let (client, url, token) = (s.app.api(), s.url("/Users"), s.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = okta_create(&format!("burst{i}@acme.test"), &format!("ext{i}"));
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    let log = rollcall::store::activity::recent(&s.app.db, 1, None, false, 500)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = log
+        .iter()
+        .filter(|a| a.operation == "create" && a.status == 200)
+        .filter_map(|a| a.user_name.clone())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..150).map(|i| format!("burst{i}@acme.test")).collect();
+    want.sort();
+    assert_eq!(names, want);
+    s.app.stop().await;
+}
+
+#[tokio::test]
 async fn parallel_patches_lose_nothing_and_if_match_lets_one_win() {
     let s = Scim::start().await;
     let u = s.create("busy@acme.test").await;
