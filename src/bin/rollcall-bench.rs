@@ -396,7 +396,7 @@ async fn seed(
 async fn op_existence(c: &Ctx, n: usize, w: usize, i: u64) -> Result<(), String> {
     let k = (i as usize * 7919 + w * 104_729) % n;
     // Half existing, half missing.
-    let (name, want) = if i % 2 == 0 {
+    let (name, want) = if i.is_multiple_of(2) {
         (user_name(k), 1)
     } else {
         (format!("missing{k}@bench.example"), 0)
