@@ -128,8 +128,9 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Everything, as Prometheus text.
-pub fn render(pools: &[PoolUse]) -> String {
+/// Everything, as Prometheus text. `sqlite_heap`: what SQLite has allocated (its
+/// page caches and statements), when the database is SQLite.
+pub fn render(pools: &[PoolUse], sqlite_heap: Option<i64>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let routes: Vec<((String, &str), Arc<RouteStats>, usize)> = {
         let r = REGISTRY.routes.read().unwrap_or_else(|e| e.into_inner());
@@ -219,6 +220,13 @@ pub fn render(pools: &[PoolUse]) -> String {
             p.pool, p.max
         );
     }
+    if let Some(bytes) = sqlite_heap {
+        out.push_str(
+            "# HELP rollcall_sqlite_heap_bytes Memory SQLite has allocated (page caches, statements).\n",
+        );
+        out.push_str("# TYPE rollcall_sqlite_heap_bytes gauge\n");
+        let _ = writeln!(out, "rollcall_sqlite_heap_bytes {bytes}");
+    }
     out.push_str("# HELP rollcall_scim_writes_total SCIM writes by operation and outcome.\n");
     out.push_str("# TYPE rollcall_scim_writes_total counter\n");
     {
@@ -264,12 +272,15 @@ mod tests {
         record_request("/unit/{id}", "GET", 404, Duration::from_millis(3));
         scim_write("create", 409);
         token_issued("refresh_token");
-        let text = render(&[PoolUse {
-            pool: "read",
-            size: 3,
-            idle: 2,
-            max: 8,
-        }]);
+        let text = render(
+            &[PoolUse {
+                pool: "read",
+                size: 3,
+                idle: 2,
+                max: 8,
+            }],
+            Some(4096),
+        );
         assert!(text.contains(
             "rollcall_http_requests_total{route=\"/unit/{id}\",method=\"GET\",status=\"404\"} 1"
         ));
@@ -284,5 +295,8 @@ mod tests {
             text.contains("rollcall_scim_writes_total{operation=\"create\",outcome=\"conflict\"}")
         );
         assert!(text.contains("rollcall_oauth_tokens_issued_total{grant_type=\"refresh_token\"}"));
+        assert!(text.contains("\nrollcall_sqlite_heap_bytes 4096\n"));
+        let postgres = render(&[], None);
+        assert!(!postgres.contains("rollcall_sqlite_heap_bytes"));
     }
 }

@@ -109,6 +109,38 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Where the resident memory is, in kB: (anonymous, file-backed, shared).
+    fn rss_parts(&self) -> (u64, u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("RssAnon:"), field("RssFile:"), field("RssShmem:"))
+    }
+
+    /// What SQLite has allocated in the server (its page caches), in kB, from
+    /// `/metrics`; None on PostgreSQL.
+    async fn sqlite_heap(&self, http: &reqwest::Client) -> Option<u64> {
+        let text = http
+            .get(format!("{}/metrics", self.base()))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("rollcall_sqlite_heap_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|b| b / 1024)
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -1273,15 +1305,38 @@ async fn soak(
     }
 
     // The memory curve, while the workers run.
+    // RSS split into anonymous (heap) and file/shared pages, and the part of the
+    // heap that is SQLite's (page caches): what is left is the server's own.
     println!(
-        "{:>9} {:>9} {:>10} {:>9} {:>8}",
-        "elapsed s", "RSS MB", "requests", "req/s", "errors"
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8}",
+        "elapsed s",
+        "RSS MB",
+        "anon MB",
+        "file MB",
+        "sqlite MB",
+        "rest MB",
+        "requests",
+        "req/s",
+        "errors"
     );
+    let parts = |rss: u64, sqlite: Option<u64>| {
+        let (anon, file, shmem) = server.rss_parts();
+        let sqlite_kb = sqlite.unwrap_or(0);
+        format!(
+            "{:>9.1} {:>9.1} {:>9.1} {:>9} {:>9.1}",
+            mb(rss),
+            mb(anon),
+            mb(file + shmem),
+            sqlite.map_or("-".to_owned(), |s| format!("{:.1}", mb(s))),
+            mb(anon.saturating_sub(sqlite_kb))
+        )
+    };
     let (rss0, _) = server.memory();
+    let sqlite0 = server.sqlite_heap(&ctx.http).await;
     println!(
-        "{:>9.0} {:>9.1} {:>10} {:>9} {:>8}   (before the load)",
+        "{:>9.0} {} {:>10} {:>9} {:>8}   (before the load)",
         0.0,
-        mb(rss0),
+        parts(rss0, sqlite0),
         0,
         "-",
         0
@@ -1293,12 +1348,13 @@ async fn soak(
         tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
         let now = Instant::now();
         let (rss, _) = server.memory();
+        let sqlite = server.sqlite_heap(&ctx.http).await;
         let total = done.load(Ordering::Relaxed);
         let in_interval = total - last_done;
         println!(
-            "{:>9.0} {:>9.1} {:>10} {:>9.0} {:>8}",
+            "{:>9.0} {} {:>10} {:>9.0} {:>8}",
             now.duration_since(started).as_secs_f64(),
-            mb(rss),
+            parts(rss, sqlite),
             in_interval,
             in_interval as f64 / now.duration_since(last_at).as_secs_f64(),
             failed.load(Ordering::Relaxed)

@@ -61,7 +61,7 @@ pub async fn endpoint(State(state): State<AppState>, req: Request) -> Response {
     if !allowed {
         return AppError::NotFound("Metrics are served on the app host.".into()).into_response();
     }
-    let body = crate::metrics::render(&state.db.pool_use());
+    let body = crate::metrics::render(&state.db.pool_use(), state.db.sqlite_heap());
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,8 +1,10 @@
 //! Provisioning activity: every SCIM write and its outcome, so an admin can see why
 //! the identity provider reports an error.
 
-use super::{Db, Result, now};
+use super::scim_sql::Bind;
+use super::{Db, Result, fast, now};
 use crate::on_pool;
+use rusqlite::types::Value as SqlValue;
 use std::sync::OnceLock;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -96,14 +98,44 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
     }
 }
 
+const INSERT_SQL: &str = "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ";
+
 async fn insert(db: &Db, batch: &[Pending]) -> Result<()> {
+    if let Some(pool) = db.sqlite_writer() {
+        return fast::write(pool, |tx| {
+            for chunk in batch.chunks(64) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|r| {
+                        let p = (1..=8).map(|c| format!("${}", r * 8 + c));
+                        format!("({})", p.collect::<Vec<_>>().join(", "))
+                    })
+                    .collect();
+                let sql = format!("{INSERT_SQL}VALUES {}", rows.join(", "));
+                let mut params = Vec::with_capacity(chunk.len() * 8);
+                for a in chunk {
+                    params.extend([
+                        SqlValue::Integer(a.workspace_id),
+                        fast::value(&Bind::Time(a.at)),
+                        SqlValue::Text(a.actor.clone()),
+                        SqlValue::Text(a.operation.clone()),
+                        a.member_id
+                            .map_or(SqlValue::Null, |id| fast::value(&Bind::Uuid(id))),
+                        fast::opt_text(a.user_name.as_deref()),
+                        SqlValue::Integer(i64::from(a.status)),
+                        SqlValue::Text(a.detail.clone()),
+                    ]);
+                }
+                fast::execute(tx, &sql, &params).map_err(fast::fail)?;
+            }
+            Ok(())
+        })
+        .await;
+    }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
         // Multi-row INSERTs: one statement (one trip to the connection) per 64 entries.
         for chunk in batch.chunks(64) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ",
-            );
+            let mut q = sqlx::QueryBuilder::new(INSERT_SQL);
             q.push_values(chunk, |mut row, a| {
                 row.push_bind(a.workspace_id)
                     .push_bind(a.at)

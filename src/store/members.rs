@@ -5,10 +5,11 @@
 //! values live in `member_emails` so `emails.value eq ...` uses an index.
 
 use super::scim_sql::{self, Bind, SqlBuilder};
-use super::{Backend, Db, Result, StoreError, now, unique_violation};
+use super::{Backend, Db, Result, StoreError, fast, now, unique_violation};
 use crate::on_pool;
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::AttrRef;
+use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -63,33 +64,85 @@ fn email_keys(data: &MemberData) -> Vec<String> {
     emails
 }
 
+const INSERT_EMAIL_SQL: &str =
+    "INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)";
+
 /// Index a member's email values (inside the caller's transaction).
 macro_rules! insert_emails {
     ($tx:expr, $id:expr, $workspace_id:expr, $emails:expr) => {
         for email in $emails {
-            sqlx::query(
-                "INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)",
-            )
-            .bind($id)
-            .bind($workspace_id)
-            .bind(email)
-            .execute($tx)
-            .await?;
+            sqlx::query(INSERT_EMAIL_SQL)
+                .bind($id)
+                .bind($workspace_id)
+                .bind(email)
+                .execute($tx)
+                .await?;
         }
     };
 }
 
+/// The conflict a client can act on, for a violated unique index.
+fn conflict_of(what: Option<String>) -> Option<StoreError> {
+    match what {
+        Some(what) if what.contains("external_id") => Some(StoreError::Conflict(
+            "externalId is already in use in this workspace".into(),
+        )),
+        Some(what) if what.contains("user_name") => Some(StoreError::Conflict(
+            "userName is already in use in this workspace".into(),
+        )),
+        _ => None,
+    }
+}
+
 /// Turn a unique-index violation into the conflict a client can act on.
 fn conflict(err: sqlx::Error) -> StoreError {
-    match unique_violation(&err) {
-        Some(what) if what.contains("external_id") => {
-            StoreError::Conflict("externalId is already in use in this workspace".into())
-        }
-        Some(what) if what.contains("user_name") => {
-            StoreError::Conflict("userName is already in use in this workspace".into())
-        }
-        _ => err.into(),
+    conflict_of(unique_violation(&err)).unwrap_or_else(|| err.into())
+}
+
+/// The same for the SQLite writes run through `fast::write`.
+fn fast_conflict(err: rusqlite::Error) -> StoreError {
+    conflict_of(fast::unique_violation(&err)).unwrap_or_else(|| fast::fail(err))
+}
+
+/// Index a member's email values, through `fast::write`.
+fn fast_insert_emails(
+    tx: &rusqlite::Connection,
+    id: Uuid,
+    workspace_id: i64,
+    emails: &[String],
+) -> rusqlite::Result<()> {
+    for email in emails {
+        fast::execute(
+            tx,
+            INSERT_EMAIL_SQL,
+            &[
+                fast::value(&Bind::Uuid(id)),
+                SqlValue::Integer(workspace_id),
+                SqlValue::Text(email.clone()),
+            ],
+        )?;
     }
+    Ok(())
+}
+
+/// The parameters `$3`..`$13` of the member INSERT and UPDATE: the data, as sqlx
+/// binds them.
+fn fast_data_params(data: &MemberData, at: OffsetDateTime) -> Result<Vec<SqlValue>> {
+    let resource = serde_json::to_string(&data.resource)
+        .map_err(|e| StoreError::Db(sqlx::Error::Encode(Box::new(e))))?;
+    Ok(vec![
+        SqlValue::Text(data.user_name.clone()),
+        SqlValue::Text(fold(&data.user_name)),
+        fast::opt_text(data.external_id.as_deref()),
+        fast::opt_text(data.display_name.as_deref()),
+        fast::opt_text(data.given_name.as_deref()),
+        fast::opt_text(data.family_name.as_deref()),
+        SqlValue::Text(data.role.clone()),
+        SqlValue::Integer(i64::from(data.active)),
+        SqlValue::Integer(i64::from(data.scim_managed)),
+        SqlValue::Text(resource),
+        fast::value(&Bind::Time(at)),
+    ])
 }
 
 pub async fn create(
@@ -107,6 +160,30 @@ pub async fn create(
          RETURNING {COLUMNS}"
     );
     let emails = email_keys(data);
+    if let Some(pool) = db.sqlite_writer() {
+        // The parameters in the INSERT's order: id, workspace, the data with the
+        // password hash before the resource, the time.
+        let mut params = vec![
+            fast::value(&Bind::Uuid(id)),
+            SqlValue::Integer(workspace_id),
+        ];
+        let mut data_params = fast_data_params(data, at)?;
+        let at_param = data_params.pop();
+        let resource = data_params.pop();
+        params.extend(data_params);
+        params.push(fast::opt_text(password_hash));
+        params.extend(resource);
+        params.extend(at_param);
+        return fast::write(pool, |tx| {
+            let member = fast_members(tx, &insert, &params)
+                .map_err(fast_conflict)?
+                .pop()
+                .ok_or(StoreError::NotFound)?;
+            fast_insert_emails(tx, id, workspace_id, &emails).map_err(fast::fail)?;
+            Ok(member)
+        })
+        .await;
+    }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
         let member = sqlx::query_as::<_, Member>(&insert)
@@ -142,7 +219,7 @@ pub async fn by_id(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Member
     if let Some(fast) = db.fast() {
         let binds = [Bind::Int(workspace_id), Bind::Uuid(id)];
         return fast
-            .with(|c| fast_members(c, &sql, &binds))
+            .with(|c| fast_members(c, &sql, &params_of(&binds)))
             .map(|rows| rows.into_iter().next());
     }
     Ok(on_pool!(db.reader(), |p| {
@@ -345,7 +422,7 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
     let rows = match db.fast() {
         // The lookups IdPs send most: one index probe, on this thread.
         Some(fast) if s.filter.is_some_and(index_lookup) => {
-            fast.with(|c| fast_members(c, &q.page_sql, &q.page_binds))?
+            fast.with(|c| fast_members(c, &q.page_sql, &params_of(&q.page_binds)))?
         }
         _ => on_pool!(db.reader(), |p| {
             bind_all!(sqlx::query_as::<_, Member>(&q.page_sql), &q.page_binds)
@@ -383,40 +460,45 @@ fn index_lookup(f: &Filter) -> bool {
     }
 }
 
-/// Members read through the fast SQLite reader; `$n` in `sql` is `binds[n - 1]`.
+fn params_of(binds: &[Bind]) -> Vec<SqlValue> {
+    binds.iter().map(fast::value).collect()
+}
+
+/// Members read (or written with RETURNING) through rusqlite; `$n` in `sql` is
+/// `params[n - 1]`.
 fn fast_members(
     c: &rusqlite::Connection,
     sql: &str,
-    binds: &[Bind],
+    params: &[SqlValue],
 ) -> rusqlite::Result<Vec<Member>> {
-    use super::fast::{json_at, time_at, uuid_at, value};
-    let mut stmt = c.prepare_cached(sql)?;
-    for (i, b) in binds.iter().enumerate() {
-        if let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? {
-            stmt.raw_bind_parameter(at, value(b))?;
-        }
-    }
+    let mut stmt = fast::prepare(c, sql, params)?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(Member {
-            id: uuid_at(r, 0)?,
-            workspace_id: r.get(1)?,
-            user_name: r.get(2)?,
-            external_id: r.get(3)?,
-            display_name: r.get(4)?,
-            given_name: r.get(5)?,
-            family_name: r.get(6)?,
-            role: r.get(7)?,
-            active: r.get(8)?,
-            scim_managed: r.get(9)?,
-            resource: Json(json_at(r, 10)?),
-            created_at: time_at(r, 11)?,
-            updated_at: time_at(r, 12)?,
-            version: r.get(13)?,
-        });
+        out.push(member_at(r)?);
     }
     Ok(out)
+}
+
+/// The member in columns 0..14 of a row selecting `COLUMNS`.
+fn member_at(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
+    use super::fast::{json_at, time_at, uuid_at};
+    Ok(Member {
+        id: uuid_at(r, 0)?,
+        workspace_id: r.get(1)?,
+        user_name: r.get(2)?,
+        external_id: r.get(3)?,
+        display_name: r.get(4)?,
+        given_name: r.get(5)?,
+        family_name: r.get(6)?,
+        role: r.get(7)?,
+        active: r.get(8)?,
+        scim_managed: r.get(9)?,
+        resource: Json(json_at(r, 10)?),
+        created_at: time_at(r, 11)?,
+        updated_at: time_at(r, 12)?,
+        version: r.get(13)?,
+    })
 }
 
 pub(crate) const COUNT_BELOW_SQL: &str =
@@ -524,6 +606,47 @@ pub async fn modify<E>(
         email_keys: Option<String>,
     }
     let update = update_sql(false);
+    if let Some(pool) = db.sqlite_writer() {
+        let key = [
+            SqlValue::Integer(workspace_id),
+            fast::value(&Bind::Uuid(id)),
+        ];
+        return fast::write(pool, |tx| {
+            let found = {
+                let mut stmt = fast::prepare(tx, &select, &key).map_err(fast::fail)?;
+                let mut rows = stmt.raw_query();
+                match rows.next().map_err(fast::fail)? {
+                    Some(r) => Some((
+                        member_at(r).map_err(fast::fail)?,
+                        r.get::<_, Option<String>>(14).map_err(fast::fail)?,
+                    )),
+                    None => None,
+                }
+            };
+            let (current, stored) = found.ok_or(StoreError::NotFound)?;
+            let data = match change(&current) {
+                Ok(d) => d,
+                Err(refused) => {
+                    fast::rollback(tx).map_err(fast::fail)?;
+                    return Ok(Err(refused));
+                }
+            };
+            let mut params = key.to_vec();
+            params.extend(fast_data_params(&data, now())?);
+            let member = fast_members(tx, &update, &params)
+                .map_err(fast_conflict)?
+                .pop()
+                .ok_or(StoreError::NotFound)?;
+            let keys = email_keys(&data);
+            if keys_changed(&keys, stored.as_deref()) {
+                fast::execute(tx, DELETE_EMAILS_SQL, &[fast::value(&Bind::Uuid(id))])
+                    .map_err(fast::fail)?;
+                fast_insert_emails(tx, id, workspace_id, &keys).map_err(fast::fail)?;
+            }
+            Ok(Ok(member))
+        })
+        .await;
+    }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin_with(begin).await?;
         let Current {
@@ -535,11 +658,6 @@ pub async fn modify<E>(
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let mut stored_keys: Vec<String> = stored
-            .as_deref()
-            .map(|k| k.split('\n').map(str::to_owned).collect())
-            .unwrap_or_default();
-        stored_keys.sort();
         let data = match change(&current) {
             Ok(d) => d,
             Err(refused) => {
@@ -565,8 +683,7 @@ pub async fn modify<E>(
             .await
             .map_err(conflict)?;
         let keys = email_keys(&data);
-        // (A key with a line break could not be told apart in the list read above.)
-        if keys != stored_keys || keys.iter().any(|k| k.contains('\n')) {
+        if keys_changed(&keys, stored.as_deref()) {
             sqlx::query(DELETE_EMAILS_SQL)
                 .bind(id)
                 .execute(&mut *tx)
@@ -576,6 +693,15 @@ pub async fn modify<E>(
         tx.commit().await?;
         Ok(Ok(member))
     })
+}
+
+/// Do the new email keys (sorted, distinct) differ from the stored ones (one per
+/// line, as `locked_sql` reads them)?
+fn keys_changed(keys: &[String], stored: Option<&str>) -> bool {
+    let mut stored_keys: Vec<&str> = stored.map(|k| k.split('\n').collect()).unwrap_or_default();
+    stored_keys.sort_unstable();
+    // (A key with a line break could not be told apart in the stored list.)
+    keys.iter().map(String::as_str).ne(stored_keys) || keys.iter().any(|k| k.contains('\n'))
 }
 
 /// The member and its indexed email keys (one line each), locked for update; one

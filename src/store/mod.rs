@@ -204,6 +204,14 @@ impl Db {
         self.fast.as_deref()
     }
 
+    /// The SQLite writer pool, for transactions run through `fast::write`.
+    pub(crate) fn sqlite_writer(&self) -> Option<&SqlitePool> {
+        match &self.write {
+            Pool::Sqlite(p) => Some(p),
+            Pool::Postgres(_) => None,
+        }
+    }
+
     pub fn reader(&self) -> &Pool {
         &self.read
     }
@@ -231,6 +239,13 @@ impl Db {
             Backend::Sqlite => vec![figures("read", &self.read), figures("write", &self.write)],
             Backend::Postgres => vec![figures("shared", &self.write)],
         }
+    }
+
+    /// Bytes SQLite has allocated in this process (every connection's page cache
+    /// and prepared statements), for `/metrics`; None on PostgreSQL.
+    pub fn sqlite_heap(&self) -> Option<i64> {
+        // SAFETY: sqlite3_memory_used only reads SQLite's global allocation counter.
+        (self.backend() == Backend::Sqlite).then(|| unsafe { rusqlite::ffi::sqlite3_memory_used() })
     }
 
     /// A trivial round trip, for `/healthz`.

@@ -6,8 +6,10 @@
 //! redeemed for it, and the family of access and refresh tokens issued from it.
 //! Ending a grant ends every token in it: token lookups join the grant.
 
-use super::{Db, Result, StoreError, now};
+use super::scim_sql::Bind;
+use super::{Db, Result, StoreError, fast, now};
 use crate::on_pool;
+use rusqlite::types::Value as SqlValue;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -124,6 +126,33 @@ pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
         return Ok(None);
     }
     let sql = client_sql();
+    if let Some(fast) = db.fast() {
+        // Every token, revocation and introspection request authenticates its client.
+        return fast.with(|c| {
+            use super::fast::{json_at, prepare, time_at};
+            let mut stmt = prepare(c, &sql, &[SqlValue::Text(id.to_owned())])?;
+            let mut rows = stmt.raw_query();
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let uris = json_at(r, 4)?;
+            Ok(Some(Client {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                public: r.get(2)?,
+                secret_digest: r.get(3)?,
+                redirect_uris: serde_json::from_value(uris).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        4,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+                scopes: r.get(5)?,
+                created_at: time_at(r, 6)?,
+            }))
+        });
+    }
     let row = on_pool!(db.reader(), |p| {
         sqlx::query_as::<_, ClientRow>(&sql)
             .bind(id)
@@ -329,6 +358,12 @@ pub async fn refresh<E>(
     plan: impl FnOnce(&RefreshState) -> RefreshPlan<E>,
 ) -> Result<Option<std::result::Result<Issued, E>>> {
     let at = now();
+    if let Some(pool) = db.sqlite_writer() {
+        return fast::write(pool, |tx| {
+            fast_refresh(tx, digest, tokens, at, plan).map_err(fast::fail)
+        })
+        .await;
+    }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
         let found = sqlx::query_as::<_, (i64, i64)>(REFRESH_FIND_SQL)
@@ -388,6 +423,88 @@ pub async fn refresh<E>(
             }
         }
     })
+}
+
+/// `refresh` on SQLite, inside `fast::write`'s transaction: the same statements.
+fn fast_refresh<E>(
+    tx: &rusqlite::Connection,
+    digest: &[u8],
+    tokens: &NewTokens,
+    at: OffsetDateTime,
+    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E>,
+) -> rusqlite::Result<Option<std::result::Result<Issued, E>>> {
+    use super::fast::{execute, opt_time_at, prepare, time_at};
+    let at_param = fast::value(&Bind::Time(at));
+    let found = {
+        let mut stmt = prepare(tx, REFRESH_FIND_SQL, &[SqlValue::Blob(digest.to_vec())])?;
+        let mut rows = stmt.raw_query();
+        match rows.next()? {
+            Some(r) => Some((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            None => None,
+        }
+    };
+    let Some((token_id, grant_id)) = found else {
+        return Ok(None);
+    };
+    execute(
+        tx,
+        GRANT_LOCK_SQL,
+        &[at_param.clone(), SqlValue::Integer(grant_id)],
+    )?;
+    let state = {
+        let mut stmt = prepare(tx, REFRESH_STATE_SQL, &[SqlValue::Integer(token_id)])?;
+        let mut rows = stmt.raw_query();
+        let r = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        RefreshState {
+            grant_id: r.get(0)?,
+            client_id: r.get(1)?,
+            grant_scope: r.get(2)?,
+            grant_revoked_at: opt_time_at(r, 3)?,
+            revoked_at: opt_time_at(r, 4)?,
+            expires_at: time_at(r, 5)?,
+            rotated_at: opt_time_at(r, 6)?,
+        }
+    };
+    match plan(&state) {
+        // Change nothing, not even the grant's last use.
+        RefreshPlan::Refuse(e) => {
+            fast::rollback(tx)?;
+            Ok(Some(Err(e)))
+        }
+        RefreshPlan::EndGrant(e) => {
+            execute(
+                tx,
+                "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                &[at_param, SqlValue::Integer(grant_id)],
+            )?;
+            Ok(Some(Err(e)))
+        }
+        RefreshPlan::Issue { scope } => {
+            execute(
+                tx,
+                ROTATE_SQL,
+                &[at_param.clone(), SqlValue::Integer(grant_id)],
+            )?;
+            for (kind, digest, expires_at) in [
+                ("access", &tokens.access_digest, tokens.access_expires_at),
+                ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
+            ] {
+                execute(
+                    tx,
+                    INSERT_TOKEN,
+                    &[
+                        SqlValue::Integer(grant_id),
+                        SqlValue::Text(kind.to_owned()),
+                        SqlValue::Blob(digest.clone()),
+                        SqlValue::Text(scope.clone()),
+                        at_param.clone(),
+                        fast::value(&Bind::Time(expires_at)),
+                    ],
+                )?;
+            }
+            Ok(Some(Ok(Issued { grant_id, scope })))
+        }
+    }
 }
 
 /// A stored token with its grant, client and workspace: for bearer authentication,
