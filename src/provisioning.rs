@@ -188,8 +188,9 @@ pub async fn replace(
     let result = async {
         let canonical = resource::normalize_user(body)?;
         let data = member_data(canonical);
-        modify(db, who.workspace.id, id, |current| {
-            check_if_match(if_match, current.version)?;
+        let if_match = if_match.map(str::to_owned);
+        modify(db, who.workspace.id, id, move |current| {
+            check_if_match(if_match.as_deref(), current.version)?;
             Ok(data)
         })
         .await
@@ -205,7 +206,7 @@ async fn modify(
     db: &Db,
     workspace_id: i64,
     id: &str,
-    change: impl FnOnce(&Member) -> Result<MemberData, ScimError>,
+    change: impl FnOnce(&Member) -> Result<MemberData, ScimError> + Send + 'static,
 ) -> Outcome {
     let uuid = parse_id(id)?;
     match members::modify(db, workspace_id, uuid, change).await {
@@ -274,8 +275,9 @@ pub async fn patch(
     let result = async {
         let ops = patch::parse_request(body)?;
         // Applied to the locked current state: concurrent PATCHes queue, none is lost.
-        modify(db, who.workspace.id, id, |current| {
-            check_if_match(if_match, current.version)?;
+        let if_match = if_match.map(str::to_owned);
+        modify(db, who.workspace.id, id, move |current| {
+            check_if_match(if_match.as_deref(), current.version)?;
             let mut doc = current.resource.0.clone();
             patch::apply(&mut doc, &ops)?;
             Ok(member_data(resource::normalize_user(&doc)?))

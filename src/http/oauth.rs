@@ -452,9 +452,13 @@ async fn token_endpoint(
             scope,
         } => {
             let grace = config.refresh_grace;
-            let outcome = store::refresh(&state.db, &secrets::digest(&refresh_token), &new, |s| {
-                refresh_plan(s, &client.id, scope, now, grace)
-            })
+            let client_id = client.id.clone();
+            let outcome = store::refresh(
+                &state.db,
+                &secrets::digest(&refresh_token),
+                &new,
+                move |s| refresh_plan(s, &client_id, scope, now, grace),
+            )
             .await;
             match outcome {
                 Ok(Some(result)) => result,

@@ -33,6 +33,7 @@ pub struct NewActivity<'a> {
 }
 
 /// An entry waiting to be written.
+#[derive(Clone)]
 struct Pending {
     workspace_id: i64,
     at: OffsetDateTime,
@@ -101,35 +102,37 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
 const INSERT_SQL: &str = "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ";
 
 async fn insert(db: &Db, batch: &[Pending]) -> Result<()> {
-    if let Some(pool) = db.sqlite_writer() {
-        return fast::write(pool, |tx| {
-            for chunk in batch.chunks(64) {
-                let rows: Vec<String> = (0..chunk.len())
-                    .map(|r| {
-                        let p = (1..=8).map(|c| format!("${}", r * 8 + c));
-                        format!("({})", p.collect::<Vec<_>>().join(", "))
-                    })
-                    .collect();
-                let sql = format!("{INSERT_SQL}VALUES {}", rows.join(", "));
-                let mut params = Vec::with_capacity(chunk.len() * 8);
-                for a in chunk {
-                    params.extend([
-                        SqlValue::Integer(a.workspace_id),
-                        fast::value(&Bind::Time(a.at)),
-                        SqlValue::Text(a.actor.clone()),
-                        SqlValue::Text(a.operation.clone()),
-                        a.member_id
-                            .map_or(SqlValue::Null, |id| fast::value(&Bind::Uuid(id))),
-                        fast::opt_text(a.user_name.as_deref()),
-                        SqlValue::Integer(i64::from(a.status)),
-                        SqlValue::Text(a.detail.clone()),
-                    ]);
+    if let Some(writer) = db.sqlite_writer() {
+        let batch = batch.to_vec();
+        return writer
+            .write(move |tx| {
+                for chunk in batch.chunks(64) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|r| {
+                            let p = (1..=8).map(|c| format!("${}", r * 8 + c));
+                            format!("({})", p.collect::<Vec<_>>().join(", "))
+                        })
+                        .collect();
+                    let sql = format!("{INSERT_SQL}VALUES {}", rows.join(", "));
+                    let mut params = Vec::with_capacity(chunk.len() * 8);
+                    for a in chunk {
+                        params.extend([
+                            SqlValue::Integer(a.workspace_id),
+                            fast::value(&Bind::Time(a.at)),
+                            SqlValue::Text(a.actor.clone()),
+                            SqlValue::Text(a.operation.clone()),
+                            a.member_id
+                                .map_or(SqlValue::Null, |id| fast::value(&Bind::Uuid(id))),
+                            fast::opt_text(a.user_name.as_deref()),
+                            SqlValue::Integer(i64::from(a.status)),
+                            SqlValue::Text(a.detail.clone()),
+                        ]);
+                    }
+                    fast::execute(tx, &sql, &params).map_err(fast::fail)?;
                 }
-                fast::execute(tx, &sql, &params).map_err(fast::fail)?;
-            }
-            Ok(())
-        })
-        .await;
+                Ok(())
+            })
+            .await;
     }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;

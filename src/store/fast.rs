@@ -70,50 +70,6 @@ impl Reader {
     }
 }
 
-/// Run `f` as one write transaction (`BEGIN IMMEDIATE`) on the SQLite writer
-/// connection, on this thread; committed when `f` succeeds, rolled back otherwise.
-///
-/// sqlx sends every statement of a transaction to the connection's worker thread and
-/// waits for the answer, and on a busy server each answer also waits its turn for an
-/// async worker: a create (BEGIN, INSERT, email rows, COMMIT) or a refresh-token
-/// rotation (eight statements) held the one writer connection through that many
-/// round trips while every other write queued behind it. Here sqlx's worker hands
-/// the connection's handle over once (`lock_handle`) and the whole transaction runs
-/// through rusqlite: one hand-off per transaction, and the writer is held only for
-/// the microseconds SQLite needs. The pool still serialises writers, so this and
-/// sqlx's own writes never interleave.
-pub(crate) async fn write<T, E>(
-    pool: &sqlx::SqlitePool,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<T, E>,
-) -> std::result::Result<T, E>
-where
-    E: From<StoreError>,
-{
-    let mut conn = pool.acquire().await.map_err(StoreError::from)?;
-    let mut handle = conn.lock_handle().await.map_err(StoreError::from)?;
-    // SAFETY: sqlx's worker thread leaves the handle alone until `handle` is dropped,
-    // which happens after `c` (declared later, dropped first); `from_handle` never
-    // closes it. sqlx and rusqlite link the same libsqlite3-sys, so the pointer types
-    // are one and the same.
-    let mut c =
-        unsafe { Connection::from_handle(handle.as_raw_handle().as_ptr()) }.map_err(fail)?;
-    let tx = c
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(fail)?;
-    let out = f(&tx)?;
-    // `f` may have ended the transaction itself (`rollback`).
-    if !tx.is_autocommit() {
-        tx.commit().map_err(fail)?;
-    }
-    Ok(out)
-}
-
-/// Undo everything `write`'s transaction did so far and end it; `write` then
-/// commits nothing.
-pub(crate) fn rollback(tx: &Connection) -> rusqlite::Result<()> {
-    tx.execute_batch("ROLLBACK")
-}
-
 /// Prepare `sql` (cached on the connection) with `$n` bound to `params[n - 1]`.
 pub(crate) fn prepare<'c>(
     c: &'c Connection,

@@ -99,12 +99,12 @@ fn conflict(err: sqlx::Error) -> StoreError {
     conflict_of(unique_violation(&err)).unwrap_or_else(|| err.into())
 }
 
-/// The same for the SQLite writes run through `fast::write`.
+/// The same for the SQLite writes run on the writer thread (`writer`).
 fn fast_conflict(err: rusqlite::Error) -> StoreError {
     conflict_of(fast::unique_violation(&err)).unwrap_or_else(|| fast::fail(err))
 }
 
-/// Index a member's email values, through `fast::write`.
+/// Index a member's email values, on the writer thread.
 fn fast_insert_emails(
     tx: &rusqlite::Connection,
     id: Uuid,
@@ -160,7 +160,7 @@ pub async fn create(
          RETURNING {COLUMNS}"
     );
     let emails = email_keys(data);
-    if let Some(pool) = db.sqlite_writer() {
+    if let Some(writer) = db.sqlite_writer() {
         // The parameters in the INSERT's order: id, workspace, the data with the
         // password hash before the resource, the time.
         let mut params = vec![
@@ -174,15 +174,16 @@ pub async fn create(
         params.push(fast::opt_text(password_hash));
         params.extend(resource);
         params.extend(at_param);
-        return fast::write(pool, |tx| {
-            let member = fast_members(tx, &insert, &params)
-                .map_err(fast_conflict)?
-                .pop()
-                .ok_or(StoreError::NotFound)?;
-            fast_insert_emails(tx, id, workspace_id, &emails).map_err(fast::fail)?;
-            Ok(member)
-        })
-        .await;
+        return writer
+            .write(move |tx| {
+                let member = fast_members(tx, &insert, &params)
+                    .map_err(fast_conflict)?
+                    .pop()
+                    .ok_or(StoreError::NotFound)?;
+                fast_insert_emails(tx, id, workspace_id, &emails).map_err(fast::fail)?;
+                Ok(member)
+            })
+            .await;
     }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
@@ -577,10 +578,16 @@ pub async fn update(
     data: &MemberData,
     expected_version: Option<i64>,
 ) -> Result<Member> {
-    modify(db, workspace_id, id, |current| match expected_version {
-        Some(v) if v != current.version => Err(StoreError::VersionMismatch),
-        _ => Ok(data.clone()),
-    })
+    let data = data.clone();
+    modify(
+        db,
+        workspace_id,
+        id,
+        move |current| match expected_version {
+            Some(v) if v != current.version => Err(StoreError::VersionMismatch),
+            _ => Ok(data),
+        },
+    )
     .await?
 }
 
@@ -588,11 +595,11 @@ pub async fn update(
 /// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`), so concurrent
 /// writers queue instead of losing updates. `change` sees the current member and
 /// returns the new data, or refuses with its own error (nothing is written then).
-pub async fn modify<E>(
+pub async fn modify<E: Send + 'static>(
     db: &Db,
     workspace_id: i64,
     id: Uuid,
-    change: impl FnOnce(&Member) -> std::result::Result<MemberData, E>,
+    change: impl FnOnce(&Member) -> std::result::Result<MemberData, E> + Send + 'static,
 ) -> Result<std::result::Result<Member, E>> {
     let begin = match db.backend() {
         super::Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -606,46 +613,47 @@ pub async fn modify<E>(
         email_keys: Option<String>,
     }
     let update = update_sql(false);
-    if let Some(pool) = db.sqlite_writer() {
+    if let Some(writer) = db.sqlite_writer() {
         let key = [
             SqlValue::Integer(workspace_id),
             fast::value(&Bind::Uuid(id)),
         ];
-        return fast::write(pool, |tx| {
-            let found = {
-                let mut stmt = fast::prepare(tx, &select, &key).map_err(fast::fail)?;
-                let mut rows = stmt.raw_query();
-                match rows.next().map_err(fast::fail)? {
-                    Some(r) => Some((
-                        member_at(r).map_err(fast::fail)?,
-                        r.get::<_, Option<String>>(14).map_err(fast::fail)?,
-                    )),
-                    None => None,
+        return writer
+            .write(move |tx| {
+                let found = {
+                    let mut stmt = fast::prepare(tx, &select, &key).map_err(fast::fail)?;
+                    let mut rows = stmt.raw_query();
+                    match rows.next().map_err(fast::fail)? {
+                        Some(r) => Some((
+                            member_at(r).map_err(fast::fail)?,
+                            r.get::<_, Option<String>>(14).map_err(fast::fail)?,
+                        )),
+                        None => None,
+                    }
+                };
+                let (current, stored) = found.ok_or(StoreError::NotFound)?;
+                let data = match change(&current) {
+                    Ok(d) => d,
+                    Err(refused) => {
+                        tx.rollback();
+                        return Ok(Err(refused));
+                    }
+                };
+                let mut params = key.to_vec();
+                params.extend(fast_data_params(&data, now())?);
+                let member = fast_members(tx, &update, &params)
+                    .map_err(fast_conflict)?
+                    .pop()
+                    .ok_or(StoreError::NotFound)?;
+                let keys = email_keys(&data);
+                if keys_changed(&keys, stored.as_deref()) {
+                    fast::execute(tx, DELETE_EMAILS_SQL, &[fast::value(&Bind::Uuid(id))])
+                        .map_err(fast::fail)?;
+                    fast_insert_emails(tx, id, workspace_id, &keys).map_err(fast::fail)?;
                 }
-            };
-            let (current, stored) = found.ok_or(StoreError::NotFound)?;
-            let data = match change(&current) {
-                Ok(d) => d,
-                Err(refused) => {
-                    fast::rollback(tx).map_err(fast::fail)?;
-                    return Ok(Err(refused));
-                }
-            };
-            let mut params = key.to_vec();
-            params.extend(fast_data_params(&data, now())?);
-            let member = fast_members(tx, &update, &params)
-                .map_err(fast_conflict)?
-                .pop()
-                .ok_or(StoreError::NotFound)?;
-            let keys = email_keys(&data);
-            if keys_changed(&keys, stored.as_deref()) {
-                fast::execute(tx, DELETE_EMAILS_SQL, &[fast::value(&Bind::Uuid(id))])
-                    .map_err(fast::fail)?;
-                fast_insert_emails(tx, id, workspace_id, &keys).map_err(fast::fail)?;
-            }
-            Ok(Ok(member))
-        })
-        .await;
+                Ok(Ok(member))
+            })
+            .await;
     }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin_with(begin).await?;

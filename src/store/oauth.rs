@@ -351,18 +351,18 @@ pub enum RefreshPlan<E> {
 /// retires the family's current newest refresh token before adding the new one, so a
 /// family has at most one newest token: concurrent or repeated refreshes never fork it.
 /// `None`: no such refresh token.
-pub async fn refresh<E>(
+pub async fn refresh<E: Send + 'static>(
     db: &Db,
     digest: &[u8],
     tokens: &NewTokens,
-    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E>,
+    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E> + Send + 'static,
 ) -> Result<Option<std::result::Result<Issued, E>>> {
     let at = now();
-    if let Some(pool) = db.sqlite_writer() {
-        return fast::write(pool, |tx| {
-            fast_refresh(tx, digest, tokens, at, plan).map_err(fast::fail)
-        })
-        .await;
+    if let Some(writer) = db.sqlite_writer() {
+        let (digest, tokens) = (digest.to_vec(), tokens.clone());
+        return writer
+            .write(move |tx| fast_refresh(tx, &digest, &tokens, at, plan).map_err(fast::fail))
+            .await;
     }
     on_pool!(db.writer(), |p| {
         let mut tx = p.begin().await?;
@@ -425,9 +425,9 @@ pub async fn refresh<E>(
     })
 }
 
-/// `refresh` on SQLite, inside `fast::write`'s transaction: the same statements.
+/// `refresh` on SQLite, on the writer thread: the same statements.
 fn fast_refresh<E>(
-    tx: &rusqlite::Connection,
+    tx: &super::writer::Tx<'_>,
     digest: &[u8],
     tokens: &NewTokens,
     at: OffsetDateTime,
@@ -468,7 +468,7 @@ fn fast_refresh<E>(
     match plan(&state) {
         // Change nothing, not even the grant's last use.
         RefreshPlan::Refuse(e) => {
-            fast::rollback(tx)?;
+            tx.rollback();
             Ok(Some(Err(e)))
         }
         RefreshPlan::EndGrant(e) => {

@@ -21,9 +21,14 @@ struct Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // chromedriver leads its own process group: Chromium and its helpers go too.
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
-            .status();
+        // (Never through kill(1): its option parsing read `-KILL -1234` as a kill of
+        // every process, which once ended a whole CI run.)
+        let group = self.driver.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; the guard keeps it off init and off our
+        // own group.
+        if group > 1 && group != unsafe { libc::getpgrp() } {
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self._profile);
