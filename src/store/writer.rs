@@ -222,3 +222,77 @@ fn commit_batch(c: &Connection, batch: Vec<Box<dyn Job>>) {
         deliver(committed.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Db;
+
+    async fn db(dir: &std::path::Path) -> Db {
+        let db = Db::connect(&format!("sqlite://{}/w.db", dir.display()))
+            .await
+            .unwrap();
+        db.sqlite_writer()
+            .unwrap()
+            .write(|tx| {
+                tx.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+                    .map_err(crate::store::fast::fail)
+            })
+            .await
+            .unwrap();
+        db
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&super::Tx<'_>) -> crate::store::Result<usize> {
+        move |tx| {
+            tx.execute("INSERT INTO t (x) VALUES (?1)", [x])
+                .map_err(crate::store::fast::fail)
+        }
+    }
+
+    async fn rows(db: &Db) -> Vec<i64> {
+        db.sqlite_writer()
+            .unwrap()
+            .write(|tx| {
+                let mut s = tx.prepare("SELECT x FROM t ORDER BY x").unwrap();
+                let v = s.query_map([], |r| r.get(0)).unwrap();
+                Ok::<_, crate::store::StoreError>(v.map(Result::unwrap).collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_write_stands_or_falls_alone_within_a_batch() {
+        let dir = std::env::temp_dir().join(format!("rollcall-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = db(&dir).await;
+        let w = db.sqlite_writer().unwrap();
+        // Sent together, so they share transactions: a conflict, a refusal that
+        // undoes its own insert, and a panic must not touch the others.
+        let (a, dup, refused, panicked, b) = tokio::join!(
+            w.write(insert(1)),
+            w.write(insert(1)),
+            w.write(|tx| {
+                insert(7)(tx)?;
+                tx.rollback();
+                Ok::<_, crate::store::StoreError>("refused")
+            }),
+            w.write(|tx| -> crate::store::Result<()> {
+                insert(8)(tx)?;
+                panic!("a bug in a write")
+            }),
+            w.write(insert(2)),
+        );
+        assert_eq!(a.unwrap(), 1);
+        assert!(dup.is_err(), "the second insert of 1 conflicts");
+        assert_eq!(refused.unwrap(), "refused");
+        assert!(panicked.is_err());
+        assert_eq!(b.unwrap(), 1);
+        assert_eq!(rows(&db).await, vec![1, 2]);
+        // The writer goes on after all that.
+        w.write(insert(3)).await.unwrap();
+        assert_eq!(rows(&db).await, vec![1, 2, 3]);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
