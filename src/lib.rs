@@ -4,6 +4,7 @@
 //! `store` -> database. `router` builds the whole application from an `AppState`;
 //! `start` serves it on a listener, which is what the binary and the tests call.
 
+pub mod alloc;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -97,8 +98,15 @@ pub async fn start(
     })
 }
 
-/// Periodic clean-up of expired rows.
+/// Periodic clean-up of expired rows, and of freed memory.
 fn spawn_housekeeping(db: Db) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            alloc::trim();
+        }
+    });
     tokio::spawn(async move {
         let store = store::sessions::DbSessionStore::new(db.clone());
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));

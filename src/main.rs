@@ -187,6 +187,7 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    rollcall::alloc::limit_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

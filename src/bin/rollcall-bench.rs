@@ -94,34 +94,30 @@ impl Server {
         format!("http://localhost:{}", self.port)
     }
 
-    /// (VmRSS, VmHWM) in kB.
-    fn memory(&self) -> (u64, u64) {
+    /// The server's `/proc/PID/status` fields `names`, in kB (0 when missing).
+    fn status_kb<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
-        let field = |name: &str| {
+        names.map(|name| {
             status
                 .lines()
                 .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        })
+    }
+
+    /// (VmRSS, VmHWM) in kB.
+    fn memory(&self) -> (u64, u64) {
+        let [rss, hwm] = self.status_kb(["VmRSS:", "VmHWM:"]);
+        (rss, hwm)
     }
 
     /// Where the resident memory is, in kB: (anonymous, file-backed, shared).
     fn rss_parts(&self) -> (u64, u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("RssAnon:"), field("RssFile:"), field("RssShmem:"))
+        let [anon, file, shmem] = self.status_kb(["RssAnon:", "RssFile:", "RssShmem:"]);
+        (anon, file, shmem)
     }
 
     /// What SQLite has allocated in the server (its page caches), in kB, from

@@ -50,6 +50,12 @@ impl PageCursors {
         map.get(&workspace_id).copied()
     }
 
+    /// Count below a new boundary on the next request.
+    pub fn forget_count_below(&self, workspace_id: i64) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&workspace_id);
+    }
+
     pub fn put_count_below(&self, workspace_id: i64, boundary: Uuid, count: i64) {
         let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_ENTRIES {

@@ -512,6 +512,12 @@ pub(crate) const COUNT_FROM_SQL: &str =
 const COUNT_MARGIN_MS: u64 = 60_000;
 /// How long a counted boundary is reused before counting again.
 const COUNT_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+/// ... or sooner, once this many members above it are counted on every request and
+/// the boundary could move up (it is older than the margin): during a bulk create
+/// the rows above a five-minute-old boundary grew by thousands a minute, and every
+/// import page counted them all (the soak's list pages ran at half speed until the
+/// next refresh).
+const RECOUNT_ABOVE: i64 = 2_000;
 
 /// The number of members of a workspace, for `totalResults` of unfiltered lists
 /// (every page of an import). A full COUNT(*) walks the workspace's index entries
@@ -526,8 +532,8 @@ async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
         .cursors
         .count_below(workspace_id)
         .filter(|(_, _, at)| at.elapsed() < COUNT_REFRESH);
-    let (boundary, below) = match cached {
-        Some((boundary, below, _)) => (boundary, below),
+    let (boundary, below, counted_at) = match cached {
+        Some((boundary, below, at)) => (boundary, below, Some(at)),
         None => {
             let now_ms =
                 (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).max(0) as u64;
@@ -540,7 +546,7 @@ async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
                     .await
             })?;
             db.cursors.put_count_below(workspace_id, boundary, below);
-            (boundary, below)
+            (boundary, below, None)
         }
     };
     let from = on_pool!(db.reader(), |p| {
@@ -550,6 +556,11 @@ async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
             .fetch_one(p)
             .await
     })?;
+    if from > RECOUNT_ABOVE
+        && counted_at.is_some_and(|at| at.elapsed().as_millis() > u128::from(COUNT_MARGIN_MS))
+    {
+        db.cursors.forget_count_below(workspace_id);
+    }
     Ok(below + from)
 }
 
