@@ -36,6 +36,15 @@ pub struct Settings {
     /// The server key sealing stored IdP secrets: base64 of 32 bytes. When unset,
     /// one is generated once into `<data_dir>/secret.key`.
     pub secret_key: Option<String>,
+    /// Hosts (`name` or `name:port`, IP addresses too) that outgoing IdP fetches may
+    /// reach although they resolve to loopback, private or other internal addresses:
+    /// an on-premises IdP. Empty by default: such fetches are refused.
+    pub sso_fetch_allow: Option<Vec<String>>,
+    /// A browser session ends this long after sign-in, however active (idle
+    /// sessions end sooner).
+    pub session_absolute_secs: Option<u64>,
+    /// SCIM requests per minute per token (with a burst); 0 turns the limit off.
+    pub scim_rate_per_token: Option<u32>,
 }
 
 impl Settings {
@@ -61,6 +70,9 @@ impl Settings {
                 .or(lower.signin_failures_per_address),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
             secret_key: self.secret_key.or(lower.secret_key),
+            sso_fetch_allow: self.sso_fetch_allow.or(lower.sso_fetch_allow),
+            session_absolute_secs: self.session_absolute_secs.or(lower.session_absolute_secs),
+            scim_rate_per_token: self.scim_rate_per_token.or(lower.scim_rate_per_token),
         }
     }
 }
@@ -85,6 +97,9 @@ pub struct Config {
     pub limits: Limits,
     pub request_timeout: Duration,
     pub secret_key: Option<String>,
+    /// Outgoing IdP fetches may reach these internal hosts (see `Settings`).
+    pub sso_fetch_allow: Vec<String>,
+    pub session_absolute: Duration,
 }
 
 /// Rate limits (counted in the database, so across every process sharing it).
@@ -99,6 +114,8 @@ pub struct Limits {
     pub signin_failures_per_account: u32,
     /// Failed password sign-ins per 15 minutes per remote address.
     pub signin_failures_per_address: u32,
+    /// SCIM requests per minute per token; 0 = no limit.
+    pub scim_per_token: u32,
 }
 
 impl Default for Limits {
@@ -108,6 +125,8 @@ impl Default for Limits {
             token_per_address: 600,
             signin_failures_per_account: 10,
             signin_failures_per_address: 100,
+            // 50 a second, as the product Rollcall models allows.
+            scim_per_token: 3000,
         }
     }
 }
@@ -209,7 +228,13 @@ impl Config {
                 d.signin_failures_per_address,
                 "signin_failures_per_address",
             )?,
+            scim_per_token: s.scim_rate_per_token.unwrap_or(d.scim_per_token),
         };
+        let sso_fetch_allow = s.sso_fetch_allow.unwrap_or_default();
+        for entry in &sso_fetch_allow {
+            crate::sso::fetch::AllowEntry::parse(entry)
+                .map_err(|e| bad("sso_fetch_allow", format!("'{entry}': {e}")))?;
+        }
         Ok(Config {
             listen,
             base_url,
@@ -227,6 +252,8 @@ impl Config {
             refresh_grace,
             limits,
             secret_key: s.secret_key,
+            sso_fetch_allow,
+            session_absolute: secs(s.session_absolute_secs, 12 * 3600, "session_absolute_secs")?,
         })
     }
 

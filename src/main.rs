@@ -56,6 +56,16 @@ struct GlobalArgs {
         hide_env_values = true
     )]
     secret_key: Option<String>,
+    /// Hosts (NAME or NAME:PORT) that IdP fetches may reach although they are
+    /// internal addresses (an on-premises IdP). Comma-separated; default none.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_SSO_FETCH_ALLOW",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    sso_fetch_allow: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         log_format: g.log_format,
         data_dir: g.data_dir,
         secret_key: g.secret_key,
+        sso_fetch_allow: (!g.sso_fetch_allow.is_empty()).then_some(g.sso_fetch_allow),
         ..Settings::default()
     };
     if let Command::Serve {

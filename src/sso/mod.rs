@@ -3,6 +3,7 @@
 //! which settings are valid, who may still use a password, and the values an admin
 //! gives the IdP. No axum here; storage goes through `crate::store::sso`.
 
+pub mod fetch;
 pub mod key;
 pub mod oidc;
 pub mod saml;
