@@ -66,10 +66,11 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let key = sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let sso = Arc::new(sso::Sso::new(key, &config.sso_fetch_allow));
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),
-        sso: Arc::new(sso::Sso::new(key)),
+        sso,
     };
     spawn_housekeeping(db);
     let app = router(state.clone());

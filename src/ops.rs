@@ -6,6 +6,16 @@ use crate::store::{Db, members, oauth, sso, tokens, workspaces};
 use anyhow::{Context, bail};
 use serde_json::json;
 
+/// A refusal whose message is safe to show on a page: it names what is wrong with
+/// what the admin gave, never what a fetch returned or a library said.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+fn refuse(message: impl Into<String>) -> anyhow::Error {
+    Refusal(message.into()).into()
+}
+
 pub struct CreatedWorkspace {
     pub workspace: workspaces::Workspace,
     pub admin: members::Member,
@@ -306,21 +316,20 @@ pub async fn set_oidc(
 ) -> anyhow::Result<()> {
     let ws = workspace(db, subdomain).await?;
     let issuer = issuer.trim();
-    crate::sso::oidc::check_issuer(issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+    crate::sso::oidc::check_issuer(issuer).map_err(|e| refuse(format!("issuer: {e}")))?;
     let client_id = client_id.trim();
     if client_id.is_empty() {
-        bail!("client-id: empty");
+        return Err(refuse("client-id: empty"));
     }
-    if probe {
-        sso_rt
-            .oidc
-            .probe(issuer)
-            .await
-            .map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+    if probe && let Err(e) = sso_rt.oidc.probe(issuer).await {
+        tracing::warn!(workspace = %ws.subdomain, issuer, error = ?e, "OIDC discovery failed");
+        return Err(refuse(
+            "issuer: could not fetch a valid OpenID Connect discovery document from that issuer",
+        ));
     }
     let mut row = sso::get(db, ws.id).await?;
     match client_secret.map(str::trim) {
-        Some("") => bail!("client-secret: empty"),
+        Some("") => return Err(refuse("client-secret: empty")),
         Some(secret) => {
             row.oidc_client_secret = Some(
                 sso_rt
@@ -328,7 +337,7 @@ pub async fn set_oidc(
                     .seal(&crate::sso::client_secret_context(ws.id), secret.as_bytes()),
             )
         }
-        None if row.oidc_client_secret.is_none() => bail!("client-secret: required"),
+        None if row.oidc_client_secret.is_none() => return Err(refuse("client-secret: required")),
         None => {}
     }
     row.protocol = Some("oidc".into());
@@ -352,22 +361,36 @@ pub enum SamlSource {
     },
 }
 
-/// Sign in through SAML. Turns SSO on with SAML.
-pub async fn set_saml(db: &Db, subdomain: &str, source: SamlSource) -> anyhow::Result<()> {
+/// Sign in through SAML. Turns SSO on with SAML. Metadata URLs are fetched through
+/// `fetch` (public addresses only, unless allow-listed).
+pub async fn set_saml(
+    db: &Db,
+    fetch: &crate::sso::fetch::Fetcher,
+    subdomain: &str,
+    source: SamlSource,
+) -> anyhow::Result<()> {
     use crate::sso::saml;
     let ws = workspace(db, subdomain).await?;
     let (md, url) = match source {
         SamlSource::MetadataUrl(url) => {
-            let xml = fetch_metadata(&url).await?;
-            (saml::parse_idp_metadata(&xml)?, Some(url))
+            let md = fetch_metadata(fetch, &url).await.map_err(|e| {
+                tracing::warn!(workspace = %ws.subdomain, url, error = %e, "SAML metadata fetch failed");
+                refuse("metadata-url: could not fetch a valid metadata document from that URL")
+            })?;
+            (md, Some(url))
         }
-        SamlSource::MetadataXml(xml) => (saml::parse_idp_metadata(&xml)?, None),
+        // What the admin pasted or typed: its errors may be quoted back.
+        SamlSource::MetadataXml(xml) => (
+            saml::parse_idp_metadata(&xml).map_err(|e| refuse(format!("metadata: {e}")))?,
+            None,
+        ),
         SamlSource::Values {
             entity_id,
             sso_url,
             certificate,
         } => (
-            saml::check_settings(&entity_id, &sso_url, &certificate)?,
+            saml::check_settings(&entity_id, &sso_url, &certificate)
+                .map_err(|e| refuse(e.to_string()))?,
             None,
         ),
     };
@@ -381,21 +404,18 @@ pub async fn set_saml(db: &Db, subdomain: &str, source: SamlSource) -> anyhow::R
     Ok(())
 }
 
-async fn fetch_metadata(url: &str) -> anyhow::Result<String> {
-    let parsed = url::Url::parse(url).context("metadata-url")?;
+/// Fetch and parse IdP metadata. The error is for the server log only.
+async fn fetch_metadata(
+    fetch: &crate::sso::fetch::Fetcher,
+    url: &str,
+) -> anyhow::Result<crate::sso::saml::IdpMetadata> {
+    let parsed = url::Url::parse(url).context("not a URL")?;
     let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
-        bail!("metadata-url: must be https");
+        bail!("not https");
     }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let resp = client.get(parsed).send().await.context("metadata-url")?;
-    if !resp.status().is_success() {
-        bail!("metadata-url: the server answered {}", resp.status());
-    }
-    Ok(resp.text().await?)
+    let xml = fetch.get_text(url).await?;
+    Ok(crate::sso::saml::parse_idp_metadata(&xml)?)
 }
 
 /// Turn SSO off (settings are kept; passwords follow the workspace's switch again).
@@ -421,9 +441,11 @@ pub async fn set_password_policy(
         Some(email) => {
             let member = members::by_email(db, ws.id, email)
                 .await?
-                .with_context(|| format!("break-glass: no member '{email}'"))?;
+                .ok_or_else(|| refuse(format!("break-glass: no member '{email}'")))?;
             if member.role != Role::Admin.as_str() || !member.active {
-                bail!("break-glass: '{email}' is not an active admin");
+                return Err(refuse(format!(
+                    "break-glass: '{email}' is not an active admin"
+                )));
             }
             Some(member.user_name)
         }

@@ -317,7 +317,18 @@ async fn sso_settings(
 async fn settle(me: &SignedIn, result: anyhow::Result<()>, done: &str) -> Redirect {
     match result {
         Ok(()) => flash(&me.session, NOTICE, done).await,
-        Err(e) => flash(&me.session, ERROR, format!("Not saved: {e:#}")).await,
+        Err(e) => {
+            // Only refusals written for the admin are shown; anything else (a
+            // database error, say) goes to the log.
+            let message = match e.downcast_ref::<ops::Refusal>() {
+                Some(r) => format!("Not saved: {r}"),
+                None => {
+                    tracing::error!(error = format!("{e:#}"), "settings change failed");
+                    "Not saved: something went wrong on our side; try again.".to_owned()
+                }
+            };
+            flash(&me.session, ERROR, message).await
+        }
     }
     Redirect::to("/settings/sso")
 }
@@ -377,7 +388,7 @@ async fn sso_saml(
         },
         url => ops::SamlSource::MetadataUrl(url.to_owned()),
     };
-    let result = ops::set_saml(&state.db, &me.workspace.subdomain, source).await;
+    let result = ops::set_saml(&state.db, &state.sso.fetch, &me.workspace.subdomain, source).await;
     Ok(settle(
         &me,
         result,
@@ -550,20 +561,38 @@ async fn apps_settings(
 ) -> Result<AppsSettingsPage, AppError> {
     require_admin(&me)?;
     let grants = oauth::list_grants(&state.db, me.workspace.id).await?;
+    let ended = oauth::ended_grants(&state.db, me.workspace.id, ENDED_GRANTS_SHOWN).await?;
+    let row = |g: oauth::GrantSummary| GrantRow {
+        id: g.id,
+        ended: g
+            .revoked_at
+            .map(|_| ended_because(g.ended_reason.as_deref(), &g.member_user_name)),
+        client: g.client_name,
+        by: g.member_user_name,
+        created: when(g.created_at),
+        scope: g.scope,
+        last_used: when_opt(g.last_used_at),
+    };
     Ok(AppsSettingsPage {
-        grants: grants
-            .into_iter()
-            .map(|g| GrantRow {
-                id: g.id,
-                client: g.client_name,
-                by: g.member_user_name,
-                created: when(g.created_at),
-                scope: g.scope,
-                last_used: when_opt(g.last_used_at),
-            })
-            .collect(),
+        grants: grants.into_iter().map(row).collect(),
+        ended: ended.into_iter().map(row).collect(),
         shell: shell(&me, "apps").await?,
     })
+}
+
+/// How many ended grants the Authorized apps page lists.
+const ENDED_GRANTS_SHOWN: i64 = 50;
+
+/// Why a grant ended, for admins.
+fn ended_because(reason: Option<&str>, by: &str) -> String {
+    match reason {
+        Some("deactivated") => format!("{by}, who authorized it, was deactivated"),
+        Some("demoted") => format!("{by}, who authorized it, is no longer an admin"),
+        Some("revoked") => "an admin revoked it".to_owned(),
+        Some("client") => "the app revoked it".to_owned(),
+        Some("reused") => "a used code or refresh token was presented again".to_owned(),
+        _ => "revoked".to_owned(),
+    }
 }
 
 async fn revoke_app(

@@ -16,13 +16,18 @@ pub use key::ServerKey;
 pub struct Sso {
     pub key: ServerKey,
     pub oidc: oidc::Oidc,
+    /// Every request to an identity provider goes through this.
+    pub fetch: std::sync::Arc<fetch::Fetcher>,
 }
 
 impl Sso {
-    pub fn new(key: ServerKey) -> Sso {
+    /// `fetch_allow`: the operator's `sso_fetch_allow` entries.
+    pub fn new(key: ServerKey, fetch_allow: &[String]) -> Sso {
+        let fetch = std::sync::Arc::new(fetch::Fetcher::new(fetch_allow));
         Sso {
             key,
-            oidc: oidc::Oidc::new(),
+            oidc: oidc::Oidc::new(fetch.clone()),
+            fetch,
         }
     }
 }

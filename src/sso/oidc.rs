@@ -49,13 +49,16 @@ pub struct Identity {
 pub enum OidcError {
     #[error("The identity provider's issuer URL is not usable: {0}")]
     BadIssuer(String),
-    #[error("The identity provider could not be reached or answered badly: {0}")]
+    /// The detail is for the server log: pages show only this sentence, so the
+    /// settings form cannot be used to probe the network.
+    #[error("Could not fetch a valid OpenID Connect configuration from the identity provider.")]
     Unreachable(String),
     #[error("This sign-in was not started here, or was already used. Start again.")]
     NoPendingSignIn,
     #[error("The identity provider refused the sign-in: {0}")]
     Refused(String),
-    #[error("The identity provider's answer could not be used: {0}")]
+    /// The detail is for the server log only (it may quote the IdP's answer).
+    #[error("The identity provider's answer to the sign-in could not be used.")]
     Token(String),
     #[error("The identity provider's ID token was not valid: {0}")]
     InvalidIdToken(String),
@@ -166,9 +169,9 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// cannot make us hammer the IdP.
 const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The OIDC relying party: an HTTP client and the per-issuer discovery cache.
+/// The OIDC relying party: the guarded HTTP client and the per-issuer discovery cache.
 pub struct Oidc {
-    http: reqwest::Client,
+    fetch: Arc<super::fetch::Fetcher>,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -179,22 +182,10 @@ struct Cached {
     metadata: Arc<CoreProviderMetadata>,
 }
 
-impl Default for Oidc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Oidc {
-    pub fn new() -> Oidc {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+    pub fn new(fetch: Arc<super::fetch::Fetcher>) -> Oidc {
         Oidc {
-            http,
+            fetch,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -220,7 +211,7 @@ impl Oidc {
             forced = c.forced;
         }
         let issuer_url = check_issuer(issuer)?;
-        let md = CoreProviderMetadata::discover_async(issuer_url, &self.http)
+        let md = CoreProviderMetadata::discover_async(issuer_url, &*self.fetch)
             .await
             .map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
         let md = Arc::new(md);
@@ -244,7 +235,7 @@ impl Oidc {
     /// Check the settings by fetching the discovery document (for the CLI).
     pub async fn probe(&self, issuer: &str) -> Result<(), OidcError> {
         let issuer_url = check_issuer(issuer)?;
-        CoreProviderMetadata::discover_async(issuer_url, &self.http)
+        CoreProviderMetadata::discover_async(issuer_url, &*self.fetch)
             .await
             .map(|_| ())
             .map_err(|e| OidcError::Unreachable(error_chain(&e)))
@@ -297,7 +288,7 @@ impl Oidc {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| OidcError::Token(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&self.http)
+            .request_async(&*self.fetch)
             .await
             .map_err(|e| OidcError::Token(error_chain(&e)))?;
         let id_token = response

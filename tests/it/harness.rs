@@ -82,6 +82,9 @@ impl TestApp {
             database_url: Some(database_url.to_owned()),
             // One fixed server key: every process on this database opens its secrets.
             secret_key: Some(TEST_SERVER_KEY.to_owned()),
+            // The tests' identity providers run on loopback, which the server refuses
+            // to fetch from unless the operator allows it.
+            sso_fetch_allow: Some(vec!["127.0.0.1".into(), "localhost".into()]),
             ..Settings::default()
         };
         adjust(&mut settings);
@@ -118,6 +121,16 @@ impl TestApp {
     pub fn browser(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(Loopback))
+            .build()
+            .expect("client")
+    }
+
+    /// A browser whose cookies the test can read.
+    pub fn browser_with_jar(&self, jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(Loopback))
             .build()

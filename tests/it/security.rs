@@ -172,3 +172,186 @@ async fn slow_headers_are_cut_off() {
     );
     app.stop().await;
 }
+
+/// A loopback listener standing in for an internal service (a metrics endpoint):
+/// counts the connections it gets and answers each with a body that must never
+/// reach a page.
+async fn internal_service() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = "# HELP internal_secret_metric do not show me\n";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// Post an admin form on the SSO settings page; returns the page shown after it.
+async fn post_sso_form(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let page = browser
+        .get(app.ws_url("acme", "/settings/sso"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::harness::form_value(&page, "csrf").expect("csrf field");
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf", &csrf));
+    let r = browser
+        .post(app.ws_url("acme", path))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{path}");
+    browser
+        .get(app.ws_url("acme", "/settings/sso"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+const NO_METADATA: &str = "could not fetch a valid metadata document from that URL";
+const NO_DISCOVERY: &str = "could not fetch a valid OpenID Connect discovery document";
+
+#[tokio::test]
+async fn sso_settings_never_fetch_internal_addresses() {
+    let (port, hits) = internal_service().await;
+    // The operator allowed nothing.
+    let app = TestApp::spawn_with(|s| s.sso_fetch_allow = Some(vec![])).await;
+    let (email, password) = app.workspace("acme").await;
+    let browser = sign_in(&app, "acme", &email, &password).await;
+    // Loopback written every way a URL parser or resolver accepts it.
+    for host in [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "[::1]",
+        "localhost",
+        "0.0.0.0",
+    ] {
+        let url = format!("http://{host}:{port}/metadata");
+        let page = post_sso_form(
+            &app,
+            &browser,
+            "/settings/sso/saml",
+            &[("metadata_url", &url)],
+        )
+        .await;
+        assert!(page.contains("Not saved"), "{host}: {page}");
+        assert!(
+            !page.contains("internal_secret_metric"),
+            "{host}: the page quotes the fetch"
+        );
+        let issuer = format!("http://{host}:{port}");
+        let page = post_sso_form(
+            &app,
+            &browser,
+            "/settings/sso/oidc",
+            &[
+                ("issuer", &issuer),
+                ("client_id", "c"),
+                ("client_secret", "s"),
+            ],
+        )
+        .await;
+        assert!(page.contains("Not saved"), "{host}: {page}");
+        assert!(
+            !page.contains("internal_secret_metric"),
+            "{host}: the page quotes the fetch"
+        );
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server connected to an internal address"
+    );
+    let ws = rollcall::ops::workspace(&app.db, "acme").await.unwrap();
+    let row = rollcall::store::sso::get(&app.db, ws.id).await.unwrap();
+    assert!(row.protocol.is_none(), "nothing was saved: {row:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sso_fetch_failures_all_read_the_same() {
+    let (port, hits) = internal_service().await;
+    // Allowed (an on-premises IdP), but what answers is not an IdP.
+    let app = TestApp::spawn_with(|s| s.sso_fetch_allow = Some(vec!["127.0.0.1".into()])).await;
+    let (email, password) = app.workspace("acme").await;
+    let browser = sign_in(&app, "acme", &email, &password).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for p in [port, closed] {
+        let url = format!("http://127.0.0.1:{p}/metadata");
+        let page = post_sso_form(
+            &app,
+            &browser,
+            "/settings/sso/saml",
+            &[("metadata_url", &url)],
+        )
+        .await;
+        assert!(page.contains(NO_METADATA), "port {p}: {page}");
+        assert!(
+            !page.contains("internal_secret_metric"),
+            "the page quotes the fetch"
+        );
+        for detail in [
+            "error sending request",
+            "tcp connect",
+            "refused",
+            "answered",
+        ] {
+            assert!(
+                !page.contains(detail),
+                "the page tells why ({detail}): {page}"
+            );
+        }
+        let issuer = format!("http://127.0.0.1:{p}");
+        let page = post_sso_form(
+            &app,
+            &browser,
+            "/settings/sso/oidc",
+            &[
+                ("issuer", &issuer),
+                ("client_id", "c"),
+                ("client_secret", "s"),
+            ],
+        )
+        .await;
+        assert!(page.contains(NO_DISCOVERY), "port {p}: {page}");
+        assert!(
+            !page.contains("internal_secret_metric"),
+            "the page quotes the fetch"
+        );
+    }
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the allowed host was fetched"
+    );
+    app.stop().await;
+}

@@ -986,6 +986,7 @@ async fn saml_app() -> (TestApp, NodeIdp, String, String) {
     let (idp, cert) = NodeIdp::saml(&v.saml_acs_url, &v.saml_sp_entity_id).await;
     ops::set_saml(
         &app.db,
+        &sso_rt(&app).fetch,
         "acme",
         ops::SamlSource::MetadataUrl(format!("{}/metadata", idp.issuer())),
     )
@@ -1200,6 +1201,7 @@ async fn saml_forgeries_are_refused() {
     let row = rollcall::store::sso::get(&app.db, ws.id).await.unwrap();
     ops::set_saml(
         &app.db,
+        &sso_rt(&app).fetch,
         "acme",
         ops::SamlSource::Values {
             entity_id: row.saml_idp_entity_id.clone().unwrap(),
@@ -1224,6 +1226,7 @@ async fn saml_for_another_audience_is_refused() {
     let (idp, _) = NodeIdp::saml(&v.saml_acs_url, "https://another-sp.example/").await;
     ops::set_saml(
         &app.db,
+        &sso_rt(&app).fetch,
         "acme",
         ops::SamlSource::MetadataUrl(format!("{}/metadata", idp.issuer())),
     )
@@ -1577,6 +1580,7 @@ async fn saml_times_recipients_and_assertion_replays_are_checked() {
     let forger = Forger::new();
     ops::set_saml(
         &app.db,
+        &sso_rt(&app).fetch,
         "acme",
         ops::SamlSource::Values {
             entity_id: "urn:forger:idp".into(),
