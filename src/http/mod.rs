@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         app: pages::app_routes()
             .merge(oauth::app_routes())
             .route_layer(axum::middleware::from_fn(metrics::label_route))
+            .layer(no_store())
             .with_state(state.clone()),
         workspace: pages::workspace_routes()
             .merge(oauth::workspace_routes())
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
             .merge(sso::workspace_routes())
             .route_layer(axum::middleware::from_fn(metrics::label_route))
             .layer(sessions)
+            .layer(no_store())
             .with_state(state.clone()),
         state: state.clone(),
     };
@@ -130,6 +132,15 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(axum::middleware::from_fn(metrics::count))
         .with_state(state)
+}
+
+/// Pages (sign-in, consent, settings, member lists) and API answers are personal:
+/// no browser or proxy cache may keep them. Static assets set their own.
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    )
 }
 
 #[derive(Clone)]

@@ -373,6 +373,28 @@ async fn authenticated_client(
     }
 }
 
+/// Introspection and revocation need a client that proved who it is (RFC 7662
+/// §2.1): a public client's id alone is not authentication, and would let anyone
+/// who learns a user's token probe or revoke it.
+async fn confidential_client(
+    state: &AppState,
+    ip: &RemoteIp,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Params, Client), Response> {
+    let (params, client) = authenticated_client(state, ip, headers, body).await?;
+    if client.public {
+        return Err(error_response(
+            &OAuthError::new(
+                ErrorCode::InvalidClient,
+                "this endpoint needs client authentication; public clients cannot use it",
+            ),
+            false,
+        ));
+    }
+    Ok((params, client))
+}
+
 async fn token_endpoint(
     State(state): State<AppState>,
     ip: RemoteIp,
@@ -383,9 +405,16 @@ async fn token_endpoint(
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
+    // A public client authenticates by its id alone, which anyone can send: count
+    // it per address too, so nobody can use up the limit of all its users.
+    let client_key = if client.public {
+        format!("oauth:client:{}:{}", client.id, ip.0)
+    } else {
+        format!("oauth:client:{}", client.id)
+    };
     if let Err(resp) = limit(
         &state,
-        &format!("oauth:client:{}", client.id),
+        &client_key,
         state.config.limits.token_per_client,
         PER_MINUTE,
     )
@@ -417,21 +446,23 @@ async fn token_endpoint(
             redirect_uri,
             code_verifier,
         } => {
-            let outcome = store::redeem_code(&state.db, &secrets::digest(&code), &new, |c| {
-                token::check_code(
-                    &token::CodeBinding {
-                        client_id: &c.client_id,
-                        redirect_uri: &c.redirect_uri,
-                        code_challenge: c.code_challenge.as_deref(),
-                        expires_at: c.expires_at,
-                    },
-                    &client.id,
-                    redirect_uri.as_deref(),
-                    code_verifier.as_deref(),
-                    now,
-                )
-            })
-            .await;
+            let outcome =
+                store::redeem_code(&state.db, &secrets::digest(&code), &client.id, &new, |c| {
+                    token::check_code(
+                        &token::CodeBinding {
+                            authorizer_is_admin: c.authorizer_is_admin,
+                            client_id: &c.client_id,
+                            redirect_uri: &c.redirect_uri,
+                            code_challenge: c.code_challenge.as_deref(),
+                            expires_at: c.expires_at,
+                        },
+                        &client.id,
+                        redirect_uri.as_deref(),
+                        code_verifier.as_deref(),
+                        now,
+                    )
+                })
+                .await;
             match outcome {
                 Ok(Redeemed::Issued(i)) => Ok(i),
                 Ok(Redeemed::Refused(e)) => Err(e),
@@ -520,7 +551,7 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, client) = match authenticated_client(&state, &ip, &headers, &body).await {
+    let (params, client) = match confidential_client(&state, &ip, &headers, &body).await {
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
@@ -550,7 +581,7 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, client) = match authenticated_client(&state, &ip, &headers, &body).await {
+    let (params, client) = match confidential_client(&state, &ip, &headers, &body).await {
         Ok(ok) => ok,
         Err(resp) => return resp,
     };

@@ -84,6 +84,8 @@ async fn go_to_workspace(
 /// Session keys.
 const MEMBER_ID: &str = "member_id";
 const WORKSPACE_ID: &str = "workspace_id";
+/// Unix seconds of the sign-in: the session's absolute lifetime counts from it.
+const SIGNED_IN_AT: &str = "signed_in_at";
 
 /// The signed-in member of the current workspace. Without one, the request is sent
 /// to sign in and brought back afterwards.
@@ -119,6 +121,14 @@ impl FromRequestParts<AppState> for SignedIn {
         if ws_id != workspace.id {
             return Err(to_signin());
         }
+        // However active, a session ends `session_absolute` after sign-in.
+        let signed_in_at: Option<i64> = session.get(SIGNED_IN_AT).await.ok().flatten();
+        let max_age = i64::try_from(state.config.session_absolute.as_secs()).unwrap_or(i64::MAX);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if signed_in_at.is_none_or(|at| now.saturating_sub(at) >= max_age) {
+            let _ = session.flush().await;
+            return Err(to_signin());
+        }
         match members::by_id(&state.db, workspace.id, member_id).await {
             Ok(Some(member)) if member.active => Ok(SignedIn {
                 member,
@@ -138,18 +148,30 @@ pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Where to go after sign-in: only a path on this same host, never `//evil` or a URL.
+/// Where to go after sign-in: a path on the workspace's own origin as a browser
+/// would resolve it, else the workspace home. The check resolves `next` the way
+/// browsers do (WHATWG URL parsing: tabs and newlines dropped, backslashes read as
+/// slashes), so `/\t/evil.example` is seen as the `//evil.example` a browser
+/// would follow; what comes back is the parser's own serialisation.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
-        {
-            n.to_owned()
-        }
-        _ => "/members".to_owned(),
+    const HOME: &str = "/members";
+    let Some(next) = next else {
+        return HOME.to_owned();
+    };
+    // Controls and leading spaces are where parsers disagree: never worth it.
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control()) {
+        return HOME.to_owned();
+    }
+    let Ok(base) = url::Url::parse("http://workspace.invalid/") else {
+        return HOME.to_owned();
+    };
+    match base.join(next) {
+        // A path starting `//` would be read as another host in a Location header.
+        Ok(u) if u.origin() == base.origin() && !u.path().starts_with("//") => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        _ => HOME.to_owned(),
     }
 }
 
@@ -235,16 +257,20 @@ async fn signin(
             limits.signin_failures_per_address,
         ),
     ];
+    // Count the attempt before checking the password, so concurrent attempts
+    // cannot all pass a limit that none of them has recorded yet; a sign-in that
+    // succeeds is refunded (the limits count failures).
+    let mut counted = Vec::with_capacity(windows.len());
     for (key, max) in &windows {
         let limit = Limit {
             max: *max,
             window_secs: SIGNIN_WINDOW_SECS,
         };
-        if let Verdict::Limited { retry_after_secs } =
-            rate_limits::check(&state.db, key, limit).await?
-        {
+        let c = rate_limits::count(&state.db, key, limit).await?;
+        if let Verdict::Limited { retry_after_secs } = c.verdict {
             return Err(AppError::TooManyRequests { retry_after_secs });
         }
+        counted.push(c);
     }
     let found = members::credentials(&state.db, ws.id, form.email.trim()).await?;
     // With SSO on, only the break-glass admin (or everyone, if the admin kept
@@ -268,13 +294,6 @@ async fn signin(
     // answer takes as long for unknown emails as for wrong passwords.
     let ok = secrets::verify_password(form.password, hash).await;
     let Some(member) = member.filter(|_| ok) else {
-        for (key, max) in &windows {
-            let limit = Limit {
-                max: *max,
-                window_secs: SIGNIN_WINDOW_SECS,
-            };
-            rate_limits::hit(&state.db, key, limit).await?;
-        }
         let page = SignInPage {
             workspace_name: ws.name,
             csrf: csrf::token(&session).await?,
@@ -288,6 +307,9 @@ async fn signin(
         };
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
+    for c in &counted {
+        rate_limits::refund(&state.db, c).await?;
+    }
     start_session(&session, ws.id, member.id).await?;
     Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())
 }
@@ -307,6 +329,13 @@ pub async fn start_session(
         .map_err(internal)?;
     session
         .insert(MEMBER_ID, member_id)
+        .await
+        .map_err(internal)?;
+    session
+        .insert(
+            SIGNED_IN_AT,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
         .await
         .map_err(internal)?;
     session
@@ -351,9 +380,21 @@ mod tests {
             "evil",
             "",
             "/a\r\nSet-Cookie: x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\u{0}/evil.example",
+            "/.//evil.example",
+            "/%2e//evil.example",
+            "/\\/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/\u{7f}/evil.example",
         ] {
             assert_eq!(safe_next(Some(bad)), "/members", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/members");
+        assert_eq!(safe_next(Some("/settings/sso")), "/settings/sso");
+        assert_eq!(safe_next(Some("/a/../b?x=1%202")), "/b?x=1%202");
     }
 }

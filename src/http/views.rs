@@ -120,6 +120,8 @@ pub struct ApiSettingsPage {
 
 pub struct GrantRow {
     pub id: i64,
+    /// Why it ended, for grants that did.
+    pub ended: Option<String>,
     pub client: String,
     pub by: String,
     pub created: String,
@@ -132,6 +134,7 @@ pub struct GrantRow {
 pub struct AppsSettingsPage {
     pub shell: Shell,
     pub grants: Vec<GrantRow>,
+    pub ended: Vec<GrantRow>,
 }
 
 pub struct ActivityRow {

@@ -16,8 +16,9 @@ pub fn document(issuer: &str) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        // RFC 7662 §2.1: these need an authenticated (confidential) client.
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
     })
@@ -32,5 +33,12 @@ mod tests {
         assert_eq!(d["token_endpoint"], "https://id.example.com/oauth2/token");
         assert_eq!(d["code_challenge_methods_supported"][0], "S256");
         assert_eq!(d["scopes_supported"][1], "scim:write");
+        let none = serde_json::json!("none");
+        for endpoint in ["revocation", "introspection"] {
+            let methods = d[format!("{endpoint}_endpoint_auth_methods_supported")]
+                .as_array()
+                .unwrap();
+            assert!(!methods.contains(&none), "{endpoint}");
+        }
     }
 }

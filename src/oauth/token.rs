@@ -55,6 +55,8 @@ pub fn parse_grant(p: &Params) -> Result<Grant, OAuthError> {
 /// What an authorization code was bound to when it was issued.
 #[derive(Debug, Clone)]
 pub struct CodeBinding<'a> {
+    /// The member who consented is still an active admin.
+    pub authorizer_is_admin: bool,
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
     pub code_challenge: Option<&'a str>,
@@ -70,9 +72,13 @@ pub fn check_code(
     code_verifier: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<(), OAuthError> {
+    // Another client's code reads as no code at all.
     if code.client_id != client_id {
+        return Err(OAuthError::invalid_grant("unknown authorization code"));
+    }
+    if !code.authorizer_is_admin {
         return Err(OAuthError::invalid_grant(
-            "the code was issued to another client",
+            "the member who authorized this is no longer an active admin",
         ));
     }
     if now >= code.expires_at {
@@ -167,9 +173,7 @@ pub fn decide_refresh(
     grace: Duration,
 ) -> RefreshDecision {
     if t.client_id != client_id {
-        return RefreshDecision::Refuse(OAuthError::invalid_grant(
-            "the refresh token was issued to another client",
-        ));
+        return RefreshDecision::Refuse(OAuthError::invalid_grant("unknown refresh token"));
     }
     if t.revoked {
         return RefreshDecision::Refuse(OAuthError::invalid_grant("the refresh token was revoked"));
@@ -324,6 +328,7 @@ mod tests {
 
     fn binding(challenge: Option<&str>) -> CodeBinding<'_> {
         CodeBinding {
+            authorizer_is_admin: true,
             client_id: "a",
             redirect_uri: "https://a.example/cb",
             code_challenge: challenge,
@@ -363,6 +368,16 @@ mod tests {
                 now(),
             ),
             check_code(&binding(Some(CHALLENGE)), "a", cb, Some(CHALLENGE), now()),
+            check_code(
+                &CodeBinding {
+                    authorizer_is_admin: false,
+                    ..binding(None)
+                },
+                "a",
+                cb,
+                None,
+                now(),
+            ),
         ];
         for (i, r) in refused.into_iter().enumerate() {
             assert_eq!(r.unwrap_err().code, ErrorCode::InvalidGrant, "case {i}");

@@ -15,8 +15,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Claim an authorization code, once.
+/// Only the client it was issued to can claim it: another client's presentation
+/// changes nothing.
 pub(crate) const REDEEM_CODE_SQL: &str = "UPDATE oauth_codes SET used_at = $1 WHERE digest = $2 AND used_at IS NULL \
-             RETURNING client_id, workspace_id, member_id, redirect_uri, scope, code_challenge, expires_at";
+             AND client_id = $3 RETURNING client_id, workspace_id, member_id, redirect_uri, scope, code_challenge, expires_at";
 
 /// Retire a grant's newest refresh token.
 pub(crate) const ROTATE_SQL: &str = "UPDATE oauth_tokens SET rotated_at = $1 WHERE grant_id = $2 AND kind = 'refresh' \
@@ -30,6 +32,10 @@ pub(crate) const REFRESH_STATE_SQL: &str = "SELECT g.id AS grant_id, g.client_id
 /// Lock a grant (and note it used) before deciding a refresh.
 pub(crate) const GRANT_LOCK_SQL: &str = "UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2";
 
+/// End a grant because one of its codes or replaced refresh tokens was replayed.
+pub(crate) const END_GRANT_REUSED_SQL: &str = "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'reused' \
+     WHERE id = $2 AND revoked_at IS NULL";
+
 /// A refresh token by digest.
 pub(crate) const REFRESH_FIND_SQL: &str =
     "SELECT id, grant_id FROM oauth_tokens WHERE digest = $1 AND kind = 'refresh'";
@@ -42,9 +48,11 @@ pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.
              t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
              g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain, \
              w.name AS workspace_name, w.scim_enabled, w.password_signin, \
-             w.created_at AS workspace_created_at \
+             w.created_at AS workspace_created_at, \
+             m.active AS member_active, m.role AS member_role \
              FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
              JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
+             JOIN members m ON m.id = g.member_id \
              WHERE t.digest = $1";
 
 #[derive(Debug, Clone)]
@@ -207,6 +215,9 @@ pub struct Code {
     pub scope: String,
     pub code_challenge: Option<String>,
     pub expires_at: OffsetDateTime,
+    /// The member who consented is still an active admin.
+    #[sqlx(skip)]
+    pub authorizer_is_admin: bool,
 }
 
 /// The digests and lifetimes of a new access/refresh pair; the caller holds the
@@ -247,6 +258,7 @@ const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (grant_id, kind, digest, sc
 pub async fn redeem_code<E>(
     db: &Db,
     digest: &[u8],
+    client_id: &str,
     tokens: &NewTokens,
     check: impl FnOnce(&Code) -> std::result::Result<(), E>,
 ) -> Result<Redeemed<E>> {
@@ -256,30 +268,39 @@ pub async fn redeem_code<E>(
         let claimed = sqlx::query_as::<_, Code>(REDEEM_CODE_SQL)
             .bind(at)
             .bind(digest)
+            .bind(client_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(code) = claimed else {
-            let seen = sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT grant_id FROM oauth_codes WHERE digest = $1",
+        let Some(mut code) = claimed else {
+            let seen = sqlx::query_as::<_, (Option<i64>, String)>(
+                "SELECT grant_id, client_id FROM oauth_codes WHERE digest = $1",
             )
             .bind(digest)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(grant_id) = seen else {
+            // Another client's code is no code at all for this one: it neither
+            // learns that it exists nor ends the grant issued from it.
+            let Some((grant_id, _)) = seen.filter(|(_, owner)| owner == client_id) else {
                 return Ok(Redeemed::Unknown);
             };
             if let Some(grant_id) = grant_id {
-                sqlx::query(
-                    "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(END_GRANT_REUSED_SQL)
+                    .bind(at)
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             return Ok(Redeemed::Replayed);
         };
+        // Consent was given by an admin, who may have been deactivated or demoted
+        // since (which ended their grants, but this one did not exist yet).
+        code.authorizer_is_admin =
+            sqlx::query_as::<_, (bool, String)>("SELECT active, role FROM members WHERE id = $1")
+                .bind(code.member_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some_and(|(active, role)| active && role == "admin");
         if let Err(e) = check(&code) {
             tx.commit().await?;
             return Ok(Redeemed::Refused(e));
@@ -388,13 +409,11 @@ pub async fn refresh<E: Send + 'static>(
                 Ok(Some(Err(e)))
             }
             RefreshPlan::EndGrant(e) => {
-                sqlx::query(
-                    "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(END_GRANT_REUSED_SQL)
+                    .bind(at)
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(Some(Err(e)))
             }
@@ -474,7 +493,7 @@ fn fast_refresh<E>(
         RefreshPlan::EndGrant(e) => {
             execute(
                 tx,
-                "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                END_GRANT_REUSED_SQL,
                 &[at_param, SqlValue::Integer(grant_id)],
             )?;
             Ok(Some(Err(e)))
@@ -530,6 +549,9 @@ pub struct StoredToken {
     pub scim_enabled: bool,
     pub password_signin: bool,
     pub workspace_created_at: OffsetDateTime,
+    /// The member who authorized the grant, as they are now.
+    pub member_active: bool,
+    pub member_role: String,
 }
 
 impl StoredToken {
@@ -545,9 +567,15 @@ impl StoredToken {
         }
     }
 
-    /// Neither the token nor its grant was revoked.
+    /// Neither the token nor its grant was revoked, and the member who authorized
+    /// the grant is still an active admin. (Deactivating or demoting them revokes
+    /// the grant in the same transaction; this also covers a grant redeemed in the
+    /// moment between.)
     pub fn live(&self) -> bool {
-        self.revoked_at.is_none() && self.grant_revoked_at.is_none()
+        self.revoked_at.is_none()
+            && self.grant_revoked_at.is_none()
+            && self.member_active
+            && self.member_role == crate::domain::Role::Admin.as_str()
     }
 }
 
@@ -578,6 +606,8 @@ pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
                         scim_enabled: r.get(16)?,
                         password_signin: r.get(17)?,
                         workspace_created_at: time_at(r, 18)?,
+                        member_active: r.get(19)?,
+                        member_role: r.get(20)?,
                     })
                 })
                 .optional()
@@ -625,15 +655,19 @@ pub async fn revoke_token(db: &Db, token_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// End a grant: every token issued from it stops working.
+/// End a grant at its client's request (RFC 7009): every token issued from it
+/// stops working.
 pub async fn end_grant(db: &Db, grant_id: i64) -> Result<()> {
     on_pool!(db.writer(), |p| {
-        sqlx::query("UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now())
-            .bind(grant_id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+        sqlx::query(
+            "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'client' \
+             WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(grant_id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -650,21 +684,40 @@ pub struct GrantSummary {
     pub scope: String,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it ended: `deactivated`, `demoted` (the authorizing member), `revoked`
+    /// (an admin), `client` (the app itself), `reused` (a replayed code or token).
+    pub ended_reason: Option<String>,
 }
+
+const GRANT_SUMMARY_SQL: &str = "SELECT g.id, g.client_id, c.name AS client_name, g.member_id, \
+     m.user_name AS member_user_name, g.scope, g.created_at, g.last_used_at, \
+     g.revoked_at, g.ended_reason \
+     FROM oauth_grants g JOIN oauth_clients c ON c.id = g.client_id \
+     JOIN members m ON m.id = g.member_id WHERE g.workspace_id = $1";
 
 /// The workspace's grants that have not been revoked, newest first.
 pub async fn list_grants(db: &Db, workspace_id: i64) -> Result<Vec<GrantSummary>> {
+    let sql = format!("{GRANT_SUMMARY_SQL} AND g.revoked_at IS NULL ORDER BY g.id DESC");
     Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, GrantSummary>(
-            "SELECT g.id, g.client_id, c.name AS client_name, g.member_id, \
-             m.user_name AS member_user_name, g.scope, g.created_at, g.last_used_at \
-             FROM oauth_grants g JOIN oauth_clients c ON c.id = g.client_id \
-             JOIN members m ON m.id = g.member_id \
-             WHERE g.workspace_id = $1 AND g.revoked_at IS NULL ORDER BY g.id DESC",
-        )
-        .bind(workspace_id)
-        .fetch_all(p)
-        .await
+        sqlx::query_as::<_, GrantSummary>(&sql)
+            .bind(workspace_id)
+            .fetch_all(p)
+            .await
+    })?)
+}
+
+/// The workspace's most recently ended grants (at most `limit`), newest first.
+pub async fn ended_grants(db: &Db, workspace_id: i64, limit: i64) -> Result<Vec<GrantSummary>> {
+    let sql = format!(
+        "{GRANT_SUMMARY_SQL} AND g.revoked_at IS NOT NULL ORDER BY g.revoked_at DESC, g.id DESC LIMIT $2"
+    );
+    Ok(on_pool!(db.reader(), |p| {
+        sqlx::query_as::<_, GrantSummary>(&sql)
+            .bind(workspace_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await
     })?)
 }
 
@@ -672,8 +725,8 @@ pub async fn list_grants(db: &Db, workspace_id: i64) -> Result<Vec<GrantSummary>
 pub async fn revoke_grant(db: &Db, workspace_id: i64, grant_id: i64) -> Result<()> {
     let done = on_pool!(db.writer(), |p| {
         sqlx::query(
-            "UPDATE oauth_grants SET revoked_at = $1 WHERE workspace_id = $2 AND id = $3 \
-             AND revoked_at IS NULL",
+            "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'revoked' \
+             WHERE workspace_id = $2 AND id = $3 AND revoked_at IS NULL",
         )
         .bind(now())
         .bind(workspace_id)

@@ -52,6 +52,20 @@ fn unix_now() -> i64 {
 
 /// Count one event for `key` and say whether it is within the limit.
 pub async fn hit(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
+    Ok(count(db, key, limit).await?.verdict)
+}
+
+/// An event counted by [`count`], which [`refund`] can take back.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    key: String,
+    window_start: i64,
+    pub verdict: Verdict,
+}
+
+/// Count one event for `key` (one atomic upsert, so concurrent events across
+/// every process each see a distinct count) and say whether it is within the limit.
+pub async fn count(db: &Db, key: &str, limit: Limit) -> Result<Counted> {
     let (start, retry) = window(limit, unix_now());
     let count = on_pool!(db.writer(), |p| {
         sqlx::query_scalar::<_, i64>(HIT_SQL)
@@ -60,13 +74,35 @@ pub async fn hit(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
             .fetch_one(p)
             .await
     })?;
-    Ok(if count > i64::from(limit.max) {
+    let verdict = if count > i64::from(limit.max) {
         Verdict::Limited {
             retry_after_secs: retry,
         }
     } else {
         Verdict::Allowed
+    };
+    Ok(Counted {
+        key: key.to_owned(),
+        window_start: start,
+        verdict,
     })
+}
+
+/// Take back an event counted by [`count`] (it turned out not to be one the limit
+/// is about, such as a sign-in that succeeded).
+pub async fn refund(db: &Db, counted: &Counted) -> Result<()> {
+    on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "UPDATE rate_limits SET count = count - 1 \
+             WHERE key = $1 AND window_start = $2 AND count > 0",
+        )
+        .bind(&counted.key)
+        .bind(counted.window_start)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
 }
 
 /// Counts not yet written, per (key, window start); one per database.
@@ -81,6 +117,9 @@ struct Slot {
     known: i64,
     /// Events counted here since then.
     pending: i64,
+    /// Events sent to the database whose answer has not come back yet: they count
+    /// as seen, or every event racing an in-flight write would pass unchecked.
+    inflight: i64,
     since: Instant,
 }
 
@@ -99,7 +138,7 @@ enum Step {
 }
 
 fn step(slot: &mut Slot, max: i64, now: Instant) -> Step {
-    let seen = slot.known + slot.pending + 1;
+    let seen = slot.known + slot.inflight + slot.pending + 1;
     if seen > max {
         // At least this many events happened in the window: over, whatever the
         // other processes did.
@@ -108,6 +147,7 @@ fn step(slot: &mut Slot, max: i64, now: Instant) -> Step {
     if seen * 4 >= max || slot.pending + 1 >= BATCH || now - slot.since >= BATCH_AGE {
         let n = slot.pending + 1;
         slot.pending = 0;
+        slot.inflight += n;
         slot.since = now;
         return Step::Write(n);
     }
@@ -135,6 +175,7 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
         let slot = slots.entry((key.to_owned(), start)).or_insert(Slot {
             known: 0,
             pending: 0,
+            inflight: 0,
             since: now - BATCH_AGE,
         });
         step(slot, i64::from(limit.max), now)
@@ -144,14 +185,14 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
         Step::Allow => return Ok(Verdict::Allowed),
         Step::Write(n) => n,
     };
-    let count = on_pool!(db.writer(), |p| {
+    let written = on_pool!(db.writer(), |p| {
         sqlx::query_scalar::<_, i64>(ADD_SQL)
             .bind(key)
             .bind(start)
             .bind(n)
             .fetch_one(p)
             .await
-    })?;
+    });
     if let Some(slot) = db
         .rate_counts
         .slots
@@ -159,8 +200,12 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
         .unwrap_or_else(|e| e.into_inner())
         .get_mut(&(key.to_owned(), start))
     {
-        slot.known = slot.known.max(count);
+        slot.inflight -= n;
+        if let Ok(count) = written {
+            slot.known = slot.known.max(count);
+        }
     }
+    let count = written?;
     Ok(if count > i64::from(limit.max) {
         limited
     } else {
@@ -172,28 +217,6 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
 pub(crate) const ADD_SQL: &str = "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, $3) \
              ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + $3 \
              RETURNING count";
-
-/// Whether `key` has already used up its limit in this window, without counting.
-pub async fn check(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
-    let (start, retry) = window(limit, unix_now());
-    let count = on_pool!(db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count FROM rate_limits WHERE key = $1 AND window_start = $2",
-        )
-        .bind(key)
-        .bind(start)
-        .fetch_optional(p)
-        .await
-    })?
-    .unwrap_or(0);
-    Ok(if count >= i64::from(limit.max) {
-        Verdict::Limited {
-            retry_after_secs: retry,
-        }
-    } else {
-        Verdict::Allowed
-    })
-}
 
 /// Forget windows that ended more than a day ago.
 pub async fn delete_old(db: &Db) -> Result<u64> {
@@ -215,8 +238,15 @@ mod tests {
         Slot {
             known,
             pending,
+            inflight: 0,
             since: now,
         }
+    }
+
+    /// The database's answer to a write of `n` events.
+    fn answered(s: &mut Slot, n: i64) {
+        s.inflight -= n;
+        s.known += n;
     }
 
     #[test]
@@ -225,7 +255,7 @@ mod tests {
         let mut s = slot(0, 0, now);
         for _ in 0..3 {
             assert_eq!(step(&mut s, 3, now), Step::Write(1));
-            s.known += 1;
+            answered(&mut s, 1);
         }
         assert_eq!(step(&mut s, 3, now), Step::Refuse);
         // At 8, the first event (under a quarter) is counted here, the rest written.
@@ -249,6 +279,18 @@ mod tests {
         // An old batch is written even when small.
         let mut old = slot(0, 3, now - BATCH_AGE);
         assert_eq!(step(&mut old, 1_000_000, now), Step::Write(4));
+    }
+
+    #[test]
+    fn events_racing_unanswered_writes_are_counted() {
+        // Twenty events arrive before any write is answered: five pass.
+        let now = Instant::now();
+        let mut s = slot(0, 0, now - BATCH_AGE);
+        let passed = (0..20)
+            .filter(|_| step(&mut s, 5, now) != Step::Refuse)
+            .count();
+        assert_eq!(passed, 5);
+        assert_eq!(s.inflight + s.pending, 5);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod browser;
 mod crash;
 mod foundation;
 mod fuzz_corpus;
+mod hardening;
 mod harness;
 mod hostile;
 mod isolation;

@@ -9,7 +9,7 @@ use rollcall::ops::{self, CreatedClient};
 use serde_json::Value;
 use std::collections::HashMap;
 
-const REDIRECT: &str = "http://localhost:9999/callback";
+pub(crate) const REDIRECT: &str = "http://localhost:9999/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
@@ -32,7 +32,7 @@ pub(crate) fn authorize_query(client_id: &str, extra: &str) -> String {
     )
 }
 
-fn location(r: &Response) -> String {
+pub(crate) fn location(r: &Response) -> String {
     r.headers()
         .get("location")
         .unwrap_or_else(|| panic!("no Location on {}", r.status()))
@@ -69,7 +69,7 @@ fn assert_unframeable(r: &Response) {
 
 /// Sign in through the password form the workspace shows at `signin_location`
 /// (relative, with `next`), and return where the form sent the browser.
-async fn sign_in_at(
+pub(crate) async fn sign_in_at(
     app: &TestApp,
     browser: &Http,
     signin_location: &str,
@@ -103,7 +103,7 @@ async fn sign_in_at(
 
 /// Follow an authorization request from the app host up to the consent page;
 /// returns the consent page's HTML.
-async fn to_consent(
+pub(crate) async fn to_consent(
     app: &TestApp,
     browser: &Http,
     query: &str,
@@ -147,7 +147,7 @@ async fn to_consent(
 }
 
 /// Press Allow (or Deny) on a consent page; returns the redirect's parameters.
-async fn answer(
+pub(crate) async fn answer(
     app: &TestApp,
     browser: &Http,
     consent: &str,
@@ -178,7 +178,7 @@ pub(crate) async fn code_for(app: &TestApp, query: &str, email: &str, password: 
 }
 
 /// POST a form to an OAuth endpoint, with HTTP Basic when `basic` is given.
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     path: &str,
     basic: Option<(&str, &str)>,
@@ -224,7 +224,7 @@ pub(crate) async fn exchange(
     (status, body)
 }
 
-async fn refresh(
+pub(crate) async fn refresh(
     app: &TestApp,
     c: &CreatedClient,
     token: &str,
@@ -245,7 +245,7 @@ async fn refresh(
     (status, body)
 }
 
-async fn introspect(app: &TestApp, c: &CreatedClient, token: &str) -> Value {
+pub(crate) async fn introspect(app: &TestApp, c: &CreatedClient, token: &str) -> Value {
     let (status, headers, body) = post(
         app,
         "/oauth2/introspect",
@@ -270,14 +270,17 @@ pub(crate) async fn revoke(app: &TestApp, c: &CreatedClient, token: &str) -> Sta
 }
 
 /// What the SCIM API will see for this bearer token.
-async fn bearer(app: &TestApp, token: &str) -> Option<rollcall::http::bearer::Principal> {
+pub(crate) async fn bearer(
+    app: &TestApp,
+    token: &str,
+) -> Option<rollcall::http::bearer::Principal> {
     let state = &app.running.as_ref().unwrap().state;
     rollcall::http::bearer::authenticate(state, token)
         .await
         .unwrap()
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
 
@@ -757,7 +760,12 @@ async fn a_code_is_bound_to_its_client_and_redirect_uri_and_expires() {
     app.stop().await;
 }
 
-async fn tokens_for(app: &TestApp, c: &CreatedClient, email: &str, password: &str) -> Value {
+pub(crate) async fn tokens_for(
+    app: &TestApp,
+    c: &CreatedClient,
+    email: &str,
+    password: &str,
+) -> Value {
     let code = code_for(app, &authorize_query(&c.client_id, ""), email, password).await;
     let (status, tokens) = exchange(app, c, &code, None).await;
     assert_eq!(status, 200, "{tokens}");
@@ -1006,7 +1014,21 @@ async fn only_admins_may_allow_access() {
         .send()
         .await
         .unwrap();
+    // Refused as a non-admin (not, say, by the CSRF check), and no code exists.
     assert_eq!(r.status(), 403);
+    assert!(r.headers().get("location").is_none());
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Only admins of acme Inc can allow Okta"),
+        "{html}"
+    );
+    let codes = rollcall::on_pool!(app.db.reader(), |p| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_codes")
+            .fetch_one(p)
+            .await
+    })
+    .unwrap();
+    assert_eq!(codes, 0, "a code was stored for a viewer's Allow");
     app.stop().await;
 }
 
@@ -1863,5 +1885,92 @@ async fn a_grant_for_one_workspace_never_reaches_another() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert!(location(&r).starts_with("/signin"), "{}", location(&r));
+    // The cookie jar would not send acme's host-only cookie to globex; carry it
+    // there by hand, so the server's own check is what refuses it.
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let acme = app.browser_with_jar(jar.clone());
+    let page = acme
+        .get(app.ws_url("acme", "/signin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_value(&page, "csrf").unwrap();
+    let r = acme
+        .post(app.ws_url("acme", "/signin"))
+        .form(&[
+            ("email", email.as_str()),
+            ("password", password.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let acme_url = url::Url::parse(&app.ws_url("acme", "/")).unwrap();
+    let cookie = reqwest::cookie::CookieStore::cookies(&*jar, &acme_url).expect("session cookie");
+    let query = authorize_query(&okta.client_id, "");
+    let carried = app
+        .api()
+        .get(app.ws_url("globex", &format!("/oauth2/authorize?{query}")))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        carried.status(),
+        303,
+        "acme's session was accepted on globex"
+    );
+    assert!(
+        location(&carried).starts_with("/signin"),
+        "{}",
+        location(&carried)
+    );
+    let consent = acme
+        .get(app.ws_url("acme", &format!("/oauth2/authorize?{query}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_value(&consent, "csrf").unwrap();
+    let allow = app
+        .api()
+        .post(app.ws_url("globex", "/oauth2/authorize"))
+        .header("cookie", cookie)
+        .header("origin", app.ws_url("globex", "").trim_end_matches('/'))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("request", query.as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(allow.status(), 200);
+    assert!(
+        allow
+            .headers()
+            .get("location")
+            .is_none_or(|l| l.to_str().unwrap().starts_with("/signin")),
+        "{:?}",
+        allow.headers().get("location")
+    );
+    let globex = ops::workspace(&app.db, "globex").await.unwrap();
+    let codes = rollcall::on_pool!(app.db.reader(), |p| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_codes WHERE workspace_id = $1")
+            .bind(globex.id)
+            .fetch_one(p)
+            .await
+    })
+    .unwrap();
+    assert_eq!(
+        codes, 0,
+        "a code was issued for globex from an acme session"
+    );
     app.stop().await;
 }
