@@ -1593,6 +1593,8 @@ async fn authlib_completes_the_flow_against_rollcall_serve() {
         "--admin-email",
         "admin@acme.test",
     ]);
+    // A public client's tokens are checked on the SCIM API (it may not introspect).
+    cli(&["workspace", "scim", "acme", "on"]);
     let confidential: Value = serde_json::from_str(&cli(&[
         "client",
         "create",
