@@ -63,7 +63,11 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             oauth::client_sql(),
             vec![Bind::Text("c".into())],
         ),
-        q("code redeem", oauth::REDEEM_CODE_SQL, vec![at(), digest()]),
+        q(
+            "code redeem",
+            oauth::REDEEM_CODE_SQL,
+            vec![at(), digest(), Bind::Text("c".into())],
+        ),
         q("refresh find", oauth::REFRESH_FIND_SQL, vec![digest()]),
         q(
             "refresh grant lock",
