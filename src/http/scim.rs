@@ -11,6 +11,7 @@ use crate::scim::resource::{self, Projection};
 use crate::scim::schema::{self, AttrRef};
 use crate::store::members::Member;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -65,6 +66,24 @@ pub fn routes() -> Router<AppState> {
             get(schema_by_id).fallback(method_not_allowed),
         )
         .fallback(not_found)
+}
+
+/// A path segment (`/Users/{id}`). An id that is not UTF-8 once percent-decoded
+/// (`/Users/%FF`) names no resource: 404 in the SCIM Error format, not axum's plain text.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ScimError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(s)) => Ok(Segment(s)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ScimError::not_found(
+                "no such resource: the id in the URL is not valid UTF-8",
+            )),
+            Err(e) => Err(ScimError::invalid_value(e.body_text())),
+        }
+    }
 }
 
 /// A SCIM JSON answer.
@@ -418,7 +437,7 @@ fn if_match(headers: &HeaderMap) -> Option<&str> {
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     RawQuery(q): RawQuery,
 ) -> Response {
     if let Some(r) = caller.denied(false) {
@@ -496,7 +515,7 @@ async fn update_user(
 async fn replace_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Result<ScimBody, ScimError>,
@@ -507,7 +526,7 @@ async fn replace_user(
 async fn patch_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Result<ScimBody, ScimError>,
@@ -547,7 +566,7 @@ async fn resource_types(State(state): State<AppState>) -> Response {
     scim(StatusCode::OK, resource::list_response(types, n, 1))
 }
 
-async fn resource_type(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn resource_type(State(state): State<AppState>, Segment(name): Segment) -> Response {
     resource::resource_types(&scim_base(&state))
         .into_iter()
         .find(|t| {
@@ -575,7 +594,7 @@ async fn schemas(State(state): State<AppState>) -> Response {
     scim(StatusCode::OK, resource::list_response(all, n, 1))
 }
 
-async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn schema_by_id(State(state): State<AppState>, Segment(id): Segment) -> Response {
     let base = scim_base(&state);
     match schema::all_schemas()
         .into_iter()
