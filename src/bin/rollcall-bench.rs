@@ -884,12 +884,14 @@ async fn main() -> Result<()> {
         }
         None => (format!("sqlite://{}/bench.db", dir.display()), None),
     };
-    // The bench measures throughput, not the limiter: the token-endpoint limits are
-    // raised (every request still counts against them in the database).
+    // The bench measures throughput, not the limiter: the token-endpoint and SCIM
+    // limits are raised (every request still counts against them: the token endpoint
+    // in the database, SCIM in memory with a report a second).
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
-        "token_rate_per_client = 100000000\ntoken_rate_per_address = 100000000\n",
+        "token_rate_per_client = 100000000\ntoken_rate_per_address = 100000000\n\
+         scim_rate_per_token = 100000000\n",
     )?;
     let env = Env {
         server_bin,

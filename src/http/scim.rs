@@ -10,13 +10,17 @@ use crate::scim::filter::{self, Filter};
 use crate::scim::resource::{self, Projection};
 use crate::scim::schema::{self, AttrRef};
 use crate::store::members::Member;
+use crate::store::rate_limits::{self, ScimVerdict};
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
+use std::sync::{Arc, OnceLock};
 
 pub const SCIM_JSON: &str = "application/scim+json";
 /// Largest request body accepted.
@@ -65,6 +69,58 @@ pub fn routes() -> Router<AppState> {
             get(schema_by_id).fallback(method_not_allowed),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(rate_limit_headers))
+}
+
+/// The rate-limit verdict of this request's token, set by [`Caller`] and turned into
+/// headers by [`rate_limit_headers`] whatever the handler answers.
+#[derive(Clone, Default)]
+struct RateSlot(Arc<OnceLock<ScimVerdict>>);
+
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining` on every answer to an authenticated
+/// SCIM request (errors and 429s included); `Retry-After` on 429s.
+async fn rate_limit_headers(mut req: Request, next: Next) -> Response {
+    let slot = RateSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let mut resp = next.run(req).await;
+    if let Some(v) = slot.0.get() {
+        let headers = resp.headers_mut();
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(v.limit));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(v.remaining));
+        if let Some(secs) = v.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+    }
+    resp
+}
+
+/// The key a token is limited by: a digest of the bearer token itself (one bucket per
+/// API token or OAuth access token, never per workspace), kept apart from the digest
+/// the token is looked up by.
+fn rate_key(token: &str) -> String {
+    let digest = crate::secrets::digest(&format!("scim-rate:{token}"));
+    format!("scim:{}", hex::encode(&digest[..16]))
+}
+
+/// A path segment (`/Users/{id}`). An id that is not UTF-8 once percent-decoded
+/// (`/Users/%FF`) names no resource: 404 in the SCIM Error format, not axum's plain text.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ScimError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(s)) => Ok(Segment(s)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ScimError::not_found(
+                "no such resource: the id in the URL is not valid UTF-8",
+            )),
+            Err(e) => Err(ScimError::invalid_value(e.body_text())),
+        }
+    }
 }
 
 /// A SCIM JSON answer.
@@ -148,6 +204,25 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ScimError::new(500, None, "internal error").into_response());
             }
         };
+        // Every authenticated request counts, whatever it asks (0: no limit).
+        let limit = state.config.limits.scim_per_token;
+        if limit > 0 {
+            let verdict = rate_limits::scim_hit(&state.db, &rate_key(token), limit).await;
+            if let Some(slot) = parts.extensions.get::<RateSlot>() {
+                let _ = slot.0.set(verdict);
+            }
+            if let Some(secs) = verdict.retry_after_secs {
+                return Err(ScimError::new(
+                    429,
+                    None,
+                    format!(
+                        "too many requests: this token may make {limit} SCIM requests a minute \
+                         (a minute's worth at once); retry after {secs} seconds"
+                    ),
+                )
+                .into_response());
+            }
+        }
         if !principal.workspace.scim_enabled {
             return Err(ScimError::forbidden(format!(
                 "SCIM provisioning is turned off for workspace '{}'. A workspace admin can turn it on in \
@@ -418,7 +493,7 @@ fn if_match(headers: &HeaderMap) -> Option<&str> {
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     RawQuery(q): RawQuery,
 ) -> Response {
     if let Some(r) = caller.denied(false) {
@@ -496,7 +571,7 @@ async fn update_user(
 async fn replace_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Result<ScimBody, ScimError>,
@@ -507,7 +582,7 @@ async fn replace_user(
 async fn patch_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Result<ScimBody, ScimError>,
@@ -547,7 +622,7 @@ async fn resource_types(State(state): State<AppState>) -> Response {
     scim(StatusCode::OK, resource::list_response(types, n, 1))
 }
 
-async fn resource_type(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn resource_type(State(state): State<AppState>, Segment(name): Segment) -> Response {
     resource::resource_types(&scim_base(&state))
         .into_iter()
         .find(|t| {
@@ -575,7 +650,7 @@ async fn schemas(State(state): State<AppState>) -> Response {
     scim(StatusCode::OK, resource::list_response(all, n, 1))
 }
 
-async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn schema_by_id(State(state): State<AppState>, Segment(id): Segment) -> Response {
     let base = scim_base(&state);
     match schema::all_schemas()
         .into_iter()

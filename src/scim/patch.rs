@@ -5,8 +5,10 @@
 //! Beyond the RFC, this accepts what Okta and Entra ID really send: ops in any case,
 //! string booleans (`"False"`), `Add` on singular attributes, URN-qualified paths,
 //! `emails[type eq "work"].value` creating the element when nothing matches, pathless
-//! values with dotted and URN keys, and `manager` given as an object, a one-element list
-//! or a bare id. Decisions the RFC leaves open are noted where they are made.
+//! values with dotted and URN keys, and `manager` given as an object or a one-element
+//! list. Values of the wrong JSON type for their attribute (a number for `userName`, a
+//! string for `name` or `emails`) are `invalidValue`, never converted. Decisions the
+//! RFC leaves open are noted where they are made.
 
 use std::fmt;
 
@@ -706,7 +708,9 @@ fn apply_filtered(
             m.insert(sub.name.to_owned(), coerce_singular(sub, value)?);
             m
         }
-        None => match coerce_singular(attr, value)? {
+        // The element may come as a list of one (`[{"value": ...}]`): a list of
+        // objects is this attribute's own type.
+        None => match coerce_singular(attr, one_element(value))? {
             Value::Object(m) => m,
             _ => {
                 return Err(ScimError::invalid_value(format!(
@@ -759,6 +763,14 @@ fn apply_filtered(
         enforce_single_primary(attr, list, &matched);
     }
     Ok(())
+}
+
+/// `[x]` as `x`; anything else as it is.
+fn one_element(v: &Value) -> &Value {
+    match v {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        other => other,
+    }
 }
 
 /// Collect `sub eq value` terms of a conjunction into the element they describe. False
@@ -850,83 +862,54 @@ fn same_value(a: &Value, b: &Value, case_exact: bool) -> bool {
 // Value coercion
 // ---------------------------------------------------------------------------
 
-fn shape_error(attr: &Attribute, want: &str) -> ScimError {
-    ScimError::invalid_value(format!("'{}' must be {want}", attr.name))
+fn shape_error(attr: &Attribute, want: &str, got: &Value) -> ScimError {
+    ScimError::invalid_value(format!(
+        "'{}' must be {want}, got {}",
+        attr.name,
+        schema::json_kind(got)
+    ))
 }
 
 /// The canonical JSON for one value of `attr` (its multi-valuedness ignored). Null stays
-/// null (meaning "remove"). String booleans become booleans; numbers given for string
-/// attributes become their text; a bare string for a complex attribute with a `value`
-/// sub-attribute becomes `{"value": ...}` (manager given as an id). Unknown and readOnly
-/// sub-attributes of complex values are dropped.
+/// null (meaning "remove"). String booleans become booleans; any other value of the
+/// wrong JSON type is `invalidValue` (see [`schema::type_mismatch`]). Unknown and
+/// readOnly sub-attributes of complex values are dropped.
 fn coerce_single(attr: &'static Attribute, v: &Value) -> Result<Value, ScimError> {
     if v.is_null() {
         return Ok(Value::Null);
     }
-    match attr.ty {
-        AttrType::Boolean => match v {
-            Value::Bool(b) => Ok(Value::Bool(*b)),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
-            _ => Err(shape_error(attr, "a boolean")),
-        },
-        AttrType::String | AttrType::Reference | AttrType::Binary => match v {
-            Value::String(s) => Ok(Value::String(s.clone())),
-            Value::Number(n) => Ok(Value::String(n.to_string())),
-            _ => Err(shape_error(attr, "a string")),
-        },
-        AttrType::DateTime => match v {
-            Value::String(s) if time::OffsetDateTime::parse(s, &Rfc3339).is_ok() => {
-                Ok(Value::String(s.clone()))
-            }
-            _ => Err(shape_error(attr, "an RFC 3339 date-time string")),
-        },
-        AttrType::Integer => match v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(v.clone()),
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| shape_error(attr, "an integer")),
-            _ => Err(shape_error(attr, "an integer")),
-        },
-        AttrType::Decimal => match v {
-            Value::Number(_) => Ok(v.clone()),
-            Value::String(s) => serde_json::from_str::<serde_json::Number>(s.trim())
-                .map(Value::Number)
-                .map_err(|_| shape_error(attr, "a number")),
-            _ => Err(shape_error(attr, "a number")),
-        },
-        AttrType::Complex => match v {
-            Value::Object(given) => {
-                let mut out = Map::new();
-                for (key, x) in given {
-                    let Some(sub) = attr.sub(key) else { continue };
-                    if matches!(sub.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
-                        continue;
-                    }
-                    out.insert(sub.name.to_owned(), coerce_singular(sub, x)?);
+    if let Some(want) = schema::type_mismatch(attr, v) {
+        return Err(shape_error(attr, want, v));
+    }
+    match (attr.ty, v) {
+        (AttrType::Boolean, Value::String(s)) => {
+            Ok(Value::Bool(schema::parse_bool(s).unwrap_or_default()))
+        }
+        (AttrType::DateTime, Value::String(s))
+            if time::OffsetDateTime::parse(s, &Rfc3339).is_err() =>
+        {
+            Err(shape_error(attr, "an RFC 3339 date-time string", v))
+        }
+        (AttrType::Complex, Value::Object(given)) => {
+            let mut out = Map::new();
+            for (key, x) in given {
+                let Some(sub) = attr.sub(key) else { continue };
+                if matches!(sub.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
+                    continue;
                 }
-                Ok(Value::Object(out))
+                out.insert(sub.name.to_owned(), coerce_singular(sub, x)?);
             }
-            Value::String(_) | Value::Number(_) => match attr.sub("value") {
-                Some(value_attr) => {
-                    let mut out = Map::new();
-                    out.insert("value".to_owned(), coerce_single(value_attr, v)?);
-                    Ok(Value::Object(out))
-                }
-                None => Err(shape_error(attr, "an object")),
-            },
-            _ => Err(shape_error(attr, "an object")),
-        },
+            Ok(Value::Object(out))
+        }
+        _ => Ok(v.clone()),
     }
 }
 
-/// A value for a singular target: a list of one element is unwrapped (Entra sends
-/// `manager` as `[{"value": ...}]`), an empty list means null.
+/// A value for a singular target. Only `manager` may come as a list (Entra sends
+/// `[{"value": ...}]`): a list of one is unwrapped, an empty list means null.
 fn coerce_singular(attr: &'static Attribute, v: &Value) -> Result<Value, ScimError> {
     match v {
-        Value::Array(items) => match items.as_slice() {
+        Value::Array(items) if schema::takes_list(attr) => match items.as_slice() {
             [] => Ok(Value::Null),
             [one] => coerce_single(attr, one),
             _ => Err(ScimError::invalid_value(format!(
@@ -939,16 +922,23 @@ fn coerce_singular(attr: &'static Attribute, v: &Value) -> Result<Value, ScimErr
     }
 }
 
-/// The elements of a multi-valued value (a list, or one value), coerced; empty
-/// elements and empty sub-attributes dropped.
+/// The elements of a multi-valued value (a list, or one object), coerced; empty
+/// elements and empty sub-attributes dropped. A scalar, or a list of scalars, for a
+/// complex attribute is `invalidValue`.
 fn coerce_multi(attr: &'static Attribute, v: &Value) -> Result<Vec<Value>, ScimError> {
     let given: Vec<&Value> = match v {
         Value::Array(items) => items.iter().collect(),
-        other => vec![other],
+        Value::Object(_) if attr.ty == AttrType::Complex => vec![v],
+        other if is_blank(other) => Vec::new(),
+        other => return Err(shape_error(attr, "a list", other)),
     };
     let mut out = Vec::with_capacity(given.len());
     for item in given {
-        let mut c = coerce_single(attr, item)?;
+        let mut c = if is_blank(item) {
+            Value::Null
+        } else {
+            coerce_single(attr, item)?
+        };
         if let Value::Object(obj) = &mut c {
             obj.retain(|_, x| !is_blank(x));
         }
@@ -1146,6 +1136,36 @@ mod tests {
                 assert_eq!(e.scim_type, Some(scim_type), "{op}: {}", e.detail);
                 e
             }
+        }
+    }
+
+    // ----- Wrong JSON types -----
+
+    #[test]
+    fn values_of_the_wrong_type_are_refused_not_converted() {
+        for op in [
+            json!({"op": "replace", "path": "userName", "value": 123}),
+            json!({"op": "Replace", "path": "USERNAME", "value": true}),
+            json!({"op": "replace", "path": "userName", "value": ["a@b.c"]}),
+            json!({"op": "replace", "path": "externalId", "value": 42}),
+            json!({"op": "replace", "path": "title", "value": {"a": 1}}),
+            json!({"op": "replace", "path": "name", "value": ["Ada"]}),
+            json!({"op": "replace", "path": "name", "value": "Ada"}),
+            json!({"op": "replace", "path": "name.givenName", "value": 5}),
+            json!({"op": "add", "path": "emails", "value": "a@b.c"}),
+            json!({"op": "add", "path": "emails", "value": ["a@b.c"]}),
+            json!({"op": "add", "path": "roles", "value": "admin"}),
+            json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": 5}),
+            json!({"op": "replace", "path": "active", "value": 0}),
+            json!({"op": "replace", "path": format!("{ENT}:employeeNumber"), "value": 701984}),
+            json!({"op": "replace", "path": format!("{ENT}:manager"), "value": "mgr-1"}),
+            json!({"op": "replace", "path": format!("{ENT}:manager"), "value": ["mgr-1"]}),
+            json!({"op": "replace", "value": {"userName": 123}}),
+            json!({"op": "replace", "value": {"name.familyName": 5}}),
+            json!({"op": "replace", "value": {ENT: {"department": 5}}}),
+        ] {
+            let e = fails(&user(), op.clone(), ScimType::InvalidValue);
+            assert!(e.detail.contains("must be"), "{op}: {}", e.detail);
         }
     }
 
@@ -1378,21 +1398,23 @@ mod tests {
         assert_eq!(out[ENT], json!({"employeeNumber": "42"}));
         let out = ok(
             &user(),
-            json!({"op":"Replace","path":"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:EMPLOYEENUMBER","value":42}),
+            json!({"op":"Replace","path":"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:EMPLOYEENUMBER","value":"42"}),
         );
         assert_eq!(out[ENT]["employeeNumber"], "42");
         assert_eq!(out[ENT]["department"], "Tour Operations");
+        // A number is not read as its text: the attribute is a string.
+        fails(
+            &user(),
+            json!({"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber","value":42}),
+            ScimType::InvalidValue,
+        );
     }
 
     #[test]
     fn entra_manager_shapes() {
         let path = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
         for op in ["Add", "Replace"] {
-            for value in [
-                json!({"value": "mgr-id"}),
-                json!([{"value": "mgr-id"}]),
-                json!("mgr-id"),
-            ] {
+            for value in [json!({"value": "mgr-id"}), json!([{"value": "mgr-id"}])] {
                 let out = ok(
                     &user(),
                     json!({"op": op, "path": path, "value": value.clone()}),
@@ -1772,12 +1794,18 @@ mod tests {
             out["phoneNumbers"],
             json!([{"type": "mobile", "value": "+1"}])
         );
-        // A bare string for the element means its value, as in resource normalization.
+        // A list of one element is the element.
         let out = ok(
             &user(),
-            json!({"op": "replace", "path": "emails[type eq \"home\"]", "value": "x@home"}),
+            json!({"op": "replace", "path": "emails[type eq \"home\"]", "value": [{"value": "x@home"}]}),
         );
         assert_eq!(out["emails"][1]["value"], "x@home");
+        // A bare string is not an element (an object), as in resource normalization.
+        fails(
+            &user(),
+            json!({"op": "replace", "path": "emails[type eq \"home\"]", "value": "x@home"}),
+            ScimType::InvalidValue,
+        );
         fails(
             &user(),
             json!({"op": "replace", "path": "emails[type eq \"home\"]", "value": true}),

@@ -195,11 +195,8 @@ fn has_nul(v: &Value) -> bool {
     }
 }
 
-/// Attributes that must arrive as JSON strings: they are email addresses here. (A
-/// numeric externalId, a client's database key, is read as its text.)
-const IDENTIFIERS: &[&str] = &["userName", "emails.value"];
-
-/// A singular simple value. `Ok(None)` means absent (null or blank string).
+/// A singular simple value. `Ok(None)` means absent (null or blank string). A value
+/// of another JSON type is `invalidValue` (see [`schema::type_mismatch`]).
 fn normalize_simple(
     attr: &Attribute,
     value: &Value,
@@ -213,75 +210,23 @@ fn normalize_simple(
     {
         return Ok(None);
     }
-    match attr.ty {
-        AttrType::Boolean => match value {
-            Value::Bool(b) => Ok(Some(Value::Bool(*b))),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
-                Ok(Some(Value::Bool(true)))
-            }
-            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => {
-                Ok(Some(Value::Bool(false)))
-            }
-            other => Err(ScimError::invalid_value(format!(
-                "{label} must be a boolean (true or false), got {other}"
-            ))),
-        },
-        AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime => {
-            match value {
-                Value::String(s) => Ok(Some(Value::String(s.trim().to_owned()))),
-                // Numbers for free-text attributes (employeeNumber: 12345) are read as
-                // their text; for identifiers a number means a broken client.
-                Value::Number(n) if !IDENTIFIERS.contains(&label) => {
-                    Ok(Some(Value::String(n.to_string())))
-                }
-                Value::Bool(b) if !IDENTIFIERS.contains(&label) => {
-                    Ok(Some(Value::String(b.to_string())))
-                }
-                other => Err(ScimError::invalid_value(format!(
-                    "{label} must be a string, got {}",
-                    kind(other)
-                ))),
-            }
-        }
-        AttrType::Integer => match value {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Some(value.clone())),
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map(|i| Some(Value::from(i)))
-                .map_err(|_| ScimError::invalid_value(format!("{label} must be an integer"))),
-            _ => Err(ScimError::invalid_value(format!(
-                "{label} must be an integer"
-            ))),
-        },
-        AttrType::Decimal => match value {
-            Value::Number(_) => Ok(Some(value.clone())),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(|n| Some(Value::Number(n)))
-                .ok_or_else(|| ScimError::invalid_value(format!("{label} must be a number"))),
-            _ => Err(ScimError::invalid_value(format!(
-                "{label} must be a number"
-            ))),
-        },
-        AttrType::Complex => Err(ScimError::invalid_value(format!(
-            "{label} must be an object"
-        ))),
+    if let Some(want) = schema::type_mismatch(attr, value) {
+        return Err(ScimError::invalid_value(format!(
+            "{label} must be {want}, got {}",
+            kind(value)
+        )));
     }
+    Ok(Some(match value {
+        Value::String(s) if attr.ty == AttrType::Boolean => {
+            Value::Bool(schema::parse_bool(s).unwrap_or_default())
+        }
+        Value::String(s) => Value::String(s.trim().to_owned()),
+        other => other.clone(),
+    }))
 }
 
 fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    schema::json_kind(v)
 }
 
 /// The sub-attributes of a complex value, in canonical case; unknown and read-only
@@ -304,26 +249,8 @@ fn normalize_object(
     Ok((!out.is_empty()).then_some(Value::Object(out)))
 }
 
-/// A complex value given as a bare scalar means its "value" sub-attribute
-/// (`"manager": "id"`, `"emails": ["a@b.c"]`).
-fn normalize_scalar_as_value(
-    attr: &'static Attribute,
-    value: &Value,
-    label: &str,
-) -> Result<Option<Value>, ScimError> {
-    if attr.sub("value").is_none() {
-        return Err(ScimError::invalid_value(format!(
-            "{label} must be an object, got {}",
-            kind(value)
-        )));
-    }
-    let mut m = Map::new();
-    m.insert("value".to_owned(), value.clone());
-    normalize_object(attr, &m, label)
-}
-
-/// A singular complex attribute (name, manager): an object; a scalar meaning its "value";
-/// or a list, of which the first non-null element is taken (Entra sends manager that way).
+/// A singular complex attribute (name, manager): an object. `manager` may also be a
+/// list, of which the first non-null element is taken (Entra sends it that way).
 fn normalize_complex(
     attr: &'static Attribute,
     value: &Value,
@@ -332,20 +259,37 @@ fn normalize_complex(
     match value {
         Value::Null => Ok(None),
         Value::Object(m) => normalize_object(attr, m, label),
-        Value::Array(items) => match items.iter().find(|v| !v.is_null()) {
-            None => Ok(None),
-            Some(Value::Array(_)) => Err(ScimError::invalid_value(format!(
-                "{label} must be an object, got nested arrays"
-            ))),
-            Some(first) => normalize_complex(attr, first, label),
-        },
+        Value::Array(items) if schema::takes_list(attr) => {
+            match items.iter().find(|v| !v.is_null()) {
+                None => Ok(None),
+                Some(Value::Object(m)) => normalize_object(attr, m, label),
+                Some(other) => Err(ScimError::invalid_value(format!(
+                    "{label} must be an object, got a list of {}",
+                    plural(other)
+                ))),
+            }
+        }
         Value::String(s) if s.trim().is_empty() => Ok(None),
-        scalar => normalize_scalar_as_value(attr, scalar, label),
+        other => Err(ScimError::invalid_value(format!(
+            "{label} must be an object, got {}",
+            kind(other)
+        ))),
     }
 }
 
-/// A multi-valued attribute: an array, or a single object or scalar (wrapped). Scalars
-/// become {"value": ...}; empty entries are dropped; at most one entry may be primary.
+fn plural(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(_) => "booleans",
+        Value::Number(_) => "numbers",
+        Value::String(_) => "strings",
+        Value::Array(_) => "arrays",
+        Value::Object(_) => "objects",
+        Value::Null => "nulls",
+    }
+}
+
+/// A multi-valued attribute: a list of objects, or a single object (wrapped). Empty
+/// entries are dropped; at most one entry may be primary.
 fn normalize_multi(
     attr: &'static Attribute,
     value: &Value,
@@ -353,7 +297,15 @@ fn normalize_multi(
 ) -> Result<Option<Value>, ScimError> {
     let items: &[Value] = match value {
         Value::Array(items) => items,
-        other => std::slice::from_ref(other),
+        Value::Object(_) if attr.ty == AttrType::Complex => std::slice::from_ref(value),
+        Value::Null => return Ok(None),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        other => {
+            return Err(ScimError::invalid_value(format!(
+                "{label} must be a list, got {}",
+                kind(other)
+            )));
+        }
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
@@ -363,13 +315,13 @@ fn normalize_multi(
             match item {
                 Value::Null => None,
                 Value::Object(m) => normalize_object(attr, m, label)?,
-                Value::Array(_) => {
+                Value::String(s) if s.trim().is_empty() => None,
+                other => {
                     return Err(ScimError::invalid_value(format!(
-                        "{label} entries must be objects, got an array"
+                        "{label} entries must be objects, got {}",
+                        kind(other)
                     )));
                 }
-                Value::String(s) if s.trim().is_empty() => None,
-                scalar => normalize_scalar_as_value(attr, scalar, label)?,
             }
         };
         out.extend(normalized);
@@ -1070,17 +1022,21 @@ mod tests {
     // --- type checks ------------------------------------------------------
 
     #[test]
-    fn numbers_become_strings_for_string_attributes() {
-        let v = norm(json!({
-            "userName": "a@b.c",
-            "externalId": 123,
-            ENT: {"employeeNumber": 12345, "costCenter": 1.5}
-        }));
-        assert_eq!(v["externalId"], "123");
-        assert_eq!(
-            v[ENT],
-            json!({"employeeNumber": "12345", "costCenter": "1.5"})
-        );
+    fn numbers_and_booleans_rejected_for_string_attributes() {
+        // Not read as their text: a numeric externalId or employeeNumber is a client
+        // bug, and storing "123" would change data the client did not mean to send.
+        for body in [
+            json!({"userName": "a@b.c", "externalId": 123}),
+            json!({"userName": "a@b.c", "externalId": true}),
+            json!({"userName": "a@b.c", ENT: {"employeeNumber": 12345}}),
+            json!({"userName": "a@b.c", ENT: {"costCenter": 1.5}}),
+            json!({"userName": "a@b.c", "displayName": false}),
+            json!({"userName": "a@b.c", "name.givenName": 5}),
+        ] {
+            let err = normalize_user(&body).unwrap_err();
+            assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{body}");
+            assert!(err.detail.contains("must be a string"), "{}", err.detail);
+        }
     }
 
     #[test]
@@ -1115,23 +1071,37 @@ mod tests {
     }
 
     #[test]
-    fn multi_valued_wraps_single_values_and_strings() {
+    fn multi_valued_wraps_a_single_object_and_refuses_scalars() {
         let v = norm(json!({
             "userName": "a@b.c",
             "emails": {"value": "a@b.c", "type": "work"},
-            "phoneNumbers": "+1 555 0100",
-            "ims": ["alice", {"value": "alice2", "type": "skype"}],
-            "x509Certificates": ["MIIC..."],
         }));
         assert_eq!(v["emails"], json!([{"value": "a@b.c", "type": "work"}]));
-        assert_eq!(v["phoneNumbers"], json!([{"value": "+1 555 0100"}]));
-        assert_eq!(
-            v["ims"],
-            json!([{"value": "alice"}, {"value": "alice2", "type": "skype"}])
-        );
-        assert_eq!(v["x509Certificates"], json!([{"value": "MIIC..."}]));
-        let detail = invalid_value(json!({"userName": "a@b.c", "emails": [["a@b.c"]]}));
-        assert!(detail.contains("emails"), "{detail}");
+        for (key, bad) in [
+            ("emails", json!([["a@b.c"]])),
+            ("emails", json!("a@b.c")),
+            ("emails", json!(["a@b.c"])),
+            ("phoneNumbers", json!("+1 555 0100")),
+            (
+                "ims",
+                json!(["alice", {"value": "alice2", "type": "skype"}]),
+            ),
+            ("x509Certificates", json!(["MIIC..."])),
+            ("addresses", json!(5)),
+        ] {
+            let mut body = json!({"userName": "a@b.c"});
+            body[key] = bad.clone();
+            let detail = invalid_value(body);
+            assert!(detail.contains(key), "{bad}: {detail}");
+        }
+    }
+
+    #[test]
+    fn name_is_an_object_not_a_list() {
+        for bad in [json!(["Ada"]), json!([{"givenName": "Ada"}])] {
+            let detail = invalid_value(json!({"userName": "a@b.c", "name": bad}));
+            assert!(detail.contains("name"), "{detail}");
+        }
     }
 
     #[test]
@@ -1289,7 +1259,8 @@ mod tests {
         );
         assert_eq!(facts(&v).role, "admin");
         // None marked: the first.
-        let v = norm(json!({"userName": "a@b.c", "roles": ["maker", "admin"]}));
+        let v =
+            norm(json!({"userName": "a@b.c", "roles": [{"value": "maker"}, {"value": "admin"}]}));
         assert_eq!(
             v["roles"],
             json!([
@@ -1298,9 +1269,14 @@ mod tests {
             ])
         );
         assert_eq!(facts(&v).role, "maker");
-        // A single role given as a bare string.
-        let v = norm(json!({"userName": "a@b.c", "roles": "VIEWER"}));
+        // A single role object, not in a list.
+        let v = norm(json!({"userName": "a@b.c", "roles": {"value": "VIEWER"}}));
         assert_eq!(facts(&v).role, "viewer");
+        // Roles given as bare strings are the wrong type (objects with a value).
+        for roles in [json!("VIEWER"), json!(["maker", "admin"])] {
+            let detail = invalid_value(json!({"userName": "a@b.c", "roles": roles}));
+            assert!(detail.contains("roles"), "{detail}");
+        }
         // Marked false: kept as sent (scim2-tester compares the round trip), and a
         // single entry still counts as the member's role.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "admin", "primary": false}]}));
@@ -1340,7 +1316,6 @@ mod tests {
         let expect = json!({"manager": {"value": "m-1"}});
         for manager in [
             json!({"value": "m-1"}),
-            json!("m-1"),
             json!([{"value": "m-1"}]),
             json!([{"value": "m-1"}, {"value": "m-2"}]),
             json!({"value": "m-1", "displayName": "Boss"}),
@@ -1365,6 +1340,11 @@ mod tests {
             let v = norm(json!({"userName": "a@b.c", ENT: {"manager": absent}}));
             assert!(v.get(ENT).is_none(), "{absent} -> {v}");
         }
+        // A bare id, or a list of them, is not an object.
+        for bad in [json!("m-1"), json!(["m-1"]), json!(7), json!({"value": 7})] {
+            let detail = invalid_value(json!({"userName": "a@b.c", ENT: {"manager": bad}}));
+            assert!(detail.contains("manager"), "{detail}");
+        }
         // manager.displayName as a dotted key is read-only too.
         let v = norm(
             json!({"userName": "a@b.c", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName": "B"}),
@@ -1382,7 +1362,7 @@ mod tests {
             "active": "False",
             "displayName": "Alice",
             "name": {"givenName": "Alice", "familyName": "Liddell"},
-            "emails": [{"value": " Alice@Example.COM ", "primary": true}, "ALICE@Other.org"],
+            "emails": [{"value": " Alice@Example.COM ", "primary": true}, {"value": "ALICE@Other.org"}],
             "roles": [{"value": "Maker", "primary": "true"}]
         }));
         assert_eq!(v["emails"][0]["value"], "Alice@Example.COM");

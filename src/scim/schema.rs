@@ -707,6 +707,71 @@ pub fn resolve_parts(urn: Option<&str>, attr: &str, sub: Option<&str>) -> Option
 }
 
 // ---------------------------------------------------------------------------
+// Value types
+// ---------------------------------------------------------------------------
+
+/// A boolean as a string: Entra sends `"True"`, `"False"` (any case; trimmed).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Does this singular complex attribute also come as a list? Only the enterprise
+/// `manager`, which Entra sends as `[{"value": id}]`; a list for any other singular
+/// attribute (`name`) is a wrong type.
+pub fn takes_list(attr: &Attribute) -> bool {
+    std::ptr::eq(attr, &ENTERPRISE_ATTRS[5])
+}
+
+/// What one value of `attr` must be, when `v` is not a JSON value of its type (an
+/// element, for multi-valued attributes); `None` when it fits. Null fits every type (it
+/// means "no value"). Booleans may also be the strings of [`parse_bool`]. Nothing is
+/// converted: a number for a string attribute is a client bug, and storing its text
+/// would change data the client never meant to send.
+pub fn type_mismatch(attr: &Attribute, v: &Value) -> Option<&'static str> {
+    let fits = match (attr.ty, v) {
+        (_, Value::Null) => true,
+        (AttrType::Boolean, Value::Bool(_)) => true,
+        (AttrType::Boolean, Value::String(s)) => parse_bool(s).is_some(),
+        (
+            AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime,
+            Value::String(_),
+        ) => true,
+        (AttrType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (AttrType::Decimal, Value::Number(_)) => true,
+        (AttrType::Complex, Value::Object(_)) => true,
+        _ => false,
+    };
+    (!fits).then_some(match attr.ty {
+        AttrType::Boolean => "a boolean (true or false)",
+        AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime => {
+            "a string"
+        }
+        AttrType::Integer => "an integer",
+        AttrType::Decimal => "a number",
+        AttrType::Complex => "an object",
+    })
+}
+
+/// The JSON type of `v`, for error details: "a number", "an array".
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+// ---------------------------------------------------------------------------
 // /Schemas representation (RFC 7643 §7)
 // ---------------------------------------------------------------------------
 
@@ -754,6 +819,30 @@ pub fn schema_json(schema: &'static Schema, base: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_types_are_checked_without_conversion() {
+        let user_name = USER.attribute("userName").unwrap();
+        let active = USER.attribute("active").unwrap();
+        let name = USER.attribute("name").unwrap();
+        let manager = ENTERPRISE_USER.attribute("manager").unwrap();
+        for v in [json!(123), json!(true), json!({"a": 1}), json!(["a"])] {
+            assert_eq!(type_mismatch(user_name, &v), Some("a string"), "{v}");
+        }
+        assert_eq!(type_mismatch(user_name, &json!("a@b.c")), None);
+        assert_eq!(type_mismatch(user_name, &Value::Null), None);
+        for v in [json!(true), json!("False"), json!(" true "), json!("TRUE")] {
+            assert_eq!(type_mismatch(active, &v), None, "{v}");
+        }
+        for v in [json!(1), json!("yes"), json!([true]), json!({})] {
+            assert!(type_mismatch(active, &v).is_some(), "{v}");
+        }
+        for v in [json!("Ada"), json!(["Ada"]), json!(7)] {
+            assert_eq!(type_mismatch(name, &v), Some("an object"), "{v}");
+        }
+        assert!(takes_list(manager));
+        assert!(!takes_list(name));
+    }
 
     fn path(p: &str) -> Vec<&'static str> {
         resolve(p)

@@ -21,6 +21,10 @@ fn start(bin: &str, db: &str) -> Server {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
+    // The load is far over the default SCIM rate limit on one token, and this test is
+    // about crash safety, not the limiter: it is turned off.
+    let config = std::env::temp_dir().join(format!("rollcall-crash-{port}.toml"));
+    std::fs::write(&config, "scim_rate_per_token = 0\n").expect("config file");
     let child = Command::new(bin)
         .args([
             "serve",
@@ -30,6 +34,7 @@ fn start(bin: &str, db: &str) -> Server {
             &format!("http://localhost:{port}"),
         ])
         .env("ROLLCALL_DATABASE_URL", db)
+        .env("ROLLCALL_CONFIG", &config)
         .env("ROLLCALL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -24,6 +24,8 @@ struct Case {
     body: Vec<u8>,
     format: Format,
     workspace_host: bool,
+    /// The exact answer required, where any 4xx is not enough: status and scimType.
+    expect: Option<(u16, Option<&'static str>)>,
 }
 
 fn scim(method: Method, path: impl Into<String>, body: impl Into<Vec<u8>>) -> Case {
@@ -35,6 +37,15 @@ fn scim(method: Method, path: impl Into<String>, body: impl Into<Vec<u8>>) -> Ca
         body: body.into(),
         format: Format::Scim,
         workspace_host: false,
+        expect: None,
+    }
+}
+
+/// A SCIM case that must be answered `400 invalidValue`: a value of the wrong JSON type.
+fn wrong_type(method: Method, path: impl Into<String>, body: &Value) -> Case {
+    Case {
+        expect: Some((400, Some("invalidValue"))),
+        ..scim(method, path, body.to_string())
     }
 }
 
@@ -47,6 +58,7 @@ fn oauth(path: &str, body: impl Into<Vec<u8>>) -> Case {
         body: body.into(),
         format: Format::OAuth,
         workspace_host: false,
+        expect: None,
     }
 }
 
@@ -64,6 +76,7 @@ fn page(
         body: body.into(),
         format: Format::Html,
         workspace_host,
+        expect: None,
     }
 }
 
@@ -156,6 +169,110 @@ fn cases(id: &str) -> Vec<Case> {
     }
     c.push(scim(Method::PATCH, &user, deep_json(3000)));
     c.push(scim(Method::PATCH, &user, b"\xc3\x28".to_vec()));
+    // Values of the wrong JSON type for an attribute of the schema: 400 invalidValue
+    // on POST, PUT and PATCH alike, and nothing stored. Each body has its own userName,
+    // so a body wrongly accepted shows as 201/200 rather than hiding behind a 409.
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let typed: Vec<(&str, Value)> = vec![
+        ("externalId", json!(123)),
+        ("externalId", json!(true)),
+        ("externalId", json!({"value": "e"})),
+        ("externalId", json!(["e"])),
+        ("displayName", json!(5)),
+        ("title", json!(false)),
+        ("nickName", json!({"a": "b"})),
+        ("name", json!(["Ada"])),
+        ("name", json!(7)),
+        ("name", json!({"givenName": 5})),
+        ("name", json!({"familyName": ["Lovelace"]})),
+        ("emails", json!("a@acme.test")),
+        ("emails", json!(["a@acme.test"])),
+        ("emails", json!([{"value": "a@acme.test", "type": 1}])),
+        ("phoneNumbers", json!(5551234)),
+        ("roles", json!("admin")),
+        ("roles", json!(["admin"])),
+        ("roles", json!([{"value": 1}])),
+        ("active", json!([true])),
+        ("active", json!({"value": true})),
+        ("name.givenName", json!(5)),
+        (
+            "urn:ietf:params:scim:schemas:core:2.0:User:displayName",
+            json!(9),
+        ),
+        (ent, json!({"employeeNumber": 12345})),
+        (ent, json!({"department": ["Ops"]})),
+        (ent, json!({"manager": "mgr-1"})),
+        (ent, json!({"manager": 42})),
+        (ent, json!({"manager": {"value": 42}})),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter",
+            json!(1.5),
+        ),
+    ];
+    for (i, (key, value)) in typed.iter().enumerate() {
+        let mut body = json!({"userName": format!("typed{i}@acme.test")});
+        body[*key] = value.clone();
+        c.push(wrong_type(Method::POST, "/Users", &body));
+        c.push(wrong_type(Method::PUT, &user, &body));
+    }
+    // Capitalised names are the same attributes, with the same types.
+    c.push(wrong_type(Method::POST, "/Users", &json!({"UserName": 12})));
+    c.push(wrong_type(Method::PUT, &user, &json!({"userName": 12})));
+    c.push(wrong_type(
+        Method::PUT,
+        &user,
+        &json!({"userName": "keep@acme.test", "ExternalID": 12}),
+    ));
+    let typed_patches: Vec<Value> = vec![
+        json!({"op": "replace", "path": "userName", "value": 123}),
+        json!({"op": "Replace", "path": "UserName", "value": 123}),
+        json!({"op": "replace", "path": "userName", "value": ["x@acme.test"]}),
+        json!({"op": "replace", "path": "userName", "value": {"value": "x@acme.test"}}),
+        json!({"op": "add", "path": "userName", "value": true}),
+        json!({"op": "replace", "path": "externalId", "value": 5}),
+        json!({"op": "replace", "path": "displayName", "value": 5}),
+        json!({"op": "replace", "path": "title", "value": ["CTO"]}),
+        json!({"op": "replace", "path": "name", "value": ["Ada"]}),
+        json!({"op": "replace", "path": "name", "value": "Ada"}),
+        json!({"op": "replace", "path": "name", "value": {"givenName": 5}}),
+        json!({"op": "replace", "path": "name.givenName", "value": 5}),
+        json!({"op": "replace", "path": "name.givenName", "value": ["Ada"]}),
+        json!({"op": "add", "path": "emails", "value": "a@acme.test"}),
+        json!({"op": "add", "path": "emails", "value": ["a@acme.test"]}),
+        json!({"op": "replace", "path": "emails", "value": [{"value": 5}]}),
+        json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": 5}),
+        json!({"op": "replace", "path": "emails[type eq \"work\"]", "value": "a@acme.test"}),
+        json!({"op": "add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": 5551234}),
+        json!({"op": "add", "path": "roles", "value": "admin"}),
+        json!({"op": "replace", "path": "roles[primary eq \"True\"].value", "value": 1}),
+        json!({"op": "replace", "path": "active", "value": 1}),
+        json!({"op": "replace", "path": "active", "value": [false]}),
+        json!({"op": "replace", "path": format!("{ent}:employeeNumber"), "value": 42}),
+        json!({"op": "replace", "path": format!("{ent}:manager"), "value": "mgr-1"}),
+        json!({"op": "replace", "path": format!("{ent}:manager"), "value": 42}),
+        json!({"op": "replace", "path": format!("{ent}:manager.value"), "value": 42}),
+        json!({"op": "replace", "value": {"userName": 123}}),
+        json!({"op": "replace", "value": {"externalId": 123}}),
+        json!({"op": "replace", "value": {"name.givenName": 5}}),
+        json!({"op": "replace", "value": {"name": ["Ada"]}}),
+        json!({"op": "replace", "value": {"emails": "a@acme.test"}}),
+        json!({"op": "replace", "value": {format!("{ent}:department"): 5}}),
+        json!({"op": "replace", "value": {ent: {"employeeNumber": 7}}}),
+        json!({"op": "add", "path": ent, "value": {"division": false}}),
+    ];
+    for op in &typed_patches {
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]});
+        c.push(wrong_type(Method::PATCH, &user, &body));
+    }
+    // A later op of the wrong type undoes the earlier, valid ones.
+    c.push(wrong_type(
+        Method::PATCH,
+        &user,
+        &json!({"Operations": [
+            {"op": "replace", "path": "title", "value": "Changed"},
+            {"op": "replace", "path": "userName", "value": 123}
+        ]}),
+    ));
     // Filters: malformed and injections.
     let filters = [
         "foo",
@@ -264,6 +381,23 @@ fn cases(id: &str) -> Vec<Case> {
         "/ResourceTypes/Group",
     ] {
         c.push(scim(Method::GET, p, Vec::new()));
+    }
+    // Ids that are not UTF-8 once percent-decoded.
+    for p in [
+        "/Users/%FF",
+        "/Users/%C3%28",
+        "/Users/a%80b",
+        "/ResourceTypes/%FF",
+        "/Schemas/%FE%FF",
+    ] {
+        c.push(scim(Method::GET, p, Vec::new()));
+    }
+    for m in [Method::PUT, Method::PATCH, Method::DELETE] {
+        c.push(scim(
+            m,
+            "/Users/%FF",
+            json!({"userName": "x@acme.test"}).to_string(),
+        ));
     }
     c.push(scim(
         Method::GET,
@@ -496,7 +630,13 @@ async fn hostile_requests_get_clean_4xx_answers() {
         };
         // Revocation and introspection answer 200 for unknown tokens (RFC 7009, 7662).
         let rfc_200 = case.format == Format::OAuth && status == 200 && ok_format;
-        if !(ok_status || rfc_200) || !ok_format {
+        let as_expected = case.expect.is_none_or(|(want, scim_type)| {
+            status == want
+                && scim_type.is_none_or(|t| {
+                    serde_json::from_str::<Value>(&text).is_ok_and(|v| v["scimType"] == t)
+                })
+        });
+        if !(ok_status || rfc_200) || !ok_format || !as_expected {
             let body = String::from_utf8_lossy(&case.body);
             failures.push(format!(
                 "{} {} [{}] -> {status} {ct}: {}",

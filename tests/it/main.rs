@@ -16,5 +16,6 @@ mod plans;
 mod scale_out;
 mod scim;
 mod scim_filter_prop;
+mod scim_rate;
 mod security;
 mod sso;

@@ -722,6 +722,64 @@ async fn patch_errors_leave_the_member_unchanged() {
     s.app.stop().await;
 }
 
+/// Issue 12, item 10: a value of the wrong JSON type changed the stored member (a
+/// number for `userName` was stored as its text). Each write method refuses it with
+/// `400 invalidValue`, and a GET after shows the member as it was.
+#[tokio::test]
+async fn values_of_the_wrong_type_are_refused_and_change_nothing() {
+    let s = Scim::start().await;
+    let u = s.create("ola@acme.test").await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let before = s.get(&path).await.body;
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let patch = |op: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]});
+    let mut put = okta_create("ola@acme.test", "ext-ola@acme.test");
+    put["externalId"] = json!(42);
+    for a in [
+        s.patch(
+            &path,
+            patch(json!({"op": "replace", "path": "userName", "value": 123})),
+        )
+        .await,
+        s.patch(
+            &path,
+            patch(json!({"op": "replace", "value": {"userName": 123}})),
+        )
+        .await,
+        s.patch(
+            &path,
+            patch(json!({"op": "add", "path": "name", "value": ["Ola"]})),
+        )
+        .await,
+        s.patch(
+            &path,
+            patch(json!({"op": "add", "path": "emails", "value": "ola@home.test"})),
+        )
+        .await,
+        s.patch(
+            &path,
+            patch(json!({"op": "replace", "path": format!("{ent}:manager"), "value": 7})),
+        )
+        .await,
+        s.put(&path, put).await,
+        s.put(&path, json!({"userName": "ola@acme.test", "name": "Ola"}))
+            .await,
+    ] {
+        assert_scim_error(&a, 400, Some("invalidValue"));
+    }
+    assert_eq!(s.get(&path).await.body, before, "nothing stored changed");
+    let a = s
+        .post(
+            "/Users",
+            json!({"userName": "num@acme.test", "externalId": 7}),
+        )
+        .await;
+    assert_scim_error(&a, 400, Some("invalidValue"));
+    let found = s.get(&filter_path("userName eq \"num@acme.test\"")).await;
+    assert_eq!(found.body["totalResults"], json!(0), "nothing created");
+    s.app.stop().await;
+}
+
 #[tokio::test]
 async fn etags_if_match_and_no_deletion() {
     let s = Scim::start().await;
