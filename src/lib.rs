@@ -66,7 +66,10 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let key = sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    let sso = Arc::new(sso::Sso::new(key, &config.sso_fetch_allow));
+    let sso = Arc::new(
+        sso::Sso::new(key, &config.sso_fetch_allow)
+            .map_err(|e| std::io::Error::other(format!("HTTP client for IdP requests: {e}")))?,
+    );
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),

@@ -309,7 +309,7 @@ async fn sso_command(
         } => {
             let key =
                 rollcall::sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
-            let rt = rollcall::sso::Sso::new(key, &config.sso_fetch_allow);
+            let rt = rollcall::sso::Sso::new(key, &config.sso_fetch_allow)?;
             ops::set_oidc(
                 db,
                 &rt,
@@ -348,7 +348,7 @@ async fn sso_command(
                     "give --metadata-url, --metadata-file, or --entity-id with --sso-url and --certificate-file"
                 ),
             };
-            let fetch = rollcall::sso::fetch::Fetcher::new(&config.sso_fetch_allow);
+            let fetch = rollcall::sso::fetch::Fetcher::new(&config.sso_fetch_allow)?;
             ops::set_saml(db, &fetch, subdomain, source).await?;
             eprintln!("Workspace '{subdomain}' now signs in through SAML.");
         }

@@ -6,6 +6,15 @@
 
 ALTER TABLE oauth_grants ADD COLUMN ended_reason TEXT;  -- why revoked_at was set
 
+-- Grants whose member stopped being an active admin before this rule existed end
+-- now, so that a later reactivation or promotion cannot revive them either.
+UPDATE oauth_grants
+SET revoked_at = now(),
+    ended_reason = (SELECT CASE WHEN m.active THEN 'demoted' ELSE 'deactivated' END
+                    FROM members m WHERE m.id = oauth_grants.member_id)
+WHERE revoked_at IS NULL
+  AND member_id IN (SELECT id FROM members WHERE NOT (active AND role = 'admin'));
+
 -- The live grants of a member, for the trigger.
 CREATE INDEX oauth_grants_live_by_member ON oauth_grants (member_id) WHERE revoked_at IS NULL;
 

@@ -527,7 +527,9 @@ fn refresh_plan(
     let facts = token::RefreshFacts {
         client_id: &s.client_id,
         grant_scope: &s.grant_scope,
-        revoked: s.grant_revoked_at.is_some() || s.revoked_at.is_some(),
+        // A grant whose authorizer is no longer an active admin has ended (the
+        // member trigger revokes it; this covers any grant it could not see).
+        revoked: s.grant_revoked_at.is_some() || s.revoked_at.is_some() || !s.authorizer_is_admin,
         expires_at: s.expires_at,
         rotated_at: s.rotated_at,
     };

@@ -87,27 +87,30 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
 
 fn internal_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // Forms that carry an IPv4 address are as internal as that address.
     if let Some(v4) = ip.to_ipv4_mapped() {
-        return internal_v4(v4);
+        return internal_v4(v4); // ::ffff:a.b.c.d
     }
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
-    if s[0..6] == [0, 0, 0, 0, 0, 0] {
-        // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
-        return ip.is_unspecified() || ip.is_loopback() || internal_v4(embedded(s[6], s[7]));
+    if s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        return internal_v4(embedded(s[6], s[7])); // IPv4-translated ::ffff:0:a.b.c.d
     }
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return internal_v4(embedded(s[6], s[7])); // NAT64
+        return internal_v4(embedded(s[6], s[7])); // NAT64 well-known prefix
     }
     if s[0] == 0x2002 {
         return internal_v4(embedded(s[1], s[2])); // 6to4
     }
-    (s[0] & 0xfe00) == 0xfc00                    // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80             // link-local fe80::/10
-        || (s[0] & 0xffc0) == 0xfec0             // site-local (deprecated)
-        || (s[0] & 0xff00) == 0xff00             // multicast
-        || (s[0] == 0x2001 && s[1] == 0)         // Teredo: hides an IPv4 address
-        || (s[0] == 0x2001 && s[1] == 0xdb8)     // documentation
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only
+    // Only global unicast (2000::/3) is public; everything else (::, ::1,
+    // IPv4-compatible, local-use NAT64 64:ff9b:1::/48, unique-local, link-local,
+    // site-local, multicast, discard-only) is not.
+    if (s[0] & 0xe000) != 0x2000 {
+        return true;
+    }
+    (s[0] == 0x2001 && s[1] == 0) // Teredo: hides an IPv4 address
+        || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation (RFC 9637)
+        || (s[0] == 0x2001 && s[1] < 0x200) // IETF protocol assignments (2001::/23)
 }
 
 /// Resolves names to their public addresses only; a name with none is refused
@@ -149,16 +152,19 @@ fn client_builder() -> reqwest::ClientBuilder {
 
 impl Fetcher {
     /// `allow`: entries already checked by `Config` (unparseable ones are skipped).
-    pub fn new(allow: &[String]) -> Fetcher {
-        let build = |b: reqwest::ClientBuilder| b.build().unwrap_or_default();
-        Fetcher {
-            guarded: build(client_builder().dns_resolver(Arc::new(PublicOnly))),
-            open: build(client_builder()),
+    /// Fails only when the TLS backend cannot start: then nothing is fetched
+    /// rather than falling back to a client without these rules.
+    pub fn new(allow: &[String]) -> Result<Fetcher, reqwest::Error> {
+        Ok(Fetcher {
+            guarded: client_builder()
+                .dns_resolver(Arc::new(PublicOnly))
+                .build()?,
+            open: client_builder().build()?,
             allow: allow
                 .iter()
                 .filter_map(|e| AllowEntry::parse(e).ok())
                 .collect(),
-        }
+        })
     }
 
     fn allowed(&self, url: &url::Url) -> bool {
@@ -314,6 +320,11 @@ mod tests {
             "2001::1",
             "2001:db8::1",
             "100::1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "3fff::1",
         ] {
             assert!(is_internal(ip(s)), "{s} should be internal");
         }
@@ -339,7 +350,7 @@ mod tests {
 
     #[test]
     fn url_forms_of_loopback_are_loopback() {
-        let f = Fetcher::new(&[]);
+        let f = Fetcher::new(&[]).unwrap();
         for u in [
             "http://127.0.0.1/",
             "http://127.1/",
@@ -367,7 +378,7 @@ mod tests {
 
     #[test]
     fn allow_entries_match_host_and_port() {
-        let f = Fetcher::new(&["idp.corp.internal".into(), "127.0.0.1:9000".into()]);
+        let f = Fetcher::new(&["idp.corp.internal".into(), "127.0.0.1:9000".into()]).unwrap();
         let ok = |u: &str| f.allowed(&url::Url::parse(u).unwrap());
         assert!(ok("https://idp.corp.internal/metadata"));
         assert!(ok("http://IDP.corp.internal:8080/"));

@@ -22,13 +22,13 @@ pub struct Sso {
 
 impl Sso {
     /// `fetch_allow`: the operator's `sso_fetch_allow` entries.
-    pub fn new(key: ServerKey, fetch_allow: &[String]) -> Sso {
-        let fetch = std::sync::Arc::new(fetch::Fetcher::new(fetch_allow));
-        Sso {
+    pub fn new(key: ServerKey, fetch_allow: &[String]) -> Result<Sso, reqwest::Error> {
+        let fetch = std::sync::Arc::new(fetch::Fetcher::new(fetch_allow)?);
+        Ok(Sso {
             key,
             oidc: oidc::Oidc::new(fetch.clone()),
             fetch,
-        }
+        })
     }
 }
 

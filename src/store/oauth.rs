@@ -26,8 +26,10 @@ pub(crate) const ROTATE_SQL: &str = "UPDATE oauth_tokens SET rotated_at = $1 WHE
 
 /// A refresh token and its grant, by token id.
 pub(crate) const REFRESH_STATE_SQL: &str = "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
-             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at \
-             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id WHERE t.id = $1";
+             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at, \
+             (m.active AND m.role = 'admin') AS authorizer_is_admin \
+             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
+             JOIN members m ON m.id = g.member_id WHERE t.id = $1";
 
 /// Lock a grant (and note it used) before deciding a refresh.
 pub(crate) const GRANT_LOCK_SQL: &str = "UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2";
@@ -353,6 +355,8 @@ pub struct RefreshState {
     pub revoked_at: Option<OffsetDateTime>,
     pub expires_at: OffsetDateTime,
     pub rotated_at: Option<OffsetDateTime>,
+    /// The member who authorized the grant is still an active admin.
+    pub authorizer_is_admin: bool,
 }
 
 /// What the caller's rules decided about a refresh-token presentation.
@@ -482,6 +486,7 @@ fn fast_refresh<E>(
             revoked_at: opt_time_at(r, 4)?,
             expires_at: time_at(r, 5)?,
             rotated_at: opt_time_at(r, 6)?,
+            authorizer_is_admin: r.get(7)?,
         }
     };
     match plan(&state) {

@@ -175,7 +175,12 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if slots.len() > MAX_SLOTS {
-            slots.retain(|(_, s), _| *s >= start - 3600);
+            // Ended windows first; if the current one alone is that large, start
+            // over (the database still holds every count that was written).
+            slots.retain(|(_, s), _| *s >= start);
+            if slots.len() > MAX_SLOTS {
+                slots.clear();
+            }
         }
         let now = Instant::now();
         let slot = slots.entry((key.to_owned(), start)).or_insert(Slot {
@@ -191,6 +196,14 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
         Step::Allow => return Ok(Verdict::Allowed),
         Step::Write(n) => n,
     };
+    // Whatever happens to this write (an answer, an error, the request dropped
+    // while waiting), its events stop being in flight.
+    let mut landing = Landing {
+        counts: &db.rate_counts,
+        key: (key.to_owned(), start),
+        n,
+        outcome: None,
+    };
     let written = on_pool!(db.writer(), |p| {
         sqlx::query_scalar::<_, i64>(ADD_SQL)
             .bind(key)
@@ -199,24 +212,38 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
             .fetch_one(p)
             .await
     });
-    if let Some(slot) = db
-        .rate_counts
-        .slots
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_mut(&(key.to_owned(), start))
-    {
-        slot.inflight -= n;
-        if let Ok(count) = written {
-            slot.known = slot.known.max(count);
-        }
-    }
+    landing.outcome = Some(written.as_ref().ok().copied());
+    drop(landing);
     let count = written?;
     Ok(if count > i64::from(limit.max) {
         limited
     } else {
         Verdict::Allowed
     })
+}
+
+/// Settles a write of `n` events on its slot when dropped: the count the database
+/// answered becomes known; a failed or abandoned write puts its events back as
+/// pending (they were allowed, so they still count).
+struct Landing<'a> {
+    counts: &'a LocalCounts,
+    key: (String, i64),
+    n: i64,
+    /// `Some(Some(count))`: answered; `Some(None)`: failed; `None`: dropped early.
+    outcome: Option<Option<i64>>,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.counts.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get_mut(&self.key) {
+            slot.inflight -= self.n;
+            match self.outcome {
+                Some(Some(count)) => slot.known = slot.known.max(count),
+                _ => slot.pending += self.n,
+            }
+        }
+    }
 }
 
 /// Count `$3` events at once.

@@ -245,15 +245,22 @@ async fn sso_settings_never_fetch_internal_addresses() {
     let (email, password) = app.workspace("acme").await;
     let browser = sign_in(&app, "acme", &email, &password).await;
     // Loopback written every way a URL parser or resolver accepts it.
-    for host in [
+    // https too: the scheme rules refuse plain http to most of these before any
+    // fetch, and an unguarded https fetch would still open a TCP connection.
+    let hosts = [
         "127.0.0.1",
         "127.1",
         "2130706433",
         "[::1]",
+        "[::ffff:127.0.0.1]",
         "localhost",
         "0.0.0.0",
-    ] {
-        let url = format!("http://{host}:{port}/metadata");
+    ];
+    for (scheme, host) in ["http", "https"]
+        .iter()
+        .flat_map(|s| hosts.iter().map(move |h| (s, h)))
+    {
+        let url = format!("{scheme}://{host}:{port}/metadata");
         let page = post_sso_form(
             &app,
             &browser,
@@ -266,7 +273,7 @@ async fn sso_settings_never_fetch_internal_addresses() {
             !page.contains("internal_secret_metric"),
             "{host}: the page quotes the fetch"
         );
-        let issuer = format!("http://{host}:{port}");
+        let issuer = format!("{scheme}://{host}:{port}");
         let page = post_sso_form(
             &app,
             &browser,
