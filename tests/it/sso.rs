@@ -2149,3 +2149,141 @@ async fn saml_sign_in_follows_the_linked_name_id_not_the_email() {
     assert_eq!(who, None);
     app.stop().await;
 }
+
+/// A headless Chromium through chromedriver, resolving only loopback names (the
+/// IdP's page asks for web fonts; nothing may leave the machine). None when
+/// chromedriver is missing and browser tests are not required (as in browser.rs).
+struct Chromium {
+    client: fantoccini::Client,
+    driver: std::process::Child,
+    profile: PathBuf,
+}
+
+impl Chromium {
+    async fn start() -> Option<Chromium> {
+        use std::os::unix::process::CommandExt;
+        let required = std::env::var("ROLLCALL_BROWSER_TESTS").is_ok_and(|v| v == "1");
+        let driver_bin =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        if !std::path::Path::new(&driver_bin).exists() {
+            assert!(
+                !required,
+                "ROLLCALL_BROWSER_TESTS=1 but {driver_bin} is missing"
+            );
+            eprintln!("skipping: no chromedriver");
+            return None;
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let driver = std::process::Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("rollcall-chrome-{}", uuid::Uuid::new_v4().simple()));
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.0.0.1",
+                    format!("--user-data-dir={}", profile.display())
+                ]
+            }
+        }))
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        Some(Chromium {
+            client: loop_connect(&url, caps).await,
+            driver,
+            profile,
+        })
+    }
+
+    /// Wait until the page's path is `path`; returns the body text.
+    async fn wait_for_path(&self, path: &str) -> String {
+        for _ in 0..200 {
+            if let Ok(url) = self.client.current_url().await
+                && url.path() == path
+                && let Ok(body) = self.client.find(fantoccini::Locator::Css("body")).await
+                && let Ok(text) = body.text().await
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let at = self.client.current_url().await.map(|u| u.to_string());
+        panic!("never reached {path}; at {at:?}");
+    }
+}
+
+async fn loop_connect(url: &str, caps: serde_json::Map<String, Value>) -> fantoccini::Client {
+    let mut last_err = None;
+    for _ in 0..100 {
+        match fantoccini::ClientBuilder::rustls()
+            .expect("tls")
+            .capabilities(caps.clone())
+            .connect(url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start: {last_err:?}");
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // chromedriver leads its own process group: Chromium goes with it. Only that
+        // group, never ours (see browser.rs on why not kill(1)).
+        let group = self.driver.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; the guard keeps it off init and us.
+        if group > 1 && group != unsafe { libc::getpgrp() } {
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn saml_in_chromium_the_pending_cookie_survives_the_idps_cross_site_post() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let (app, idp, admin, _) = saml_app().await;
+    let c = &chromium.client;
+    // The workspace host sets the cookie and sends the browser to saml-idp (another
+    // site); saml-idp's page posts the response back to the ACS by script.
+    c.goto(&app.ws_url("acme", "/sso/start?next=/members"))
+        .await
+        .unwrap();
+    chromium.wait_for_path("/saml/sso").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&idp.issuer())
+    );
+    c.execute(
+        "document.getElementById('userName').value = arguments[0];
+         document.getElementById('email').value = arguments[0];
+         document.querySelector('form.form-profile').submit();",
+        vec![json!(admin)],
+    )
+    .await
+    .unwrap();
+    let members = chromium.wait_for_path("/members").await;
+    assert!(members.contains(&admin), "{members}");
+    chromium.client.clone().close().await.unwrap();
+    app.stop().await;
+}
