@@ -432,8 +432,24 @@ fn not_a_member(message: &str) -> AppError {
 
 fn oidc_error(e: OidcError) -> AppError {
     tracing::warn!(error = %e, "OIDC sign-in failed");
+    // What the IdP sent (error descriptions, answers, why a fetch failed) goes to
+    // the log only; the page names the kind of failure.
     match e {
-        OidcError::Unreachable(_) | OidcError::BadIssuer(_) => AppError::BadGateway(e.to_string()),
+        OidcError::Unreachable(_) | OidcError::BadIssuer(_) => AppError::BadGateway(
+            "The identity provider could not be reached or answered badly. Try again later, \
+             or ask your workspace admin to check the single sign-on settings."
+                .into(),
+        ),
+        OidcError::Refused(_) => AppError::BadRequest(
+            "The identity provider refused the sign-in. Try again, or ask your workspace \
+             admin."
+                .into(),
+        ),
+        OidcError::Token(_) => AppError::BadRequest(
+            "The identity provider's answer could not be used. Try again, or ask your \
+             workspace admin."
+                .into(),
+        ),
         _ => AppError::BadRequest(e.to_string()),
     }
 }

@@ -2287,3 +2287,26 @@ async fn saml_in_chromium_the_pending_cookie_survives_the_idps_cross_site_post()
     chromium.client.clone().close().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oidc_errors_from_the_idp_are_not_quoted_on_the_page() {
+    let (app, _idp, _) = fake_app().await;
+    let (browser, q) = start_fake(&app, "/members").await;
+    let r = browser
+        .get(app.ws_url(
+            "acme",
+            &format!(
+                "/sso/oidc/callback?state={}&error=access_denied&error_description={}",
+                rollcall::http::pages::urlencode(&q["state"]),
+                rollcall::http::pages::urlencode("Call +1-555-0100 to restore your account"),
+            ),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("refused the sign-in"), "{body}");
+    assert!(!body.contains("555-0100"), "{body}");
+    app.stop().await;
+}
