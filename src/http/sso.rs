@@ -4,7 +4,15 @@
 //! OIDC keeps its pending state (state, nonce, PKCE verifier, where to go next) in
 //! the session: the callback is a top-level GET, so the SameSite=Lax cookie comes
 //! back. SAML's answer is a cross-site POST, which does not carry Lax cookies, so
-//! its pending requests live in the database, keyed by the AuthnRequest id.
+//! its pending request travels in a cookie of its own that a cross-site POST does
+//! carry (see [`pending_cookie`]), sealed with the server key. That cookie binds the
+//! response to the browser that started the sign-in (a member cannot post their
+//! own response into someone else's browser), and nothing is stored before a
+//! signed response comes back, so unauthenticated `/sso/start` writes nothing.
+//!
+//! After the first sign-in an IdP account is linked to its member by the IdP's
+//! issuer and subject; the email the IdP sends is only used to find the member
+//! the first time (see [`find_member`]).
 
 use super::pages::{safe_next, start_session};
 use super::{AppState, CurrentWorkspace};
@@ -16,7 +24,7 @@ use crate::sso::{self, Protocol};
 use crate::store::sso::SsoRow;
 use crate::store::{members, sso as store, workspaces::Workspace};
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
@@ -32,8 +40,45 @@ pub fn workspace_routes() -> Router<AppState> {
 }
 
 const OIDC_PENDING: &str = "sso_oidc_pending";
-/// How long an AuthnRequest may wait for its answer.
-const SAML_REQUEST_TTL: time::Duration = time::Duration::minutes(10);
+/// The cookie holding the browser's pending SAML AuthnRequest.
+const SAML_COOKIE: &str = "rollcall_saml";
+/// Only the ACS needs it.
+const SAML_COOKIE_PATH: &str = "/sso/saml";
+
+/// `Set-Cookie` for the pending SAML request (`max_age` 0 clears it). Host-only (no
+/// Domain) and HttpOnly. The IdP posts the response from its own site, so the
+/// cookie must survive a cross-site top-level POST:
+/// - on https it is `SameSite=None; Secure`, which browsers send on that POST;
+/// - on http, an explicit `Lax` is never sent on that POST, and `SameSite=None`
+///   is dropped without `Secure`, which an http origin may set only when it is
+///   localhost (Chromium accepts it on `*.localhost`; other http hosts and simple
+///   HTTP clients do not). So no SameSite attribute: Firefox and Safari then send
+///   it (their default is None), and Chromium, whose default is Lax, still sends
+///   it on a top-level cross-site POST within two minutes of setting it. Checked
+///   with Chromium 156 posting from `http://127.0.0.1` to `http://acme.localhost`:
+///   the cookie came at once and not after 130 s, while `None; Secure` came both
+///   times. Plain http is for local development, where an IdP round trip within
+///   two minutes is enough; deployments use https.
+fn pending_cookie(value: &str, max_age: i64, https: bool) -> String {
+    let mut cookie =
+        format!("{SAML_COOKIE}={value}; Path={SAML_COOKIE_PATH}; Max-Age={max_age}; HttpOnly");
+    if https {
+        cookie.push_str("; Secure; SameSite=None");
+    }
+    cookie
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
 
 #[derive(Deserialize)]
 struct NextQuery {
@@ -107,9 +152,21 @@ async fn start(
             let settings = saml_settings(&state, &ws, &row);
             let id = sso::saml::new_request_id();
             let url = sso::saml::authn_request_url(&settings, &id).map_err(saml_error)?;
-            let expires = crate::store::now() + SAML_REQUEST_TTL;
-            store::saml_request_sent(&state.db, ws.id, &id, &next, expires).await?;
-            Ok(Redirect::to(url.as_str()).into_response())
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let pending = sso::saml::Pending::new(id, next, now);
+            let sealed = sso::saml::seal_pending(&state.sso.key, ws.id, &pending);
+            let cookie = pending_cookie(
+                &sealed,
+                sso::saml::PENDING_TTL_SECS,
+                state.config.secure_cookies(),
+            );
+            let mut response = Redirect::to(url.as_str()).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie)
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("cookie: {e}")))?,
+            );
+            Ok(response)
         }
     }
 }
@@ -155,7 +212,12 @@ async fn oidc_callback(
         .finish(&settings, &pending, &code)
         .await
         .map_err(oidc_error)?;
-    complete(&state, &ws, &row, &session, &identity.email, &pending.next).await
+    let account = IdpAccount {
+        issuer: &settings.issuer,
+        subject: Some(&identity.subject),
+        email: &identity.email,
+    };
+    complete(&state, &ws, &row, &session, &account, &pending.next).await
 }
 
 #[derive(Deserialize)]
@@ -168,7 +230,29 @@ async fn saml_acs(
     State(state): State<AppState>,
     Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
     session: Session,
+    headers: HeaderMap,
     Form(form): Form<AcsForm>,
+) -> Response {
+    let mut answered = false;
+    let result = saml_answer(&state, &ws, &session, &headers, &form, &mut answered).await;
+    let mut response = result.into_response();
+    // Once its request is answered the cookie has done its work.
+    if answered {
+        let clear = pending_cookie("", 0, state.config.secure_cookies());
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+async fn saml_answer(
+    state: &AppState,
+    ws: &Workspace,
+    session: &Session,
+    headers: &HeaderMap,
+    form: &AcsForm,
+    answered: &mut bool,
 ) -> Result<Response, AppError> {
     let row = store::get(&state.db, ws.id).await?;
     if sso::active_protocol(&row) != Some(Protocol::Saml) {
@@ -176,15 +260,27 @@ async fn saml_acs(
             "SAML sign-in is not set up for this workspace.".into(),
         ));
     }
-    let settings = saml_settings(&state, &ws, &row);
+    let settings = saml_settings(state, ws, &row);
     let xml = sso::saml::decode_response(&form.saml_response).map_err(saml_error)?;
+    sso::saml::check_shape(&xml).map_err(saml_error)?;
     let request_id = sso::saml::claimed_request_id(&xml).map_err(saml_error)?;
-    let verified = sso::saml::verify_response(&settings, &xml, &request_id).map_err(saml_error)?;
-    // Only now, with the response verified, use up the request (once) ...
-    let next = store::take_saml_request(&state.db, ws.id, &request_id)
-        .await?
-        .ok_or_else(|| saml_error(SamlError::Unsolicited))?;
-    // ... and the assertion (once, across every process on this database).
+    // The request must be this browser's own: its sealed cookie names it.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let pending = cookie_value(headers, SAML_COOKIE)
+        .and_then(|c| sso::saml::open_pending(&state.sso.key, ws.id, c, now))
+        .filter(|p| sso::saml::answers(p, &request_id))
+        .ok_or_else(|| saml_error(SamlError::OtherBrowser))?;
+    let verified = sso::saml::verify_response(&settings, &xml, &pending.id).map_err(saml_error)?;
+    // Only now, with the response verified, use up the request (once, across every
+    // process on this database, until its cookie has expired anyway) ...
+    let until = time::OffsetDateTime::from_unix_timestamp(pending.expires)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        + time::Duration::minutes(1);
+    if !store::saml_request_answered(&state.db, ws.id, &pending.id, until).await? {
+        return Err(saml_error(SamlError::Replayed));
+    }
+    *answered = true;
+    // ... and the assertion.
     if !store::use_assertion(
         &state.db,
         ws.id,
@@ -195,7 +291,12 @@ async fn saml_acs(
     {
         return Err(saml_error(SamlError::Replayed));
     }
-    complete(&state, &ws, &row, &session, &verified.email, &next).await
+    let account = IdpAccount {
+        issuer: row.saml_idp_entity_id.as_deref().unwrap_or_default(),
+        subject: verified.subject.as_deref(),
+        email: &verified.email,
+    };
+    complete(state, ws, &row, session, &account, &pending.next).await
 }
 
 async fn saml_metadata(
@@ -210,51 +311,119 @@ async fn saml_metadata(
         .into_response()
 }
 
-/// The IdP vouched for `email`: find (or, when allowed, create) the member, start
-/// a fresh session, and go where they were going.
+/// Who the IdP says signed in.
+struct IdpAccount<'a> {
+    /// The OIDC issuer or the SAML IdP entity id, as configured.
+    issuer: &'a str,
+    /// The account's lasting id at the IdP (OIDC `sub`, SAML NameID); None when the
+    /// IdP gave none (a transient NameID).
+    subject: Option<&'a str>,
+    /// A verified email (OIDC checks `email_verified`; SAML's is what the IdP signed).
+    email: &'a str,
+}
+
+/// The IdP vouched for `account`: find its member, start a fresh session, and go
+/// where they were going.
 async fn complete(
     state: &AppState,
     ws: &Workspace,
     row: &SsoRow,
     session: &Session,
-    email: &str,
+    account: &IdpAccount<'_>,
     next: &str,
 ) -> Result<Response, AppError> {
-    let member = match members::by_email(&state.db, ws.id, email).await? {
-        Some(m) => m,
-        None if row.auto_create => {
-            let email = Email::parse(email).map_err(|_| {
-                AppError::BadRequest(format!(
-                    "The identity provider's email address '{email}' is not valid."
-                ))
-            })?;
-            let data = crate::ops::local_member(&email, Role::Contributor);
-            match members::create(&state.db, ws.id, &data, None).await {
-                Ok(m) => m,
-                // Created by a parallel sign-in a moment ago.
-                Err(crate::store::StoreError::Conflict(_)) => {
-                    members::by_email(&state.db, ws.id, email.as_str())
-                        .await?
-                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("member vanished")))?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        None => {
-            return Err(not_a_member(&format!(
-                "{email} is not a member of {}. Ask your workspace admin to add you.",
-                ws.name
-            )));
-        }
-    };
+    let member = find_member(state, ws, row, account).await?;
     if !member.active {
         return Err(not_a_member(&format!(
-            "The account {email} is deactivated in {}. Ask your workspace admin to reactivate it.",
+            "Your account is deactivated in {}. Ask your workspace admin to reactivate it.",
             ws.name
         )));
     }
     start_session(session, ws.id, member.id).await?;
     Ok(Redirect::to(&safe_next(Some(next))).into_response())
+}
+
+/// The member an IdP account signs in as. A linked account is its member, whatever
+/// email the IdP says now; an unlinked one is matched by email (or created, when
+/// allowed) only if that member is not linked to another account of this IdP, and
+/// is then linked. So an IdP account whose email is changed to someone else's
+/// cannot take that member over.
+async fn find_member(
+    state: &AppState,
+    ws: &Workspace,
+    row: &SsoRow,
+    account: &IdpAccount<'_>,
+) -> Result<members::Member, AppError> {
+    let db = &state.db;
+    if let Some(subject) = account.subject
+        && let Some(id) = store::linked_member(db, ws.id, account.issuer, subject).await?
+    {
+        return members::by_id(db, ws.id, id)
+            .await?
+            .ok_or_else(|| not_a_member(&not_a_member_text(ws)));
+    }
+    let member = match members::by_email(db, ws.id, account.email).await? {
+        Some(m) => m,
+        None if row.auto_create => create_member(state, ws, account.email).await?,
+        None => return Err(not_a_member(&not_a_member_text(ws))),
+    };
+    if store::member_is_linked(db, ws.id, account.issuer, member.id).await? {
+        return Err(already_linked());
+    }
+    if let Some(subject) = account.subject
+        && member.active
+    {
+        match store::link(db, ws.id, account.issuer, subject, member.id).await {
+            Ok(()) => {}
+            // A parallel first sign-in linked it a moment ago: fine if to this member.
+            Err(crate::store::StoreError::Conflict(_)) => {
+                let linked = store::linked_member(db, ws.id, account.issuer, subject).await?;
+                if linked != Some(member.id) {
+                    return Err(already_linked());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(member)
+}
+
+async fn create_member(
+    state: &AppState,
+    ws: &Workspace,
+    email: &str,
+) -> Result<members::Member, AppError> {
+    let email = Email::parse(email).map_err(|_| {
+        AppError::BadRequest("The identity provider's email address is not valid.".into())
+    })?;
+    let data = crate::ops::local_member(&email, Role::Contributor);
+    match members::create(&state.db, ws.id, &data, None).await {
+        Ok(m) => Ok(m),
+        // Created by a parallel sign-in a moment ago.
+        Err(crate::store::StoreError::Conflict(_)) => {
+            members::by_email(&state.db, ws.id, email.as_str())
+                .await?
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("member vanished")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn not_a_member_text(ws: &Workspace) -> String {
+    format!(
+        "The account you signed in with is not a member of {}. Ask your workspace admin to \
+         add you.",
+        ws.name
+    )
+}
+
+fn already_linked() -> AppError {
+    AppError::Forbidden(
+        "The member with this email address is already linked to a different account at \
+         your identity provider, so this account cannot sign in as them. Ask your \
+         workspace admin."
+            .into(),
+    )
 }
 
 fn not_a_member(message: &str) -> AppError {
@@ -263,8 +432,24 @@ fn not_a_member(message: &str) -> AppError {
 
 fn oidc_error(e: OidcError) -> AppError {
     tracing::warn!(error = %e, "OIDC sign-in failed");
+    // What the IdP sent (error descriptions, answers, why a fetch failed) goes to
+    // the log only; the page names the kind of failure.
     match e {
-        OidcError::Unreachable(_) | OidcError::BadIssuer(_) => AppError::BadGateway(e.to_string()),
+        OidcError::Unreachable(_) | OidcError::BadIssuer(_) => AppError::BadGateway(
+            "The identity provider could not be reached or answered badly. Try again later, \
+             or ask your workspace admin to check the single sign-on settings."
+                .into(),
+        ),
+        OidcError::Refused(_) => AppError::BadRequest(
+            "The identity provider refused the sign-in. Try again, or ask your workspace \
+             admin."
+                .into(),
+        ),
+        OidcError::Token(_) => AppError::BadRequest(
+            "The identity provider's answer could not be used. Try again, or ask your \
+             workspace admin."
+                .into(),
+        ),
         _ => AppError::BadRequest(e.to_string()),
     }
 }
@@ -274,5 +459,42 @@ fn saml_error(e: SamlError) -> AppError {
     match e {
         SamlError::Settings(_) => AppError::Internal(anyhow::anyhow!("{e}")),
         _ => AppError::BadRequest(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_cookie_survives_a_cross_site_post() {
+        assert_eq!(
+            pending_cookie("v", 600, true),
+            "rollcall_saml=v; Path=/sso/saml; Max-Age=600; HttpOnly; Secure; SameSite=None"
+        );
+        // On http: no Secure (not stored) and no SameSite (see `pending_cookie`).
+        assert_eq!(
+            pending_cookie("v", 600, false),
+            "rollcall_saml=v; Path=/sso/saml; Max-Age=600; HttpOnly"
+        );
+        assert!(
+            pending_cookie("", 0, true).starts_with("rollcall_saml=; Path=/sso/saml; Max-Age=0;")
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("x_rollcall_saml=no; a=b"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("rollcall_saml=yes"),
+        );
+        assert_eq!(cookie_value(&h, SAML_COOKIE), Some("yes"));
+        assert_eq!(cookie_value(&h, "a"), Some("b"));
+        assert_eq!(cookie_value(&h, "missing"), None);
     }
 }

@@ -1,10 +1,11 @@
-//! A workspace's SSO settings, the SAML requests it has sent, and the SAML assertion
-//! ids it has used. The OIDC client secret arrives and leaves sealed (see
-//! `crate::sso::key`); this module never sees it in the clear.
+//! A workspace's SSO settings, the SAML requests answered and assertion ids used,
+//! and the links from IdP accounts to members. The OIDC client secret arrives and
+//! leaves sealed (see `crate::sso::key`); this module never sees it in the clear.
 
-use super::{Db, Result, now};
+use super::{Db, Result, StoreError, now};
 use crate::on_pool;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct SsoRow {
@@ -75,44 +76,27 @@ pub async fn put(db: &Db, workspace_id: i64, row: &SsoRow) -> Result<()> {
     Ok(())
 }
 
-/// Remember an AuthnRequest we sent, to accept exactly one answer to it.
-pub async fn saml_request_sent(
+/// Record that request `id` was answered by a verified response; false when it was
+/// answered before (kept until `expires_at`, when its cookie has expired anyway).
+pub async fn saml_request_answered(
     db: &Db,
     workspace_id: i64,
     id: &str,
-    next: &str,
     expires_at: OffsetDateTime,
-) -> Result<()> {
-    on_pool!(db.writer(), |p| {
+) -> Result<bool> {
+    let done = on_pool!(db.writer(), |p| {
         sqlx::query(
-            "INSERT INTO saml_requests (id, workspace_id, next, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO saml_answered_requests (workspace_id, request_id, expires_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
-        .bind(id)
         .bind(workspace_id)
-        .bind(next)
+        .bind(id)
         .bind(expires_at)
         .execute(p)
         .await
         .map(|r| r.rows_affected())
     })?;
-    Ok(())
-}
-
-/// Take the request `id` answers (once): its `next` path, if it was ours, for this
-/// workspace, and not expired.
-pub async fn take_saml_request(db: &Db, workspace_id: i64, id: &str) -> Result<Option<String>> {
-    let next = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, String>(
-            "DELETE FROM saml_requests WHERE id = $1 AND workspace_id = $2 AND expires_at > $3 \
-             RETURNING next",
-        )
-        .bind(id)
-        .bind(workspace_id)
-        .bind(now())
-        .fetch_optional(p)
-        .await
-    })?;
-    Ok(next)
+    Ok(done == 1)
 }
 
 /// Record that assertion `id` was used; false when it was used before.
@@ -142,6 +126,7 @@ pub async fn delete_expired(db: &Db) -> Result<u64> {
     let mut done = 0;
     for sql in [
         "DELETE FROM saml_requests WHERE expires_at < $1",
+        "DELETE FROM saml_answered_requests WHERE expires_at < $1",
         "DELETE FROM saml_used_assertions WHERE expires_at < $1",
     ] {
         done += on_pool!(db.writer(), |p| {
@@ -153,4 +138,78 @@ pub async fn delete_expired(db: &Db) -> Result<u64> {
         })?;
     }
     Ok(done)
+}
+
+/// The member an IdP account (`issuer`, `subject`) is linked to, if any.
+pub async fn linked_member(
+    db: &Db,
+    workspace_id: i64,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<Uuid>> {
+    let id = on_pool!(db.writer(), |p| {
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT member_id FROM sso_links \
+             WHERE workspace_id = $1 AND issuer = $2 AND subject = $3",
+        )
+        .bind(workspace_id)
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(p)
+        .await
+    })?;
+    Ok(id)
+}
+
+/// Whether `member_id` is linked to any account of `issuer`.
+pub async fn member_is_linked(
+    db: &Db,
+    workspace_id: i64,
+    issuer: &str,
+    member_id: Uuid,
+) -> Result<bool> {
+    let found = on_pool!(db.writer(), |p| {
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT member_id FROM sso_links \
+             WHERE workspace_id = $1 AND issuer = $2 AND member_id = $3",
+        )
+        .bind(workspace_id)
+        .bind(issuer)
+        .bind(member_id)
+        .fetch_optional(p)
+        .await
+    })?;
+    Ok(found.is_some())
+}
+
+/// Link an IdP account to a member. `Conflict` when the account or the member is
+/// already linked (for this issuer), e.g. by a parallel first sign-in.
+pub async fn link(
+    db: &Db,
+    workspace_id: i64,
+    issuer: &str,
+    subject: &str,
+    member_id: Uuid,
+) -> Result<()> {
+    let inserted = on_pool!(db.writer(), |p| {
+        sqlx::query(
+            "INSERT INTO sso_links (workspace_id, issuer, subject, member_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(workspace_id)
+        .bind(issuer)
+        .bind(subject)
+        .bind(member_id)
+        .bind(now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(
+            "this identity provider account or member is already linked".into(),
+        ))
+    }
 }

@@ -579,9 +579,11 @@ async fn start_fake(app: &TestApp, next: &str) -> (Http, HashMap<String, String>
     (browser, query_of(&location(&r)))
 }
 
+/// A good ID token for the IdP account of `email` (one account per address, as
+/// at a real IdP; its subject is what Rollcall links a member to).
 fn good_claims(idp: &FakeIdp, q: &HashMap<String, String>, email: &str) -> Value {
     json!({
-        "iss": idp.issuer, "sub": "user-1", "aud": "rc",
+        "iss": idp.issuer, "sub": format!("sub-{}", email.to_lowercase()), "aud": "rc",
         "exp": now() + 300, "iat": now(), "nonce": q["nonce"],
         "email": email, "email_verified": true,
     })
@@ -716,14 +718,21 @@ async fn oidc_id_token_faults_are_refused() {
             Box::new(|p| p.claims["email_verified"] = json!(false)),
             "verified email",
         ),
+        // (Other IdP accounts: the admin's own is linked to the admin by now.)
         (
             "unknown member",
-            Box::new(|p| p.claims["email"] = json!("stranger@acme.test")),
+            Box::new(|p| {
+                p.claims["email"] = json!("stranger@acme.test");
+                p.claims["sub"] = json!("sub-stranger");
+            }),
             "Ask your workspace admin",
         ),
         (
             "inactive member",
-            Box::new(|p| p.claims["email"] = json!("gone@acme.test")),
+            Box::new(|p| {
+                p.claims["email"] = json!("gone@acme.test");
+                p.claims["sub"] = json!("sub-gone");
+            }),
             "Ask your workspace admin",
         ),
     ];
@@ -1003,6 +1012,44 @@ async fn saml_response_for(
     email: &str,
     next: &str,
 ) -> (Http, String) {
+    saml_response_as(app, idp, &IdpUser::email(email), next).await
+}
+
+/// Who saml-idp says signed in: the NameID (and its format) and the email attribute.
+struct IdpUser {
+    name_id: String,
+    format: &'static str,
+    email: String,
+}
+
+const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+const NAMEID_PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+
+impl IdpUser {
+    fn email(email: &str) -> IdpUser {
+        IdpUser {
+            name_id: email.to_owned(),
+            format: NAMEID_EMAIL,
+            email: email.to_owned(),
+        }
+    }
+
+    fn persistent(name_id: &str, email: &str) -> IdpUser {
+        IdpUser {
+            name_id: name_id.to_owned(),
+            format: NAMEID_PERSISTENT,
+            email: email.to_owned(),
+        }
+    }
+}
+
+/// Like `saml_response_for`, for any IdP user.
+async fn saml_response_as(
+    app: &TestApp,
+    idp: &NodeIdp,
+    user: &IdpUser,
+    next: &str,
+) -> (Http, String) {
     let browser = app.browser();
     let r = browser
         .get(app.ws_url(
@@ -1034,11 +1081,11 @@ async fn saml_response_for(
         .unwrap_or_else(|| panic!("no _authnRequest in the IdP's form: {html}"));
     (
         browser.clone(),
-        idp_sign_in(
+        idp_sign_in_as(
             &browser,
             idp,
             Some(&authn),
-            email,
+            user,
             &app.ws_url("acme", "/sso/saml/acs"),
         )
         .await,
@@ -1053,13 +1100,20 @@ async fn idp_sign_in(
     email: &str,
     acs: &str,
 ) -> String {
+    idp_sign_in_as(browser, idp, authn, &IdpUser::email(email), acs).await
+}
+
+async fn idp_sign_in_as(
+    browser: &Http,
+    idp: &NodeIdp,
+    authn: Option<&str>,
+    user: &IdpUser,
+    acs: &str,
+) -> String {
     let mut form = vec![
-        ("userName", email.to_owned()),
-        (
-            "nameIdFormat",
-            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".to_owned(),
-        ),
-        ("email", email.to_owned()),
+        ("userName", user.name_id.clone()),
+        ("nameIdFormat", user.format.to_owned()),
+        ("email", user.email.clone()),
         ("firstName", "Ann".to_owned()),
         ("lastName", "Example".to_owned()),
     ];
@@ -1275,28 +1329,21 @@ async fn used_assertion_ids_are_remembered_across_processes() {
             .await
             .unwrap()
     );
-    // A request is answered once, and only in its workspace.
-    rollcall::store::sso::saml_request_sent(&app.db, ws.id, "_r1", "/members", until)
-        .await
-        .unwrap();
-    assert_eq!(
-        rollcall::store::sso::take_saml_request(&second.db, ws.id + 1, "_r1")
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        rollcall::store::sso::take_saml_request(&second.db, ws.id, "_r1")
+    // A request is answered once (across processes), per workspace.
+    assert!(
+        rollcall::store::sso::saml_request_answered(&app.db, ws.id, "_r1", until)
             .await
             .unwrap()
-            .as_deref(),
-        Some("/members")
     );
-    assert_eq!(
-        rollcall::store::sso::take_saml_request(&app.db, ws.id, "_r1")
+    assert!(
+        !rollcall::store::sso::saml_request_answered(&second.db, ws.id, "_r1", until)
             .await
-            .unwrap(),
-        None
+            .unwrap()
+    );
+    assert!(
+        rollcall::store::sso::saml_request_answered(&second.db, ws.id + 1, "_r1", until)
+            .await
+            .unwrap()
     );
     second.stop().await;
     app.stop().await;
@@ -1544,7 +1591,12 @@ impl Forger {
             cond.not_on_or_after = Some(later);
         }
         edit(&mut r);
-        let xml = r.to_string().unwrap();
+        // samael's template digests with SHA-1, which Rollcall refuses; sign as a
+        // current IdP does.
+        let xml = r.to_string().unwrap().replace(
+            "http://www.w3.org/2000/09/xmldsig#sha1",
+            "http://www.w3.org/2001/04/xmlenc#sha256",
+        );
         STANDARD.encode(Crypto::sign_xml(xml, &self.key_der).unwrap())
     }
 }
@@ -1701,5 +1753,564 @@ async fn saml_times_recipients_and_assertion_replays_are_checked() {
         assert_eq!(status, 400, "{name}: {body}");
         assert!(body.contains(says), "{name}: {body}");
     }
+    app.stop().await;
+}
+
+// ---- Hardening (issue 12): browser binding, algorithms, wrapping, links ----------
+
+/// Who `browser` is signed in as on acme, if anyone (the page header names them).
+async fn signed_in_as(app: &TestApp, browser: &Http) -> Option<String> {
+    let r = browser
+        .get(app.ws_url("acme", "/members"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != 200 {
+        return None;
+    }
+    let html = r.text().await.unwrap();
+    html.split("class=\"muted me\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .map(|s| html_unescape(s.trim()))
+}
+
+async fn add_member(app: &TestApp, email: &str, role: rollcall::domain::Role) {
+    let ws = ops::workspace(&app.db, "acme").await.unwrap();
+    let email = rollcall::domain::Email::parse(email).unwrap();
+    rollcall::store::members::create(&app.db, ws.id, &ops::local_member(&email, role), None)
+        .await
+        .unwrap();
+}
+
+/// Change saml-idp's settings as its admin page would.
+async fn idp_settings(idp: &NodeIdp, settings: &[(&str, &str)]) {
+    let r = Http::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/settings", idp.issuer()))
+        .form(settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "saml-idp settings");
+}
+
+#[tokio::test]
+async fn saml_response_posted_into_another_browser_is_refused() {
+    let (app, idp, admin, _) = saml_app().await;
+    add_member(
+        &app,
+        "mallory@acme.test",
+        rollcall::domain::Role::Contributor,
+    )
+    .await;
+    // Mallory signs in at the IdP herself and keeps the response instead of
+    // letting her browser post it.
+    let (mallory, response) = saml_response_for(&app, &idp, "mallory@acme.test", "/members").await;
+
+    // Her page auto-posts it into a victim's browser that started nothing ...
+    let victim = app.browser();
+    let (status, body) = post_acs(&app, &victim, &response).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    assert_eq!(signed_in_as(&app, &victim).await, None);
+
+    // ... or into one with a sign-in of its own pending (as the admin).
+    let victim = app.browser();
+    let r = victim
+        .get(app.ws_url("acme", "/sso/start?next=/members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (status, body) = post_acs(&app, &victim, &response).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not started in this browser"), "{body}");
+    assert_eq!(signed_in_as(&app, &victim).await, None);
+
+    // In the browser that started it, the same response signs Mallory in, once.
+    let (status, body) = post_acs(&app, &mallory, &response).await;
+    assert_eq!((status, body.as_str()), (303, "/members"));
+    assert_eq!(
+        signed_in_as(&app, &mallory).await.as_deref(),
+        Some("mallory@acme.test")
+    );
+    // The admin's own sign-in still works in a browser of their own.
+    let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
+    let (status, _) = post_acs(&app, &browser, &response).await;
+    assert_eq!(status, 303);
+    assert_eq!(signed_in_as(&app, &browser).await, Some(admin));
+    app.stop().await;
+}
+
+async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    use rollcall::store::Pool;
+    let sql = format!("SELECT count(*) FROM {table}");
+    match app.db.reader() {
+        Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(p).await,
+        Pool::Postgres(p) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(p).await,
+    }
+    .unwrap()
+}
+
+#[tokio::test]
+async fn saml_start_keeps_the_pending_request_in_the_browser_not_the_database() {
+    let (app, _idp, _, _) = saml_app().await;
+    let (requests, sessions) = (
+        count_rows(&app, "saml_requests").await,
+        count_rows(&app, "sessions").await,
+    );
+    // Anyone can start a sign-in, as often as they like, without a cookie.
+    for _ in 0..40 {
+        let r = app
+            .api()
+            .get(app.ws_url("acme", "/sso/start?next=/members"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("rollcall_saml="))
+            .expect("the pending request goes to the browser")
+            .to_owned();
+        for attribute in ["HttpOnly", "Path=/sso/saml", "Max-Age=600"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        // Host-only, and not Secure on an http base URL (it would not be stored).
+        assert!(!cookie.contains("Domain"), "{cookie}");
+        assert!(!cookie.contains("Secure"), "{cookie}");
+    }
+    assert_eq!(count_rows(&app, "saml_requests").await, requests);
+    assert_eq!(count_rows(&app, "sessions").await, sessions);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn saml_sha1_signatures_are_refused() {
+    let (app, idp, admin, _) = saml_app().await;
+    for (signature, digest) in [("rsa-sha1", "sha1"), ("rsa-sha256", "sha1")] {
+        idp_settings(
+            &idp,
+            &[
+                ("signatureAlgorithm", signature),
+                ("digestAlgorithm", digest),
+            ],
+        )
+        .await;
+        let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
+        assert!(
+            xml_of(&response).contains("http://www.w3.org/2000/09/xmldsig#sha1"),
+            "saml-idp signed with SHA-1"
+        );
+        let (status, body) = post_acs(&app, &browser, &response).await;
+        assert_eq!(status, 400, "{signature}/{digest}: {body}");
+        assert!(body.contains("SHA-256"), "{signature}/{digest}: {body}");
+        assert_eq!(signed_in_as(&app, &browser).await, None);
+    }
+    // Back to SHA-256: accepted. (saml-idp offers no stronger algorithm.)
+    idp_settings(
+        &idp,
+        &[
+            ("signatureAlgorithm", "rsa-sha256"),
+            ("digestAlgorithm", "sha256"),
+        ],
+    )
+    .await;
+    let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
+    let (status, body) = post_acs(&app, &browser, &response).await;
+    assert_eq!((status, body.as_str()), (303, "/members"));
+    app.stop().await;
+}
+
+/// The `<saml:Assertion ...>...</saml:Assertion>` element of saml-idp's response.
+fn assertion_span(xml: &str) -> std::ops::Range<usize> {
+    let start = xml.find("<saml:Assertion").expect("an assertion");
+    let end_tag = "</saml:Assertion>";
+    let end = xml.rfind(end_tag).expect("its end") + end_tag.len();
+    start..end
+}
+
+/// A copy of `signed` with its signature removed, a new ID, and `from` replaced by `to`.
+fn unsigned_copy(signed: &str, from: &str, to: &str) -> String {
+    let start = signed.find("<Signature").expect("a signature");
+    let end = signed.find("</Signature>").expect("its end") + "</Signature>".len();
+    let mut copy = signed.to_owned();
+    copy.replace_range(start..end, "");
+    let id_at = copy.find(" ID=\"").unwrap() + 5;
+    let id_end = id_at + copy[id_at..].find('"').unwrap();
+    copy.replace_range(id_at..id_end, "_evil");
+    copy.replace(from, to)
+}
+
+#[tokio::test]
+async fn saml_signature_wrapping_is_refused() {
+    let (app, idp, admin, _) = saml_app().await;
+    add_member(
+        &app,
+        "mallory@acme.test",
+        rollcall::domain::Role::Contributor,
+    )
+    .await;
+    // Most IdPs sign the assertion only; then the envelope is Mallory's to edit.
+    idp_settings(&idp, &[("signResponse", "false")]).await;
+
+    type Wrap = fn(&str, std::ops::Range<usize>, &str, &str) -> String;
+    let cases: Vec<(&str, Wrap)> = vec![
+        (
+            "an unsigned assertion before the signed one",
+            |xml, at, signed, evil| {
+                let mut out = xml.to_owned();
+                out.replace_range(at, &format!("{evil}{signed}"));
+                out
+            },
+        ),
+        (
+            "an unsigned assertion after the signed one",
+            |xml, at, signed, evil| {
+                let mut out = xml.to_owned();
+                out.replace_range(at, &format!("{signed}{evil}"));
+                out
+            },
+        ),
+        (
+            "the signed assertion inside the response's Extensions",
+            |xml, at, signed, evil| {
+                let mut out = xml.to_owned();
+                out.replace_range(at, evil);
+                let status = out.find("<samlp:Status>").unwrap();
+                out.insert_str(
+                    status,
+                    &format!("<samlp:Extensions>{signed}</samlp:Extensions>"),
+                );
+                out
+            },
+        ),
+        (
+            "the signed assertion inside an unsigned one's Advice",
+            |xml, at, signed, evil| {
+                let mut out = xml.to_owned();
+                let subject = evil.find("<saml:Subject>").unwrap();
+                let mut wrapper = evil.to_owned();
+                wrapper.insert_str(subject, &format!("<saml:Advice>{signed}</saml:Advice>"));
+                out.replace_range(at, &wrapper);
+                out
+            },
+        ),
+    ];
+    for (name, wrap) in cases {
+        let (browser, response) =
+            saml_response_for(&app, &idp, "mallory@acme.test", "/members").await;
+        let xml = xml_of(&response);
+        let at = assertion_span(&xml);
+        let signed = xml[at.clone()].to_owned();
+        let evil = unsigned_copy(&signed, "mallory@acme.test", &admin);
+        let forged = wrap(&xml, at, &signed, &evil);
+        let (status, body) = post_acs(&app, &browser, &b64(&forged)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains("exactly one assertion"), "{name}: {body}");
+        assert_eq!(signed_in_as(&app, &browser).await, None, "{name}");
+    }
+    // Unwrapped, the same IdP signs Mallory in: the refusals were the wrapping.
+    let (browser, response) = saml_response_for(&app, &idp, "mallory@acme.test", "/members").await;
+    let (status, _) = post_acs(&app, &browser, &response).await;
+    assert_eq!(status, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn saml_comments_inside_the_subject_are_refused() {
+    let (app, idp, admin, _) = saml_app().await;
+    idp_settings(&idp, &[("signResponse", "false")]).await;
+    // Mallory's IdP account is admin@acme.test.evil.test; the signature (exclusive
+    // canonicalisation without comments) does not cover comments she adds.
+    let mallory = format!("{admin}.evil.test");
+    for (name, insert) in [
+        ("a comment", "<!---->"),
+        ("a CDATA section", "<![CDATA[]]>"),
+    ] {
+        let (browser, response) = saml_response_for(&app, &idp, &mallory, "/members").await;
+        let xml = xml_of(&response).replace(&mallory, &format!("{admin}{insert}.evil.test"));
+        let (status, body) = post_acs(&app, &browser, &b64(&xml)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains("comments"), "{name}: {body}");
+        assert_eq!(signed_in_as(&app, &browser).await, None, "{name}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn saml_accepts_each_configured_signing_certificate() {
+    let (app, idp, admin, idp_cert) = saml_app().await;
+    let ws = ops::workspace(&app.db, "acme").await.unwrap();
+    let row = rollcall::store::sso::get(&app.db, ws.id).await.unwrap();
+    let (next_cert, _) = self_signed("the-idp-next-key");
+    // During a key rollover the admin enters both certificates, in either order.
+    for certificates in [
+        format!("{next_cert}{idp_cert}"),
+        format!("{idp_cert}\n{next_cert}"),
+    ] {
+        ops::set_saml(
+            &app.db,
+            "acme",
+            ops::SamlSource::Values {
+                entity_id: row.saml_idp_entity_id.clone().unwrap(),
+                sso_url: row.saml_sso_url.clone().unwrap(),
+                certificate: certificates,
+            },
+        )
+        .await
+        .unwrap();
+        let stored = rollcall::store::sso::get(&app.db, ws.id).await.unwrap();
+        assert_eq!(
+            stored
+                .saml_certificate
+                .unwrap()
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
+        let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
+        let (status, body) = post_acs(&app, &browser, &response).await;
+        assert_eq!((status, body.as_str()), (303, "/members"));
+    }
+    // Only the new one: the IdP's old key no longer counts.
+    ops::set_saml(
+        &app.db,
+        "acme",
+        ops::SamlSource::Values {
+            entity_id: row.saml_idp_entity_id.clone().unwrap(),
+            sso_url: row.saml_sso_url.clone().unwrap(),
+            certificate: next_cert,
+        },
+    )
+    .await
+    .unwrap();
+    let (browser, response) = saml_response_for(&app, &idp, &admin, "/members").await;
+    let (status, body) = post_acs(&app, &browser, &response).await;
+    assert_eq!(status, 400, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oidc_sign_in_follows_the_linked_subject_not_the_email() {
+    let (app, idp, admin) = fake_app().await;
+    add_member(&app, "other@acme.test", rollcall::domain::Role::Contributor).await;
+    let sign_in = |sub: &'static str, email: String| {
+        let (app, idp) = (&app, &idp);
+        async move {
+            let (browser, q) = start_fake(app, "/members").await;
+            let mut claims = good_claims(idp, &q, &email);
+            claims["sub"] = json!(sub);
+            let (status, body) = callback(app, idp, &browser, &q, plan(claims)).await;
+            (status, body, signed_in_as(app, &browser).await)
+        }
+    };
+    // First sign-in: matched by verified email, then linked to subject user-1.
+    let (status, _, who) = sign_in("user-1", admin.clone()).await;
+    assert_eq!((status, who.as_deref()), (303, Some(admin.as_str())));
+    // The IdP account's email changes to another member's: still the admin.
+    let (status, _, who) = sign_in("user-1", "other@acme.test".into()).await;
+    assert_eq!((status, who.as_deref()), (303, Some(admin.as_str())));
+    // Another IdP account claiming the admin's email: refused.
+    let (status, body, who) = sign_in("user-2", admin.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("already linked"), "{body}");
+    assert_eq!(who, None);
+    // A member not linked yet is matched by email once, then by subject.
+    let (status, _, who) = sign_in("user-3", "other@acme.test".into()).await;
+    assert_eq!((status, who.as_deref()), (303, Some("other@acme.test")));
+    let (status, _, who) = sign_in("user-3", "renamed@acme.test".into()).await;
+    assert_eq!((status, who.as_deref()), (303, Some("other@acme.test")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn saml_sign_in_follows_the_linked_name_id_not_the_email() {
+    let (app, idp, admin, _) = saml_app().await;
+    add_member(&app, "other@acme.test", rollcall::domain::Role::Contributor).await;
+    let sign_in = |name_id: &'static str, email: String| {
+        let (app, idp) = (&app, &idp);
+        async move {
+            let user = IdpUser::persistent(name_id, &email);
+            let (browser, response) = saml_response_as(app, idp, &user, "/members").await;
+            let (status, body) = post_acs(app, &browser, &response).await;
+            (status, body, signed_in_as(app, &browser).await)
+        }
+    };
+    let (status, _, who) = sign_in("id-ann", admin.clone()).await;
+    assert_eq!((status, who.as_deref()), (303, Some(admin.as_str())));
+    let (status, _, who) = sign_in("id-ann", "other@acme.test".into()).await;
+    assert_eq!((status, who.as_deref()), (303, Some(admin.as_str())));
+    let (status, body, who) = sign_in("id-mallory", admin.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("already linked"), "{body}");
+    assert_eq!(who, None);
+    app.stop().await;
+}
+
+/// A headless Chromium through chromedriver, resolving only loopback names (the
+/// IdP's page asks for web fonts; nothing may leave the machine). None when
+/// chromedriver is missing and browser tests are not required (as in browser.rs).
+struct Chromium {
+    client: fantoccini::Client,
+    driver: std::process::Child,
+    profile: PathBuf,
+}
+
+impl Chromium {
+    async fn start() -> Option<Chromium> {
+        use std::os::unix::process::CommandExt;
+        let required = std::env::var("ROLLCALL_BROWSER_TESTS").is_ok_and(|v| v == "1");
+        let driver_bin =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        if !std::path::Path::new(&driver_bin).exists() {
+            assert!(
+                !required,
+                "ROLLCALL_BROWSER_TESTS=1 but {driver_bin} is missing"
+            );
+            eprintln!("skipping: no chromedriver");
+            return None;
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let driver = std::process::Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("rollcall-chrome-{}", uuid::Uuid::new_v4().simple()));
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.0.0.1",
+                    format!("--user-data-dir={}", profile.display())
+                ]
+            }
+        }))
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        Some(Chromium {
+            client: loop_connect(&url, caps).await,
+            driver,
+            profile,
+        })
+    }
+
+    /// Wait until the page's path is `path`; returns the body text.
+    async fn wait_for_path(&self, path: &str) -> String {
+        for _ in 0..200 {
+            if let Ok(url) = self.client.current_url().await
+                && url.path() == path
+                && let Ok(body) = self.client.find(fantoccini::Locator::Css("body")).await
+                && let Ok(text) = body.text().await
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let at = self.client.current_url().await.map(|u| u.to_string());
+        panic!("never reached {path}; at {at:?}");
+    }
+}
+
+async fn loop_connect(url: &str, caps: serde_json::Map<String, Value>) -> fantoccini::Client {
+    let mut last_err = None;
+    for _ in 0..100 {
+        match fantoccini::ClientBuilder::rustls()
+            .expect("tls")
+            .capabilities(caps.clone())
+            .connect(url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start: {last_err:?}");
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // chromedriver leads its own process group: Chromium goes with it. Only that
+        // group, never ours (see browser.rs on why not kill(1)).
+        let group = self.driver.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; the guard keeps it off init and us.
+        if group > 1 && group != unsafe { libc::getpgrp() } {
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn saml_in_chromium_the_pending_cookie_survives_the_idps_cross_site_post() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let (app, idp, admin, _) = saml_app().await;
+    let c = &chromium.client;
+    // The workspace host sets the cookie and sends the browser to saml-idp (another
+    // site); saml-idp's page posts the response back to the ACS by script.
+    c.goto(&app.ws_url("acme", "/sso/start?next=/members"))
+        .await
+        .unwrap();
+    chromium.wait_for_path("/saml/sso").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&idp.issuer())
+    );
+    c.execute(
+        "document.getElementById('userName').value = arguments[0];
+         document.getElementById('email').value = arguments[0];
+         document.querySelector('form.form-profile').submit();",
+        vec![json!(admin)],
+    )
+    .await
+    .unwrap();
+    let members = chromium.wait_for_path("/members").await;
+    assert!(members.contains(&admin), "{members}");
+    chromium.client.clone().close().await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oidc_errors_from_the_idp_are_not_quoted_on_the_page() {
+    let (app, _idp, _) = fake_app().await;
+    let (browser, q) = start_fake(&app, "/members").await;
+    let r = browser
+        .get(app.ws_url(
+            "acme",
+            &format!(
+                "/sso/oidc/callback?state={}&error=access_denied&error_description={}",
+                rollcall::http::pages::urlencode(&q["state"]),
+                rollcall::http::pages::urlencode("Call +1-555-0100 to restore your account"),
+            ),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("refused the sign-in"), "{body}");
+    assert!(!body.contains("555-0100"), "{body}");
     app.stop().await;
 }
