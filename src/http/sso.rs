@@ -431,7 +431,7 @@ fn not_a_member(message: &str) -> AppError {
 }
 
 fn oidc_error(e: OidcError) -> AppError {
-    tracing::warn!(error = %e, "OIDC sign-in failed");
+    tracing::warn!(error = ?e, "OIDC sign-in failed");
     // What the IdP sent (error descriptions, answers, why a fetch failed) goes to
     // the log only; the page names the kind of failure.
     match e {

@@ -2057,6 +2057,7 @@ async fn saml_accepts_each_configured_signing_certificate() {
     ] {
         ops::set_saml(
             &app.db,
+            &sso_rt(&app).fetch,
             "acme",
             ops::SamlSource::Values {
                 entity_id: row.saml_idp_entity_id.clone().unwrap(),
@@ -2082,6 +2083,7 @@ async fn saml_accepts_each_configured_signing_certificate() {
     // Only the new one: the IdP's old key no longer counts.
     ops::set_saml(
         &app.db,
+        &sso_rt(&app).fetch,
         "acme",
         ops::SamlSource::Values {
             entity_id: row.saml_idp_entity_id.clone().unwrap(),
