@@ -107,10 +107,11 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
     if (s[0] & 0xe000) != 0x2000 {
         return true;
     }
-    (s[0] == 0x2001 && s[1] == 0) // Teredo: hides an IPv4 address
-        || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
-        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation (RFC 9637)
-        || (s[0] == 0x2001 && s[1] < 0x200) // IETF protocol assignments (2001::/23)
+    // IETF protocol assignments 2001::/23, Teredo (2001::/32, hides an IPv4
+    // address) among them; documentation 2001:db8::/32 and 3fff::/20.
+    (s[0] == 0x2001 && s[1] < 0x200)
+        || (s[0] == 0x2001 && s[1] == 0xdb8)
+        || (s[0] == 0x3fff && s[1] < 0x1000)
 }
 
 /// Resolves names to their public addresses only; a name with none is refused
