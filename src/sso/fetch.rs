@@ -109,9 +109,7 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
     }
     // IETF protocol assignments 2001::/23, Teredo (2001::/32, hides an IPv4
     // address) among them; documentation 2001:db8::/32 and 3fff::/20.
-    (s[0] == 0x2001 && s[1] < 0x200)
-        || (s[0] == 0x2001 && s[1] == 0xdb8)
-        || (s[0] == 0x3fff && s[1] < 0x1000)
+    (s[0] == 0x2001 && (s[1] < 0x200 || s[1] == 0xdb8)) || (s[0] == 0x3fff && s[1] < 0x1000)
 }
 
 /// Resolves names to their public addresses only; a name with none is refused
