@@ -3,7 +3,7 @@
 //! rate limits that could be raced or used to lock others out, and the smaller
 //! session, cache and client-authentication rules.
 
-use crate::harness::{TestApp, form_value, sign_in};
+use crate::harness::{TestApp, csrf_of, form_value, page, sign_in};
 use crate::oauth::{
     authorize_query, bearer, code_for, exchange, location, post, refresh, register, s, tokens_for,
 };
@@ -85,15 +85,7 @@ async fn sign_in_never_leaves_the_workspace_origin() {
         );
     }
     // A path on the workspace is still followed.
-    let page = browser
-        .get(app.ws_url("acme", "/signin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_value(&page, "csrf").unwrap();
+    let csrf = csrf_of(&browser, &app.ws_url("acme", "/signin")).await;
     let r = browser
         .post(app.ws_url("acme", "/signin"))
         .form(&[
@@ -210,31 +202,17 @@ async fn a_grant_ends_when_its_admin_is_deactivated_even_by_the_grant_itself() {
 
     // Admins see which grant ended and why, and the activity log has it.
     let browser = sign_in(&app, "acme", "other-admin@acme.test", &other_password).await;
-    let page = browser
-        .get(app.ws_url("acme", "/settings/apps"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("Ended"), "{page}");
+    let apps = page(&browser, &app.ws_url("acme", "/settings/apps")).await;
+    assert!(apps.contains("Ended"), "{apps}");
     assert!(
-        page.contains(&format!("{email}, who authorized it, was deactivated")),
-        "{page}"
+        apps.contains(&format!("{email}, who authorized it, was deactivated")),
+        "{apps}"
     );
     assert!(
-        page.contains("Public API token"),
-        "the page points to API tokens: {page}"
+        apps.contains("Public API token"),
+        "the page points to API tokens: {apps}"
     );
-    let activity = browser
-        .get(app.ws_url("acme", "/activity"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let activity = page(&browser, &app.ws_url("acme", "/activity")).await;
     assert!(
         activity.contains(&format!(
             "OAuth access of Okta ended: {email} was deactivated"
@@ -434,15 +412,7 @@ async fn concurrent_wrong_passwords_cannot_overshoot_the_limit() {
     let app = TestApp::spawn_with(|s| s.signin_failures_per_account = Some(5)).await;
     let (email, password) = app.workspace("acme").await;
     let browser = app.browser();
-    let page = browser
-        .get(app.ws_url("acme", "/signin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_value(&page, "csrf").unwrap();
+    let csrf = csrf_of(&browser, &app.ws_url("acme", "/signin")).await;
     let attempt = |pw: &str| {
         let browser = browser.clone();
         let form = [

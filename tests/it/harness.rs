@@ -156,6 +156,23 @@ impl TestApp {
     }
 }
 
+/// The body of a page fetched with `client` (cookies and all).
+pub async fn page(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The CSRF token of the form on the page at `url`.
+pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
+    form_value(&page(client, url).await, "csrf").expect("csrf field")
+}
+
 /// The value of `<input name="NAME" value="...">` in a page.
 pub fn form_value(html: &str, name: &str) -> Option<String> {
     let at = html.find(&format!("name=\"{name}\""))?;

@@ -206,15 +206,8 @@ async fn post_sso_form(
     path: &str,
     fields: &[(&str, &str)],
 ) -> String {
-    let page = browser
-        .get(app.ws_url("acme", "/settings/sso"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = crate::harness::form_value(&page, "csrf").expect("csrf field");
+    let settings = app.ws_url("acme", "/settings/sso");
+    let csrf = crate::harness::csrf_of(browser, &settings).await;
     let mut form: Vec<(&str, &str)> = fields.to_vec();
     form.push(("csrf", &csrf));
     let r = browser
@@ -224,14 +217,7 @@ async fn post_sso_form(
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "{path}");
-    browser
-        .get(app.ws_url("acme", "/settings/sso"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    crate::harness::page(browser, &settings).await
 }
 
 const NO_METADATA: &str = "could not fetch a valid metadata document from that URL";
