@@ -61,7 +61,7 @@ pub fn local_member(email: &Email, role: Role) -> members::MemberData {
         display_name: None,
         given_name: None,
         family_name: None,
-        role: role.as_str().to_owned(),
+        role,
         active: true,
         scim_managed: false,
         resource: json!({
@@ -442,7 +442,7 @@ pub async fn set_password_policy(
             let member = members::by_email(db, ws.id, email)
                 .await?
                 .ok_or_else(|| refuse(format!("break-glass: no member '{email}'")))?;
-            if member.role != Role::Admin.as_str() || !member.active {
+            if member.role != Role::Admin || !member.active {
                 return Err(refuse(format!(
                     "break-glass: '{email}' is not an active admin"
                 )));

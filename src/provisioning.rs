@@ -26,7 +26,7 @@ pub fn member_data(canonical: Value) -> MemberData {
         display_name: f.display_name,
         given_name: f.given_name,
         family_name: f.family_name,
-        role: f.role.to_owned(),
+        role: f.role,
         active: f.active,
         scim_managed: true,
         resource: canonical,

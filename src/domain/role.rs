@@ -37,6 +37,16 @@ impl Role {
     }
 }
 
+/// For rows: the database keeps the canonical lowercase name (a CHECK constraint
+/// holds it to the four).
+impl TryFrom<String> for Role {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Self, Invalid> {
+        Role::parse(&raw)
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -104,7 +104,7 @@ async fn shell(me: &SignedIn, tab: &'static str) -> Result<Shell, AppError> {
 }
 
 fn is_admin(me: &SignedIn) -> bool {
-    me.member.role == Role::Admin.as_str()
+    me.member.role == Role::Admin
 }
 
 fn require_admin(me: &SignedIn) -> Result<(), AppError> {
@@ -237,8 +237,8 @@ async fn member_page(
         given_name: name("givenName"),
         family_name: name("familyName"),
         display_name: m.display_name.clone().unwrap_or_default(),
-        role: m.role.clone(),
-        roles: Role::ALL.map(Role::as_str),
+        role: m.role,
+        roles: Role::ALL,
         active: m.active,
         scim_managed: m.scim_managed,
         user_name: m.user_name,

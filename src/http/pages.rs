@@ -283,7 +283,7 @@ async fn signin(
                     ws.password_signin,
                     &sso_row,
                     &m.user_name,
-                    m.role == crate::domain::Role::Admin.as_str(),
+                    m.role == crate::domain::Role::Admin,
                 ) =>
         {
             (Some(m), h)

@@ -1,5 +1,6 @@
 //! askama page models. Each struct is one template under `templates/`.
 
+use crate::domain::Role;
 use askama::Template;
 use askama_web::WebTemplate;
 
@@ -46,7 +47,7 @@ pub struct MemberRow {
     pub id: String,
     pub user_name: String,
     pub display_name: String,
-    pub role: String,
+    pub role: Role,
     pub active: bool,
     pub scim_managed: bool,
 }
@@ -72,8 +73,8 @@ pub struct MemberPage {
     pub given_name: String,
     pub family_name: String,
     pub display_name: String,
-    pub role: String,
-    pub roles: [&'static str; 4],
+    pub role: Role,
+    pub roles: [Role; 4],
     pub active: bool,
     pub scim_managed: bool,
     pub editable: bool,

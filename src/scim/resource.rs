@@ -7,6 +7,7 @@
 //! `externalId` when set; never `id`, `meta`, `schemas`, `password` or `groups`; no nulls,
 //! no empty strings, no empty arrays or objects; `active` and `roles` present only when the client sent them.
 
+use crate::domain::Role;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -17,8 +18,7 @@ use crate::scim::schema::{
     self, AttrRef, AttrType, Attribute, ENTERPRISE_USER_SCHEMA, Mutability, USER, USER_SCHEMA,
 };
 
-pub const ROLES: [&str; 4] = ["admin", "maker", "contributor", "viewer"];
-pub const DEFAULT_ROLE: &str = "contributor";
+pub const DEFAULT_ROLE: Role = Role::Contributor;
 /// The `type` stored on a role entry when the client sent none.
 pub const DEFAULT_ROLE_TYPE: &str = "role";
 
@@ -339,7 +339,7 @@ fn is_primary(entry: &Value) -> bool {
     entry.get("primary") == Some(&Value::Bool(true))
 }
 
-/// Role rules: values lowercased and one of [`ROLES`]; `type` defaults to "role"; exactly
+/// Role rules: values lowercased and one of [`Role::ALL`]; `type` defaults to "role"; exactly
 /// one entry has `primary: true` (the marked one, else the first). No roles: None (the
 /// member's role is then [`DEFAULT_ROLE`]). Entries without a value are dropped.
 fn normalize_roles(roles: Option<Value>) -> Result<Option<Value>, ScimError> {
@@ -356,13 +356,13 @@ fn normalize_roles(roles: Option<Value>) -> Result<Option<Value>, ScimError> {
             continue;
         };
         let lower = value.to_lowercase();
-        let Some(role) = ROLES.iter().find(|r| **r == lower) else {
+        let Some(role) = Role::ALL.into_iter().find(|r| r.as_str() == lower) else {
             return Err(ScimError::invalid_value(format!(
                 "roles value \"{value}\" is not a valid role; allowed values: {}",
-                ROLES.join(", ")
+                Role::ALL.map(Role::as_str).join(", ")
             )));
         };
-        m.insert("value".to_owned(), Value::from(*role));
+        m.insert("value".to_owned(), Value::from(role.as_str()));
         m.entry("type")
             .or_insert_with(|| Value::from(DEFAULT_ROLE_TYPE));
         out.push(m);
@@ -396,7 +396,7 @@ pub struct UserFacts {
     pub user_name: String,
     pub external_id: Option<String>,
     pub active: bool,
-    pub role: &'static str,
+    pub role: Role,
     pub display_name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
@@ -420,7 +420,11 @@ pub fn facts(canonical: &Value) -> UserFacts {
     let role = role_entry
         .and_then(|e| e.get("value"))
         .and_then(Value::as_str)
-        .and_then(|v| ROLES.iter().find(|r| r.eq_ignore_ascii_case(v)).copied())
+        .and_then(|v| {
+            Role::ALL
+                .into_iter()
+                .find(|r| r.as_str().eq_ignore_ascii_case(v))
+        })
         .unwrap_or(DEFAULT_ROLE);
     let emails = canonical
         .get("emails")
@@ -1176,7 +1180,7 @@ mod tests {
         let f = facts(&v);
         assert_eq!(f.user_name, "Alice@Example.COM");
         assert!(f.active);
-        assert_eq!(f.role, "contributor");
+        assert_eq!(f.role.as_str(), "contributor");
     }
 
     #[test]
@@ -1199,15 +1203,15 @@ mod tests {
         ] {
             let v = norm(json!({"userName": "a@b.c", "roles": roles}));
             assert!(v.get("roles").is_none(), "{roles} -> {v}");
-            assert_eq!(facts(&v).role, "contributor", "{roles}");
+            assert_eq!(facts(&v).role.as_str(), "contributor", "{roles}");
         }
         let v = norm(json!({"userName": "a@b.c"}));
         assert!(v.get("roles").is_none(), "{v}");
-        assert_eq!(facts(&v).role, "contributor");
+        assert_eq!(facts(&v).role.as_str(), "contributor");
         // An explicit contributor role is stored, normalized like any other.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "Contributor"}]}));
         assert_eq!(v["roles"], contributor_roles());
-        assert_eq!(facts(&v).role, "contributor");
+        assert_eq!(facts(&v).role.as_str(), "contributor");
     }
 
     #[test]
@@ -1217,12 +1221,12 @@ mod tests {
             v["roles"],
             json!([{"value": "admin", "type": "role", "primary": true}])
         );
-        assert_eq!(facts(&v).role, "admin");
+        assert_eq!(facts(&v).role.as_str(), "admin");
 
         let detail = invalid_value(json!({"userName": "a@b.c", "roles": [{"value": "Owner"}]}));
         assert!(detail.contains("\"Owner\""), "{detail}");
-        for r in ROLES {
-            assert!(detail.contains(r), "{detail}");
+        for r in Role::ALL {
+            assert!(detail.contains(r.as_str()), "{detail}");
         }
     }
 
@@ -1241,7 +1245,7 @@ mod tests {
             v["roles"],
             json!([{"value": "viewer", "type": "role", "primary": true}])
         );
-        assert_eq!(facts(&v).role, "viewer");
+        assert_eq!(facts(&v).role.as_str(), "viewer");
     }
 
     #[test]
@@ -1257,7 +1261,7 @@ mod tests {
                 {"value": "admin", "type": "role", "primary": true}
             ])
         );
-        assert_eq!(facts(&v).role, "admin");
+        assert_eq!(facts(&v).role.as_str(), "admin");
         // None marked: the first.
         let v =
             norm(json!({"userName": "a@b.c", "roles": [{"value": "maker"}, {"value": "admin"}]}));
@@ -1268,10 +1272,10 @@ mod tests {
                 {"value": "admin", "type": "role", "primary": false}
             ])
         );
-        assert_eq!(facts(&v).role, "maker");
+        assert_eq!(facts(&v).role.as_str(), "maker");
         // A single role object, not in a list.
         let v = norm(json!({"userName": "a@b.c", "roles": {"value": "VIEWER"}}));
-        assert_eq!(facts(&v).role, "viewer");
+        assert_eq!(facts(&v).role.as_str(), "viewer");
         // Roles given as bare strings are the wrong type (objects with a value).
         for roles in [json!("VIEWER"), json!(["maker", "admin"])] {
             let detail = invalid_value(json!({"userName": "a@b.c", "roles": roles}));
@@ -1281,7 +1285,7 @@ mod tests {
         // single entry still counts as the member's role.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "admin", "primary": false}]}));
         assert_eq!(v["roles"][0]["primary"], false);
-        assert_eq!(facts(&v).role, "admin");
+        assert_eq!(facts(&v).role.as_str(), "admin");
     }
 
     #[test]
@@ -1372,7 +1376,7 @@ mod tests {
                 user_name: "Alice@Example.com".into(),
                 external_id: Some("ext-9".into()),
                 active: false,
-                role: "maker",
+                role: Role::Maker,
                 display_name: Some("Alice".into()),
                 given_name: Some("Alice".into()),
                 family_name: Some("Liddell".into()),
@@ -1390,7 +1394,7 @@ mod tests {
                 user_name: "u".into(),
                 external_id: None,
                 active: true,
-                role: "contributor",
+                role: Role::Contributor,
                 display_name: None,
                 given_name: None,
                 family_name: None,
@@ -1419,7 +1423,7 @@ mod tests {
         let f = facts(&v);
         assert_eq!(f.external_id.as_deref(), Some("00ujl29u0le5T6Aj10h7"));
         assert_eq!(f.emails, vec!["test.user@okta.local".to_owned()]);
-        assert_eq!(f.role, "contributor");
+        assert_eq!(f.role.as_str(), "contributor");
     }
 
     #[test]
@@ -1441,7 +1445,7 @@ mod tests {
             })
         );
         // "roles": [] is absent, so the member gets the default role.
-        assert_eq!(facts(&v).role, "contributor");
+        assert_eq!(facts(&v).role.as_str(), "contributor");
     }
 
     #[test]
@@ -1454,7 +1458,7 @@ mod tests {
         }));
         assert_eq!(v["active"], false);
         assert_eq!(v["emails"][0]["primary"], true);
-        assert_eq!(facts(&v).role, "admin");
+        assert_eq!(facts(&v).role.as_str(), "admin");
     }
 
     #[test]
@@ -1872,11 +1876,9 @@ mod tests {
         if let Some(roles) = m.get("roles") {
             let roles = roles.as_array().unwrap();
             assert_eq!(roles.iter().filter(|r| r["primary"] == true).count(), 1);
-            assert!(
-                roles.iter().all(
-                    |r| r["type"].is_string() && ROLES.contains(&r["value"].as_str().unwrap())
-                )
-            );
+            assert!(roles.iter().all(
+                |r| r["type"].is_string() && Role::ALL.iter().any(|x| r["value"] == x.as_str())
+            ));
         }
         if let Some(active) = m.get("active") {
             assert!(active.is_boolean(), "{v}");
@@ -1892,7 +1894,12 @@ mod tests {
                 prop_assert_eq!(&normalize_user(&render_user(&c, &meta())).unwrap(), &c);
                 let f = facts(&c);
                 prop_assert_eq!(f.user_name.as_str(), c["userName"].as_str().unwrap());
-                prop_assert!(ROLES.contains(&f.role));
+                let roles = c.get("roles").and_then(Value::as_array).cloned().unwrap_or_default();
+                let counted = roles.iter().find(|e| is_primary(e)).or_else(|| roles.first());
+                prop_assert_eq!(
+                    counted.and_then(|e| e["value"].as_str()).unwrap_or(DEFAULT_ROLE.as_str()),
+                    f.role.as_str()
+                );
                 if c.get("active").is_none() {
                     prop_assert!(f.active);
                 }

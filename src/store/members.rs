@@ -6,6 +6,7 @@
 
 use super::scim_sql::{self, Bind, SqlBuilder};
 use super::{Backend, Db, Result, StoreError, fast, now, unique_violation};
+use crate::domain::Role;
 use crate::on_pool;
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::AttrRef;
@@ -24,7 +25,8 @@ pub struct Member {
     pub display_name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub active: bool,
     pub scim_managed: bool,
     pub resource: Json<Value>,
@@ -44,7 +46,7 @@ pub struct MemberData {
     pub display_name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub active: bool,
     pub scim_managed: bool,
     pub resource: Value,
@@ -137,7 +139,7 @@ fn fast_data_params(data: &MemberData, at: OffsetDateTime) -> Result<Vec<SqlValu
         fast::opt_text(data.display_name.as_deref()),
         fast::opt_text(data.given_name.as_deref()),
         fast::opt_text(data.family_name.as_deref()),
-        SqlValue::Text(data.role.clone()),
+        SqlValue::Text(data.role.as_str().to_owned()),
         SqlValue::Integer(i64::from(data.active)),
         SqlValue::Integer(i64::from(data.scim_managed)),
         SqlValue::Text(resource),
@@ -196,7 +198,7 @@ pub async fn create(
             .bind(&data.display_name)
             .bind(&data.given_name)
             .bind(&data.family_name)
-            .bind(&data.role)
+            .bind(data.role.as_str())
             .bind(data.active)
             .bind(data.scim_managed)
             .bind(password_hash)
@@ -492,7 +494,16 @@ fn member_at(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
         display_name: r.get(4)?,
         given_name: r.get(5)?,
         family_name: r.get(6)?,
-        role: r.get(7)?,
+        role: {
+            let name: String = r.get(7)?;
+            Role::parse(&name).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    7,
+                    rusqlite::types::Type::Text,
+                    Box::new(std::io::Error::other(e.0)),
+                )
+            })?
+        },
         active: r.get(8)?,
         scim_managed: r.get(9)?,
         resource: Json(json_at(r, 10)?),
@@ -693,7 +704,7 @@ pub async fn modify<E: Send + 'static>(
             .bind(&data.display_name)
             .bind(&data.given_name)
             .bind(&data.family_name)
-            .bind(&data.role)
+            .bind(data.role.as_str())
             .bind(data.active)
             .bind(data.scim_managed)
             .bind(Json(&data.resource))

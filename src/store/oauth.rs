@@ -51,7 +51,7 @@ pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.
              g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain, \
              w.name AS workspace_name, w.scim_enabled, w.password_signin, \
              w.created_at AS workspace_created_at, \
-             m.active AS member_active, m.role AS member_role \
+             (m.active AND m.role = 'admin') AS authorizer_is_admin \
              FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
              JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
              JOIN members m ON m.id = g.member_id \
@@ -554,9 +554,8 @@ pub struct StoredToken {
     pub scim_enabled: bool,
     pub password_signin: bool,
     pub workspace_created_at: OffsetDateTime,
-    /// The member who authorized the grant, as they are now.
-    pub member_active: bool,
-    pub member_role: String,
+    /// The member who authorized the grant is still an active admin.
+    pub authorizer_is_admin: bool,
 }
 
 impl StoredToken {
@@ -577,10 +576,7 @@ impl StoredToken {
     /// the grant in the same transaction; this also covers a grant redeemed in the
     /// moment between.)
     pub fn live(&self) -> bool {
-        self.revoked_at.is_none()
-            && self.grant_revoked_at.is_none()
-            && self.member_active
-            && self.member_role == crate::domain::Role::Admin.as_str()
+        self.revoked_at.is_none() && self.grant_revoked_at.is_none() && self.authorizer_is_admin
     }
 }
 
@@ -611,8 +607,7 @@ pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
                         scim_enabled: r.get(16)?,
                         password_signin: r.get(17)?,
                         workspace_created_at: time_at(r, 18)?,
-                        member_active: r.get(19)?,
-                        member_role: r.get(20)?,
+                        authorizer_is_admin: r.get(19)?,
                     })
                 })
                 .optional()

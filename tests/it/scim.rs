@@ -236,7 +236,11 @@ async fn okta_existence_check_create_and_duplicate() {
         .unwrap();
     assert!(!m.resource.0.to_string().contains("Tr0ub4dor"));
     assert!(m.scim_managed);
-    assert_eq!(m.role, "contributor", "no role given means contributor");
+    assert_eq!(
+        m.role.as_str(),
+        "contributor",
+        "no role given means contributor"
+    );
     s.app.stop().await;
 }
 

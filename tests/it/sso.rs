@@ -836,7 +836,7 @@ async fn unknown_members_are_created_as_contributors_only_when_allowed() {
         .await
         .unwrap()
         .expect("created");
-    assert_eq!(m.role, "contributor");
+    assert_eq!(m.role.as_str(), "contributor");
     // Inactive members stay out even with auto-create on.
     let (browser, q) = start_fake(&app, "/members").await;
     let (status, _) = callback(
