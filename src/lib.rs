@@ -7,7 +7,6 @@
 pub mod alloc;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod metrics;

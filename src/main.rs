@@ -411,7 +411,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                  \x20 Client id:     {client_id}\n\
                  \x20 Client secret: {client_secret}\n\
                  \x20 Redirect URI:  {redirect_uri}\n\
-                 \x20 Authorize:     {base}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect_uri_q}&state=demo\n\
+                 \x20 Authorize:     {authorize}\n\
                  \x20 Metadata:      {base}/.well-known/oauth-authorization-server\n",
                 origin = config.workspace_origin("acme"),
                 email = d.admin_email,
@@ -421,7 +421,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                 client_id = d.client.client_id,
                 client_secret = d.client.client_secret.as_deref().unwrap_or("(none)"),
                 redirect_uri = ops::DEMO_REDIRECT_URI,
-                redirect_uri_q = rollcall::http::pages::urlencode(ops::DEMO_REDIRECT_URI),
+                authorize = ops::demo_authorize_url(config.base(), &d.client.client_id),
             ),
             None => eprintln!("--demo: the database already has workspaces; nothing was added."),
         }

@@ -154,6 +154,20 @@ pub struct Demo {
 /// The demo OAuth client's redirect URI.
 pub const DEMO_REDIRECT_URI: &str = "http://localhost:9999/callback";
 
+/// An authorization request for the demo client, to paste into a browser.
+pub fn demo_authorize_url(base: &str, client_id: &str) -> String {
+    let mut url = format!("{base}/oauth2/authorize?");
+    url.push_str(
+        &url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", DEMO_REDIRECT_URI)
+            .append_pair("state", "demo")
+            .finish(),
+    );
+    url
+}
+
 /// On an empty database: workspace `acme` with SCIM on, an admin, an API token and a
 /// confidential OAuth client.
 /// Returns None when the database already has workspaces.

@@ -2,7 +2,6 @@
 //! (`scim`) to storage (`store`) and records every write in the activity log.
 //! Errors are already SCIM errors; the HTTP layer only renders.
 
-use crate::http::bearer::Principal;
 use crate::scim::error::ScimError;
 use crate::scim::filter::Filter;
 use crate::scim::patch;
@@ -12,6 +11,17 @@ use crate::store::members::{self, Member, MemberData, Search};
 use crate::store::{Db, StoreError, activity};
 use serde_json::Value;
 use uuid::Uuid;
+
+/// An authenticated SCIM caller: the workspace its token belongs to and what it may
+/// do (the HTTP layer resolves it from the bearer token).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub workspace: crate::store::workspaces::Workspace,
+    pub can_read: bool,
+    pub can_write: bool,
+    /// Who acted, for the provisioning activity log: "token:<prefix>" or "oauth:<client>".
+    pub actor: String,
+}
 
 /// What a successful write or read returns.
 pub type Outcome = Result<Member, ScimError>;

@@ -6,7 +6,7 @@ use super::pages::{SignedIn, urlencode};
 use super::views::*;
 use super::{AppState, csrf};
 use crate::domain::Role;
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::ops;
 use crate::store::members::{self, Cursor};
 use crate::store::{activity, oauth, tokens, workspaces};

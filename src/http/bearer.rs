@@ -3,17 +3,9 @@
 use super::AppState;
 use crate::oauth::{Scope, Scopes};
 use crate::secrets;
-use crate::store::{StoreError, oauth, tokens, workspaces};
+use crate::store::{StoreError, oauth, tokens};
 
-/// An authenticated SCIM caller.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub workspace: workspaces::Workspace,
-    pub can_read: bool,
-    pub can_write: bool,
-    /// Who acted, for the provisioning activity log: "token:<prefix>" or "oauth:<client>".
-    pub actor: String,
-}
+pub use crate::provisioning::Principal;
 
 /// The bearer token from an `Authorization` header value, if it is one.
 pub fn bearer(header: Option<&str>) -> Option<&str> {

@@ -1,7 +1,7 @@
 //! CSRF protection for forms: a per-session token in a hidden field, compared in
 //! constant time, plus a same-origin check on `Origin` / `Sec-Fetch-Site`.
 
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::secrets;
 use axum::http::HeaderMap;
 use tower_sessions::Session;

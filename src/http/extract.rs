@@ -1,7 +1,7 @@
 //! Extractors for browser pages: a malformed form or query string gets the readable
 //! HTML error page (400), not axum's plain-text rejection.
 
-use crate::error::AppError;
+use crate::http::error::AppError;
 use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;

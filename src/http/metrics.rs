@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::host::{self, Site};
-use crate::error::AppError;
+use crate::http::error::AppError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bearer;
 pub mod csrf;
+pub mod error;
 pub mod extract;
 pub mod host;
 pub mod metrics;
@@ -15,7 +16,7 @@ pub mod sso;
 pub mod views;
 
 use crate::config::Config;
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::store::{Db, sessions::DbSessionStore, workspaces};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;

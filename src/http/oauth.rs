@@ -8,7 +8,7 @@ use super::pages::SignedIn;
 use super::views::{ConsentPage, OAuthWorkspacePage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
 use crate::domain::{Role, Subdomain};
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::oauth::authorize::{self, AuthorizeRequest, Refusal};
 use crate::oauth::client::{self, AuthFailure};
 use crate::oauth::token::{self, Grant, RefreshDecision, TokenFacts, TokenKind};

@@ -5,7 +5,7 @@ use super::extract::{PageForm, PageQuery};
 use super::views::{HomePage, SignInPage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
 use crate::domain::Subdomain;
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::secrets;
 use crate::store::rate_limits::{self, Limit, Verdict};
 use crate::store::{members, workspaces};

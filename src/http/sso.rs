@@ -17,7 +17,7 @@
 use super::pages::{safe_next, start_session};
 use super::{AppState, CurrentWorkspace};
 use crate::domain::{Email, Role};
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::sso::oidc::{OidcError, OidcSettings, Pending};
 use crate::sso::saml::{SamlError, SamlSettings};
 use crate::sso::{self, Protocol};

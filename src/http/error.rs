@@ -1,7 +1,7 @@
 //! The error type of the browser-facing pages. SCIM and OAuth render their own
 //! formats (`scim::error`, `oauth::error`); this one renders a readable HTML page.
 
-use crate::http::views::ErrorPage;
+use super::views::ErrorPage;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
