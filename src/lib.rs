@@ -7,6 +7,8 @@
 pub mod alloc;
 pub mod config;
 pub mod domain;
+/// Entry points for the fuzz targets and the corpus replay test.
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod http;
 pub mod metrics;

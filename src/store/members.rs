@@ -285,21 +285,6 @@ pub async fn by_email(db: &Db, workspace_id: i64, email: &str) -> Result<Option<
     })?)
 }
 
-/// One page of members in creation order.
-pub async fn page(db: &Db, workspace_id: i64, offset: i64, limit: i64) -> Result<Vec<Member>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM members WHERE workspace_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
-    );
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Member>(&sql)
-            .bind(workspace_id)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(p)
-            .await
-    })?)
-}
-
 pub async fn count(db: &Db, workspace_id: i64) -> Result<i64> {
     Ok(on_pool!(db.reader(), |p| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM members WHERE workspace_id = $1")

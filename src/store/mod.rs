@@ -8,6 +8,8 @@ pub mod cursors;
 pub(crate) mod fast;
 pub mod members;
 pub mod oauth;
+/// The hot-path query list and EXPLAIN checks, for the plan test.
+#[cfg(feature = "testing")]
 pub mod plans;
 pub mod rate_limits;
 pub mod scim_sql;
