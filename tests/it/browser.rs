@@ -4,8 +4,8 @@
 //! `scripts/test` sets ROLLCALL_BROWSER_TESTS=1 (and installs Chromium), which makes
 //! these tests mandatory; elsewhere they skip when chromedriver is not installed.
 
-use crate::harness::TestApp;
-use crate::scim::okta_create;
+use crate::support::TestApp;
+use crate::support::scim::okta_create;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;

@@ -2,8 +2,8 @@
 //! write load, 20 times, and restarted on the same database. Every write it
 //! acknowledged is there afterwards, whole: the member and its email index agree.
 
-use crate::harness::fresh_database_url;
-use crate::scim::okta_create;
+use crate::support::fresh_database_url;
+use crate::support::scim::okta_create;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The foundation: health, hosts, password sign-in and sessions, security headers,
 //! the CLI.
 
-use crate::harness::{TestApp, form_value, sign_in};
+use crate::support::{TestApp, form_value, sign_in};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -354,7 +354,7 @@ pub(crate) async fn signed_in_cookie(
 
 #[tokio::test]
 async fn cli_creates_workspaces_and_tokens_and_names_bad_settings() {
-    let db_url = crate::harness::fresh_database_url().await;
+    let db_url = crate::support::fresh_database_url().await;
     let bin = env!("CARGO_BIN_EXE_rollcall");
     let run = |args: &[&str]| {
         std::process::Command::new(bin)

@@ -3,10 +3,11 @@
 //! rate limits that could be raced or used to lock others out, and the smaller
 //! session, cache and client-authentication rules.
 
-use crate::harness::{TestApp, csrf_of, form_value, page, sign_in};
-use crate::oauth::{
-    authorize_query, bearer, code_for, exchange, location, post, refresh, register, s, tokens_for,
+use crate::support::oauth::{
+    CHALLENGE, VERIFIER, authorize_query, bearer, code_for, exchange, post, refresh, register,
+    tokens_for,
 };
+use crate::support::{TestApp, csrf_of, form_value, location, page, s, sign_in};
 use reqwest::StatusCode;
 use rollcall::domain::{Email, Role};
 use rollcall::ops;
@@ -159,7 +160,7 @@ async fn scim_list(app: &TestApp, token: &str) -> StatusCode {
 }
 
 async fn introspected(app: &TestApp, c: &rollcall::ops::CreatedClient, token: &str) -> Value {
-    crate::oauth::introspect(app, c, token).await
+    crate::support::oauth::introspect(app, c, token).await
 }
 
 #[tokio::test]
@@ -460,22 +461,13 @@ async fn introspection_and_revocation_need_an_authenticated_client() {
         &app,
         &authorize_query(
             &public.client_id,
-            &format!(
-                "&code_challenge={}&code_challenge_method=S256",
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-            ),
+            &format!("&code_challenge={}&code_challenge_method=S256", CHALLENGE),
         ),
         &email,
         &password,
     )
     .await;
-    let (status, tokens) = exchange(
-        &app,
-        &public,
-        &code,
-        Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-    )
-    .await;
+    let (status, tokens) = exchange(&app, &public, &code, Some(VERIFIER)).await;
     assert_eq!(status, 200, "{tokens}");
     let access = s(&tokens["access_token"]);
     for path in ["/oauth2/introspect", "/oauth2/revoke"] {

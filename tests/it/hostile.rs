@@ -3,8 +3,8 @@
 //! JSON, an HTML page), never a 5xx; the server stays healthy and nothing stored
 //! changes.
 
-use crate::harness::TestApp;
-use crate::scim::okta_create;
+use crate::support::scim::okta_create;
+use crate::support::{TestApp, enc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -78,10 +78,6 @@ fn page(
         workspace_host,
         expect: None,
     }
-}
-
-fn enc(s: &str) -> String {
-    rollcall::http::pages::urlencode(s)
 }
 
 fn deep_json(depth: usize) -> Vec<u8> {

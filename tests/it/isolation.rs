@@ -21,9 +21,9 @@
 //!   every form answers with a redirect to sign in, and nothing of B changes; on A's
 //!   host, B's ids (members, tokens, grants) are not found.
 
-use crate::harness::{TestApp, form_value, sign_in};
-use crate::oauth::{authorize_query, code_for, exchange, register, revoke};
-use crate::scim::{Answer, answer, okta_create};
+use crate::support::oauth::{authorize_query, code_for, exchange, register, revoke};
+use crate::support::scim::{Answer, answer, okta_create};
+use crate::support::{TestApp, assert_scim_error, enc, form_value, location, s, sign_in};
 use reqwest::{Method, StatusCode};
 use rollcall::ops::{self, CreatedClient};
 use rollcall::store::{activity, members, oauth as grants, sso, tokens};
@@ -178,23 +178,6 @@ async fn code_in(app: &TestApp, sub: &str, query: &str, email: &str, password: &
         .expect("code")
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn enc(v: &str) -> String {
-    rollcall::http::pages::urlencode(v)
-}
-
 /// A SCIM request on the app host with a bearer token.
 async fn call(
     app: &TestApp,
@@ -213,17 +196,6 @@ async fn call(
             .body(b.to_string());
     }
     answer(req.send().await.unwrap()).await
-}
-
-fn assert_scim_error(a: &Answer, status: u16) {
-    assert_eq!(a.status.as_u16(), status, "{}", a.body);
-    assert_eq!(
-        a.body["schemas"],
-        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
-        "{}",
-        a.body
-    );
-    assert_eq!(a.body["status"], json!(status.to_string()), "{}", a.body);
 }
 
 /// The userNames of a ListResponse, checking `totalResults` against them.
@@ -373,7 +345,7 @@ async fn sweep_reads(w: &World, label: &str, token: &str) {
         None,
     )
     .await;
-    assert_scim_error(&nowhere, 404);
+    assert_scim_error(&nowhere, 404, None);
     for id in b.ids() {
         for path in [
             format!("/Users/{id}"),
@@ -382,7 +354,7 @@ async fn sweep_reads(w: &World, label: &str, token: &str) {
             let control = call(app, &b.api, Method::GET, &path, None).await;
             assert_eq!(control.status, 200, "control: {}", control.body);
             let got = call(app, token, Method::GET, &path, None).await;
-            assert_scim_error(&got, 404);
+            assert_scim_error(&got, 404, None);
             let text = got.body.to_string();
             assert!(!text.contains(b.sub), "{label} {path}: {text}");
             assert!(got.headers.get("etag").is_none(), "{label} {path}");
@@ -412,6 +384,7 @@ async fn sweep_writes(w: &World, label: &str, token: &str, b_person: usize) {
         assert_scim_error(
             &call(app, token, Method::PUT, &path, Some(put.clone())).await,
             404,
+            None,
         );
         let patches = [
             json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -425,6 +398,7 @@ async fn sweep_writes(w: &World, label: &str, token: &str, b_person: usize) {
             assert_scim_error(
                 &call(app, token, Method::PATCH, &path, Some(patch)).await,
                 404,
+                None,
             );
         }
         // With B's current ETag as If-Match: still 404, never 412 or 200.
@@ -437,10 +411,10 @@ async fn sweep_writes(w: &World, label: &str, token: &str, b_person: usize) {
             .send()
             .await
             .unwrap();
-        assert_scim_error(&answer(r).await, 404);
+        assert_scim_error(&answer(r).await, 404, None);
         // DELETE: 405, the very answer A's own members get, so it reveals nothing.
         let del = call(app, token, Method::DELETE, &path, None).await;
-        assert_scim_error(&del, 405);
+        assert_scim_error(&del, 405, None);
         let own = call(
             app,
             token,
@@ -485,7 +459,7 @@ async fn sweep_writes(w: &World, label: &str, token: &str, b_person: usize) {
         Some(okta_create(user_name, external_id)),
     )
     .await;
-    assert_scim_error(&again, 409);
+    assert_scim_error(&again, 409, None);
     let filter = format!("userName eq \"{user_name}\"");
     for found in search_three_ways(app, token, &filter).await {
         assert_eq!(found.body["totalResults"], 1, "{label}: {}", found.body);
@@ -604,10 +578,15 @@ async fn scim_lives_on_the_app_host_and_the_token_alone_names_the_workspace() {
             .status,
         200
     );
-    assert_scim_error(&call(app, &b.api, Method::GET, "/Users", None).await, 403);
+    assert_scim_error(
+        &call(app, &b.api, Method::GET, "/Users", None).await,
+        403,
+        None,
+    );
     assert_scim_error(
         &call(app, &b.access, Method::GET, "/Users", None).await,
         403,
+        None,
     );
     w.app.stop().await;
 }
@@ -821,6 +800,7 @@ async fn oauth_grants_codes_and_refreshes_stay_in_their_workspace() {
     assert_scim_error(
         &call(app, &b.access, Method::GET, "/Users", None).await,
         401,
+        None,
     );
     assert!(
         grants::list_grants(&app.db, b.ws_id)
@@ -1178,7 +1158,11 @@ async fn a_session_changes_nothing_in_another_workspace() {
     );
     let (status, _, _) = post_with(&w, &cookie, a.sub, "/settings/scim", &posts[1].1).await;
     assert_eq!(status, 303);
-    assert_scim_error(&call(app, &a.api, Method::GET, "/Users", None).await, 403);
+    assert_scim_error(
+        &call(app, &a.api, Method::GET, "/Users", None).await,
+        403,
+        None,
+    );
     assert_eq!(
         call(app, &b.api, Method::GET, "/Users", None).await.status,
         200

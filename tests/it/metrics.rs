@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text, routes as templates, on the app host only.
 
-use crate::scim::Scim;
+use crate::support::scim::Scim;
 use serde_json::json;
 
 #[tokio::test]

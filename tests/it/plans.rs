@@ -9,7 +9,7 @@
 //! scans off for its transaction (`SET LOCAL enable_seqscan = off`) for the small
 //! token tables, so a `Seq Scan` left in a plan means no index can serve it.
 
-use crate::harness::TestApp;
+use crate::support::TestApp;
 use rollcall::store::{Backend, plans};
 
 #[tokio::test]

@@ -2,9 +2,9 @@
 //! PostgreSQL (SQLite is checked too: two processes on one file). Nothing that
 //! matters lives in one process: codes, tokens, sessions and uniqueness hold across.
 
-use crate::harness::TestApp;
-use crate::oauth::{authorize_query, code_for, exchange, register, revoke};
-use crate::scim::okta_create;
+use crate::support::TestApp;
+use crate::support::oauth::{authorize_query, code_for, exchange, register, revoke};
+use crate::support::scim::okta_create;
 
 #[tokio::test]
 async fn two_servers_share_codes_tokens_sessions_and_uniqueness() {

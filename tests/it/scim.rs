@@ -1,175 +1,13 @@
 //! The SCIM API as Okta, Entra ID and custom clients use it. Request shapes are
 //! replayed literally from ../shared/interop.md.
 
-use crate::harness::TestApp;
-use reqwest::{Method, StatusCode};
+use crate::support::scim::{Scim, answer, okta_create};
+use crate::support::{assert_scim_error, enc};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-pub struct Scim {
-    pub app: TestApp,
-    pub token: String,
-    client: reqwest::Client,
-}
-
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
-}
-
-impl Scim {
-    /// A server with workspace `acme`, SCIM on, and an API token.
-    pub async fn start() -> Scim {
-        let app = TestApp::spawn().await;
-        app.workspace("acme").await;
-        rollcall::ops::set_scim(&app.db, "acme", true)
-            .await
-            .unwrap();
-        let token = rollcall::ops::create_api_token(&app.db, "acme", "test", "test")
-            .await
-            .unwrap();
-        let client = app.api();
-        Scim { app, token, client }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        self.app.url(&format!("/scim/v2{path}"))
-    }
-
-    /// A request as Okta sends it.
-    pub async fn okta(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
-            .header("accept", "application/scim+json")
-            .header("user-agent", "Okta SCIM Client 1.0.0");
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/scim+json; charset=utf-8")
-                .body(b.to_string());
-        }
-        answer(req.send().await.unwrap()).await
-    }
-
-    pub async fn get(&self, path: &str) -> Answer {
-        self.okta(Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Answer {
-        self.okta(Method::POST, path, Some(body)).await
-    }
-
-    pub async fn patch(&self, path: &str, body: Value) -> Answer {
-        self.okta(Method::PATCH, path, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> Answer {
-        self.okta(Method::PUT, path, Some(body)).await
-    }
-
-    /// A request with a raw body and content type of our choosing.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> Answer {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        answer(req.body(body).send().await.unwrap()).await
-    }
-
-    pub async fn create(&self, user_name: &str) -> Value {
-        let a = self
-            .post(
-                "/Users",
-                okta_create(user_name, &format!("ext-{user_name}")),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{}", a.body);
-        a.body
-    }
-}
-
-pub async fn answer(resp: reqwest::Response) -> Answer {
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    if !body.is_null() {
-        let ct = headers
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        assert!(
-            ct.starts_with("application/scim+json"),
-            "SCIM answers are application/scim+json, got {ct:?}: {body}"
-        );
-    }
-    Answer {
-        status,
-        body,
-        headers,
-    }
-}
-
-/// Okta's create body (interop.md).
-pub fn okta_create(user_name: &str, external_id: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name,
-        "name": {"givenName": "Ada", "familyName": "Lovelace"},
-        "emails": [{"primary": true, "value": user_name, "type": "work"}],
-        "displayName": "Ada Lovelace",
-        "locale": "en-US",
-        "externalId": external_id,
-        "groups": [],
-        "password": "Tr0ub4dor&3",
-        "active": true
-    })
-}
-
-fn assert_scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
-    assert_eq!(a.status.as_u16(), status, "{}", a.body);
-    assert_eq!(
-        a.body["schemas"],
-        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
-        "{}",
-        a.body
-    );
-    assert_eq!(
-        a.body["status"],
-        json!(status.to_string()),
-        "status is a string: {}",
-        a.body
-    );
-    assert!(
-        a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{}",
-        a.body
-    );
-    if let Some(t) = scim_type {
-        assert_eq!(a.body["scimType"], t, "{}", a.body);
-    }
-}
-
 fn filter_path(filter: &str) -> String {
-    format!("/Users?filter={}&startIndex=1&count=100", urlencode(filter))
-}
-
-fn urlencode(s: &str) -> String {
-    rollcall::http::pages::urlencode(s)
+    format!("/Users?filter={}&startIndex=1&count=100", enc(filter))
 }
 
 #[tokio::test]
@@ -318,7 +156,7 @@ async fn okta_conformance_checks() {
         .send()
         .await
         .unwrap();
-    let a = crate::scim::answer(resp).await;
+    let a = answer(resp).await;
     assert_scim_error(&a, 401, None);
     assert!(
         a.headers["www-authenticate"]
@@ -327,7 +165,7 @@ async fn okta_conformance_checks() {
             .starts_with("Bearer")
     );
     let resp = s.app.api().get(s.url("/Users")).send().await.unwrap();
-    assert_scim_error(&crate::scim::answer(resp).await, 401, None);
+    assert_scim_error(&answer(resp).await, 401, None);
     // A bare filter: 400 invalidFilter with a detail that says where.
     let a = s.get("/Users?filter=foo").await;
     assert_scim_error(&a, 400, Some("invalidFilter"));
@@ -411,7 +249,7 @@ async fn okta_import_pages_through_1000_members() {
     );
 
     // With a filter too, pagination stays right.
-    let f = urlencode("userName sw \"user00\"");
+    let f = enc("userName sw \"user00\"");
     let a = s
         .get(&format!("/Users?filter={f}&startIndex=91&count=5"))
         .await;
@@ -801,18 +639,13 @@ async fn etags_if_match_and_no_deletion() {
             .header("if-match", tag)
             .json(&op)
     };
-    let ok = crate::scim::answer(req(&etag).send().await.unwrap()).await;
+    let ok = answer(req(&etag).send().await.unwrap()).await;
     assert_eq!(ok.status, 200);
     let newer = ok.headers["etag"].to_str().unwrap().to_owned();
     assert_ne!(newer, etag);
-    let stale = crate::scim::answer(req(&etag).send().await.unwrap()).await;
+    let stale = answer(req(&etag).send().await.unwrap()).await;
     assert_scim_error(&stale, 412, None);
-    assert_eq!(
-        crate::scim::answer(req("*").send().await.unwrap())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(answer(req("*").send().await.unwrap()).await.status, 200);
 
     // DELETE is refused, and the member is still there.
     let a = s.okta(Method::DELETE, &path, None).await;
@@ -954,9 +787,7 @@ async fn scim_switch_scopes_and_tenant_isolation() {
     let get = |path: String, token: String| {
         let client = s.app.api();
         let url = s.url(&path);
-        async move {
-            crate::scim::answer(client.get(url).bearer_auth(token).send().await.unwrap()).await
-        }
+        async move { answer(client.get(url).bearer_auth(token).send().await.unwrap()).await }
     };
     assert_eq!(get(format!("/Users/{id}"), other.clone()).await.status, 404);
     let list = get("/Users".into(), other.clone()).await;

@@ -2,7 +2,7 @@
 //! the filter) and the in-memory evaluator select exactly the same members. Runs on
 //! whichever backend the suite runs on.
 
-use crate::harness::TestApp;
+use crate::support::TestApp;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

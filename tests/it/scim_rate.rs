@@ -3,7 +3,7 @@
 //! `Retry-After`; `X-RateLimit-Limit` and `X-RateLimit-Remaining` on every
 //! authenticated answer. Requests are sent concurrently, as a runaway IdP sends them.
 
-use crate::harness::TestApp;
+use crate::support::TestApp;
 use serde_json::{Value, json};
 use std::time::Instant;
 

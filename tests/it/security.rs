@@ -1,8 +1,8 @@
 //! Security checks that cut across endpoints: no secret ever reaches the logs, and
 //! slow clients are cut off.
 
-use crate::harness::{TestApp, sign_in};
-use crate::oauth::{authorize_query, code_for, exchange, register};
+use crate::support::oauth::{authorize_query, code_for, exchange, register};
+use crate::support::{TestApp, sign_in};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -207,7 +207,7 @@ async fn post_sso_form(
     fields: &[(&str, &str)],
 ) -> String {
     let settings = app.ws_url("acme", "/settings/sso");
-    let csrf = crate::harness::csrf_of(browser, &settings).await;
+    let csrf = crate::support::csrf_of(browser, &settings).await;
     let mut form: Vec<(&str, &str)> = fields.to_vec();
     form.push(("csrf", &csrf));
     let r = browser
@@ -217,7 +217,7 @@ async fn post_sso_form(
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "{path}");
-    crate::harness::page(browser, &settings).await
+    crate::support::page(browser, &settings).await
 }
 
 const NO_METADATA: &str = "could not fetch a valid metadata document from that URL";

@@ -4,7 +4,7 @@
 //! in-process OIDC issuer with keys generated here, and from SAML responses edited
 //! here.
 
-use crate::harness::{TestApp, form_value, html_unescape};
+use crate::support::{TestApp, form_value, html_unescape, location};
 use axum::extract::State as AxState;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -23,15 +23,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const OAUTH_REDIRECT: &str = "http://localhost:9999/callback";
-
-fn location(r: &Response) -> String {
-    r.headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn query_of(url: &str) -> HashMap<String, String> {
     url::Url::parse(url)
@@ -916,7 +907,7 @@ async fn with_sso_on_only_the_break_glass_admin_keeps_a_password() {
     ops::set_password_policy(&app.db, "acme", false, Some(&admin))
         .await
         .unwrap();
-    crate::harness::sign_in(&app, "acme", &admin, &password).await;
+    crate::support::sign_in(&app, "acme", &admin, &password).await;
     ops::set_password_policy(&app.db, "acme", false, None)
         .await
         .unwrap();
@@ -931,7 +922,7 @@ async fn with_sso_on_only_the_break_glass_admin_keeps_a_password() {
     assert!(!html.contains("name=\"password\""));
     // SSO off again: passwords as before.
     ops::sso_off(&app.db, "acme").await.unwrap();
-    crate::harness::sign_in(&app, "acme", &admin, &password).await;
+    crate::support::sign_in(&app, "acme", &admin, &password).await;
     app.stop().await;
 }
 
@@ -1351,7 +1342,7 @@ async fn used_assertion_ids_are_remembered_across_processes() {
 
 #[tokio::test]
 async fn cli_sets_sso_for_automation() {
-    let db_url = crate::harness::fresh_database_url().await;
+    let db_url = crate::support::fresh_database_url().await;
     let data_dir = std::env::temp_dir().join(format!("rollcall-cli-{}", uuid::Uuid::new_v4()));
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollcall"))

@@ -1,6 +1,9 @@
 //! Test harness: spawn a server on a fresh database, and HTTP clients that reach
 //! workspace hosts (`acme.localhost`) on loopback.
 
+pub mod oauth;
+pub mod scim;
+
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use rollcall::config::{Config, Settings};
 use rollcall::store::Db;
@@ -250,4 +253,50 @@ pub async fn sign_in(app: &TestApp, sub: &str, email: &str, password: &str) -> r
         .unwrap();
     assert_eq!(resp.status(), 303, "sign-in should redirect");
     browser
+}
+
+/// Percent-encoding for query strings the tests build.
+pub fn enc(s: &str) -> String {
+    rollcall::http::pages::urlencode(s)
+}
+
+/// The Location header of a redirect.
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A JSON string value, or a panic that shows what was there instead.
+pub fn s(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// A SCIM error answer: this status, the Error schema, `status` as a string, a
+/// non-empty `detail`, and `scimType` when given.
+pub fn assert_scim_error(a: &scim::Answer, status: u16, scim_type: Option<&str>) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(
+        a.body["schemas"],
+        serde_json::json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.body["status"],
+        serde_json::json!(status.to_string()),
+        "status is a string: {}",
+        a.body
+    );
+    assert!(
+        a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{}",
+        a.body
+    );
+    if let Some(t) = scim_type {
+        assert_eq!(a.body["scimType"], t, "{}", a.body);
+    }
 }
