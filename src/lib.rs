@@ -1,7 +1,8 @@
 //! Rollcall: a self-hostable SCIM 2.0 + OAuth2 server for multi-workspace products.
 //!
-//! Data flows one way: `http` -> protocol modules (`scim`, `oauth`, `sso`) ->
-//! `store` -> database. `router` builds the whole application from an `AppState`;
+//! Data flows one way: `http` -> use cases (`provisioning`, `ops`) and protocol
+//! modules (`scim`, `oauth`, `sso`) -> `store` -> database; nothing below `http`
+//! imports it (docs/architecture.md). `router` builds the whole application from an `AppState`;
 //! `start` serves it on a listener, which is what the binary and the tests call.
 
 pub mod alloc;

@@ -273,8 +273,9 @@ fn describe_patch(body: &Value) -> String {
         .join("; ")
 }
 
-/// Apply a PatchOp request. All or nothing; concurrent writers are detected by the
-/// row version and the patch is re-applied to the newer state (or 412 with If-Match).
+/// Apply a PatchOp request. All or nothing, on the member read under a lock (the
+/// SQLite writer thread; `FOR UPDATE` on PostgreSQL), so concurrent PATCHes apply one
+/// after the other; `If-Match` that names another version is 412.
 pub async fn patch(
     db: &Db,
     who: &Principal,
