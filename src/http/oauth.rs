@@ -446,8 +446,13 @@ async fn token_endpoint(
             redirect_uri,
             code_verifier,
         } => {
-            let outcome =
-                store::redeem_code(&state.db, &secrets::digest(&code), &client.id, &new, |c| {
+            let presented_by = client.id.clone();
+            let outcome = store::redeem_code(
+                &state.db,
+                &secrets::digest(&code),
+                &client.id,
+                &new,
+                move |c| {
                     token::check_code(
                         &token::CodeBinding {
                             authorizer_is_admin: c.authorizer_is_admin,
@@ -456,13 +461,14 @@ async fn token_endpoint(
                             code_challenge: c.code_challenge.as_deref(),
                             expires_at: c.expires_at,
                         },
-                        &client.id,
+                        &presented_by,
                         redirect_uri.as_deref(),
                         code_verifier.as_deref(),
                         now,
                     )
-                })
-                .await;
+                },
+            )
+            .await;
             match outcome {
                 Ok(Redeemed::Issued(i)) => Ok(i),
                 Ok(Redeemed::Refused(e)) => Err(e),
