@@ -176,57 +176,7 @@ pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
     form_value(&page(client, url).await, "csrf").expect("csrf field")
 }
 
-/// The value of `<input name="NAME" value="...">` in a page.
-pub fn form_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\""))?;
-    let tag_start = html[..at].rfind('<')?;
-    let tag_end = at + html[at..].find('>')?;
-    let tag = &html[tag_start..tag_end];
-    let v = tag.find("value=\"")? + 7;
-    let end = tag[v..].find('"')?;
-    Some(html_unescape(&tag[v..v + end]))
-}
-
-pub fn html_unescape(s: &str) -> String {
-    // Named entities, and numeric ones (askama writes `&` as `&#38;`).
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let Some(end) = rest.find(';').filter(|e| *e <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+pub use rollcall_testkit::{form_value, html_unescape};
 
 /// Sign in through the password form; returns the browser client with its session.
 pub async fn sign_in(app: &TestApp, sub: &str, email: &str, password: &str) -> reqwest::Client {
