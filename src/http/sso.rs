@@ -396,7 +396,7 @@ async fn create_member(
     let email = Email::parse(email).map_err(|_| {
         AppError::BadRequest("The identity provider's email address is not valid.".into())
     })?;
-    let data = crate::ops::local_member(&email, Role::Contributor);
+    let data = crate::app::admin::local_member(&email, Role::Contributor);
     match members::create(&state.db, ws.id, &data, None).await {
         Ok(m) => Ok(m),
         // Created by a parallel sign-in a moment ago.
