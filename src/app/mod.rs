@@ -8,11 +8,15 @@
 //!
 //! - [`provisioning`]: the SCIM API (who is calling, read, list, create, replace,
 //!   patch) and its activity log.
+//! - [`tokens`]: the OAuth authorization server (checking an authorization request,
+//!   consent, the code and refresh grants, revocation, introspection, and the rate
+//!   limits around them).
 //! - [`admin`]: workspace administration shared by the CLI, `--demo`, the admin
 //!   pages and the tests.
 
 pub mod admin;
 pub mod provisioning;
+pub mod tokens;
 
 #[cfg(test)]
 pub(crate) mod testing;

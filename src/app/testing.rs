@@ -1,7 +1,8 @@
-//! What the use cases' unit tests share: a fresh SQLite database file, a workspace
-//! with its admin, more members. No server.
+//! What the use cases' unit tests share: a fresh SQLite database file, settings, a
+//! workspace with its admin, more members. No server.
 
 use crate::app::admin::{self, CreatedWorkspace};
+use crate::config::{Config, Settings};
 use crate::domain::{Email, Role, Subdomain};
 use crate::store::Db;
 use crate::store::members::{self, Member};
@@ -18,6 +19,13 @@ pub(crate) async fn db() -> Db {
         uuid::Uuid::new_v4().simple()
     );
     Db::connect(&url).await.expect("database")
+}
+
+/// The default settings, adjusted.
+pub(crate) fn config(adjust: impl FnOnce(&mut Settings)) -> Config {
+    let mut settings = Settings::default();
+    adjust(&mut settings);
+    Config::from_settings(settings).expect("settings")
 }
 
 /// Workspace `sub` with its first admin, `admin@<sub>.test`.
