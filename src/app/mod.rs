@@ -11,11 +11,15 @@
 //! - [`tokens`]: the OAuth authorization server (checking an authorization request,
 //!   consent, the code and refresh grants, revocation, introspection, and the rate
 //!   limits around them).
+//! - [`signin`]: signing a member in, by password (rate limits, timing defence)
+//!   and by the workspace's identity provider (finding, linking or creating the
+//!   member).
 //! - [`admin`]: workspace administration shared by the CLI, `--demo`, the admin
 //!   pages and the tests.
 
 pub mod admin;
 pub mod provisioning;
+pub mod signin;
 pub mod tokens;
 
 #[cfg(test)]
