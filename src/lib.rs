@@ -1,7 +1,8 @@
 //! Rollcall: a self-hostable SCIM 2.0 + OAuth2 server for multi-workspace products.
 //!
-//! Data flows one way: `http` -> use cases (`app`) and protocol modules (`scim`,
-//! `oauth`, `sso`) -> `store` -> database; nothing below `http` imports it
+//! Data flows one way: `http` (and the CLI) -> `app` (the use cases: provisioning,
+//! token grants, sign-in, administration) -> the protocol rules (`scim`, `oauth`,
+//! `sso`) and `store` -> database. Nothing below `http` imports it
 //! (docs/architecture.md). `router` builds the whole application from an `AppState`;
 //! `start` serves it on a listener, which is what the binary and the tests call.
 
