@@ -300,7 +300,10 @@ pub async fn token(
             redirect_uri,
             code_verifier,
         } => {
-            let check = |c: &store::oauth::Code| {
+            // The check runs where the store holds the code (on SQLite, its writer
+            // thread), so it owns what it compares.
+            let presented_by = client.id.clone();
+            let check = move |c: &store::oauth::Code| {
                 token::check_code(
                     &token::CodeBinding {
                         authorizer_is_admin: c.authorizer_is_admin,
@@ -309,7 +312,7 @@ pub async fn token(
                         code_challenge: c.code_challenge.as_deref(),
                         expires_at: c.expires_at,
                     },
-                    &client.id,
+                    &presented_by,
                     redirect_uri.as_deref(),
                     code_verifier.as_deref(),
                     now,

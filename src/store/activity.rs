@@ -1,16 +1,14 @@
 //! Provisioning activity: every SCIM write and its outcome, so an admin can see why
 //! the identity provider reports an error.
 
-use super::scim_sql::Bind;
-use super::{Db, Result, fast, now};
-use crate::on_pool;
-use rusqlite::types::Value as SqlValue;
+use super::sql::{Sql, sql};
+use super::{Db, Engine, Result, now};
 use std::sync::OnceLock;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Activity {
     pub id: i64,
     pub at: OffsetDateTime,
@@ -21,6 +19,17 @@ pub struct Activity {
     pub status: i32,
     pub detail: String,
 }
+
+crate::from_row!(Activity {
+    id,
+    at,
+    actor,
+    operation,
+    member_id,
+    user_name,
+    status,
+    detail
+});
 
 pub struct NewActivity<'a> {
     pub workspace_id: i64,
@@ -67,13 +76,13 @@ impl ActivityQueue {
     fn sender(&self, db: &Db) -> &mpsc::UnboundedSender<Message> {
         self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(writer(db.clone(), rx));
+            tokio::spawn(drain(db.clone(), rx));
             tx
         })
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn drain(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -101,59 +110,55 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
 
 const INSERT_SQL: &str = "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ";
 
+/// Multi-row INSERTs: one statement per 64 entries.
+fn inserts(batch: &[Pending]) -> Vec<Sql> {
+    batch
+        .chunks(64)
+        .map(|chunk| {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let p = (1..=8).map(|c| format!("${}", r * 8 + c));
+                    format!("({})", p.collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            chunk.iter().fold(
+                sql(format!("{INSERT_SQL}VALUES {}", rows.join(", "))),
+                |q, a| {
+                    q.bind(a.workspace_id)
+                        .bind(a.at)
+                        .bind(a.actor.clone())
+                        .bind(a.operation.clone())
+                        .bind(a.member_id)
+                        .bind(a.user_name.clone())
+                        .bind(a.status)
+                        .bind(a.detail.clone())
+                },
+            )
+        })
+        .collect()
+}
+
 async fn insert(db: &Db, batch: &[Pending]) -> Result<()> {
-    if let Some(writer) = db.sqlite_writer() {
-        let batch = batch.to_vec();
-        return writer
-            .write(move |tx| {
-                for chunk in batch.chunks(64) {
-                    let rows: Vec<String> = (0..chunk.len())
-                        .map(|r| {
-                            let p = (1..=8).map(|c| format!("${}", r * 8 + c));
-                            format!("({})", p.collect::<Vec<_>>().join(", "))
-                        })
-                        .collect();
-                    let sql = format!("{INSERT_SQL}VALUES {}", rows.join(", "));
-                    let mut params = Vec::with_capacity(chunk.len() * 8);
-                    for a in chunk {
-                        params.extend([
-                            SqlValue::Integer(a.workspace_id),
-                            fast::value(&Bind::Time(a.at)),
-                            SqlValue::Text(a.actor.clone()),
-                            SqlValue::Text(a.operation.clone()),
-                            a.member_id
-                                .map_or(SqlValue::Null, |id| fast::value(&Bind::Uuid(id))),
-                            fast::opt_text(a.user_name.as_deref()),
-                            SqlValue::Integer(i64::from(a.status)),
-                            SqlValue::Text(a.detail.clone()),
-                        ]);
-                    }
-                    fast::execute(tx, &sql, &params).map_err(fast::fail)?;
+    let statements = inserts(batch);
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                for q in &statements {
+                    q.lite_execute(tx)?;
                 }
                 Ok(())
             })
-            .await;
-    }
-    on_pool!(db.writer(), |p| {
-        let mut tx = p.begin().await?;
-        // Multi-row INSERTs: one statement (one trip to the connection) per 64 entries.
-        for chunk in batch.chunks(64) {
-            let mut q = sqlx::QueryBuilder::new(INSERT_SQL);
-            q.push_values(chunk, |mut row, a| {
-                row.push_bind(a.workspace_id)
-                    .push_bind(a.at)
-                    .push_bind(&a.actor)
-                    .push_bind(&a.operation)
-                    .push_bind(a.member_id)
-                    .push_bind(&a.user_name)
-                    .push_bind(a.status)
-                    .push_bind(&a.detail);
-            });
-            q.build().execute(&mut *tx).await?;
+            .await
         }
-        tx.commit().await?;
-        Ok(())
-    })
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            for q in &statements {
+                q.pg_execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+    }
 }
 
 /// Queue an entry; it is written shortly, with others.
@@ -195,16 +200,16 @@ pub async fn recent(
     limit: i64,
 ) -> Result<Vec<Activity>> {
     flush(db).await;
-    let sql = "SELECT id, at, actor, operation, member_id, user_name, status, detail FROM scim_activity \
+    let text = "SELECT id, at, actor, operation, member_id, user_name, status, detail FROM scim_activity \
                WHERE workspace_id = $1 AND ($2 IS NULL OR member_id = $2) AND ($3 = FALSE OR status >= 400) \
                ORDER BY id DESC LIMIT $4";
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Activity>(sql)
+    db.read_all::<Activity>(
+        sql(text)
             .bind(workspace_id)
             .bind(member_id)
             .bind(failures_only)
             .bind(limit)
-            .fetch_all(p)
-            .await
-    })?)
+            .slow(),
+    )
+    .await
 }

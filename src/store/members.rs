@@ -5,18 +5,17 @@
 //! values live in `member_emails` so `emails.value eq ...` uses an index.
 
 use super::scim_sql::{self, Bind, SqlBuilder};
-use super::{Backend, Db, Result, StoreError, fast, now, unique_violation};
+use super::sql::{FromRow, Row, Sql, sql};
+use super::{Backend, Db, Engine, Result, StoreError, now, unique_violation};
 use crate::domain::Role;
-use crate::on_pool;
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::AttrRef;
-use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Member {
     pub id: Uuid,
     pub workspace_id: i64,
@@ -25,7 +24,6 @@ pub struct Member {
     pub display_name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
-    #[sqlx(try_from = "String")]
     pub role: Role,
     pub active: bool,
     pub scim_managed: bool,
@@ -34,6 +32,23 @@ pub struct Member {
     pub updated_at: OffsetDateTime,
     pub version: i64,
 }
+
+crate::from_row!(Member {
+    id,
+    workspace_id,
+    user_name,
+    external_id,
+    display_name,
+    given_name,
+    family_name,
+    role,
+    active,
+    scim_managed,
+    resource,
+    created_at,
+    updated_at,
+    version
+});
 
 pub(crate) const COLUMNS: &str = "id, workspace_id, user_name, external_id, display_name, \
      given_name, family_name, role, active, scim_managed, resource, created_at, updated_at, version";
@@ -69,18 +84,17 @@ fn email_keys(data: &MemberData) -> Vec<String> {
 const INSERT_EMAIL_SQL: &str =
     "INSERT INTO member_emails (member_id, workspace_id, value_ci) VALUES ($1, $2, $3)";
 
-/// Index a member's email values (inside the caller's transaction).
-macro_rules! insert_emails {
-    ($tx:expr, $id:expr, $workspace_id:expr, $emails:expr) => {
-        for email in $emails {
-            sqlx::query(INSERT_EMAIL_SQL)
-                .bind($id)
-                .bind($workspace_id)
+/// The statements that index a member's email values.
+fn email_inserts(id: Uuid, workspace_id: i64, emails: &[String]) -> Vec<Sql> {
+    emails
+        .iter()
+        .map(|email| {
+            sql(INSERT_EMAIL_SQL)
+                .bind(id)
+                .bind(workspace_id)
                 .bind(email)
-                .execute($tx)
-                .await?;
-        }
-    };
+        })
+        .collect()
 }
 
 /// The conflict a client can act on, for a violated unique index.
@@ -97,54 +111,23 @@ fn conflict_of(what: Option<String>) -> Option<StoreError> {
 }
 
 /// Turn a unique-index violation into the conflict a client can act on.
-fn conflict(err: sqlx::Error) -> StoreError {
-    conflict_of(unique_violation(&err)).unwrap_or_else(|| err.into())
+fn conflict(err: StoreError) -> StoreError {
+    conflict_of(unique_violation(&err)).unwrap_or(err)
 }
 
-/// The same for the SQLite writes run on the writer thread (`writer`).
-fn fast_conflict(err: rusqlite::Error) -> StoreError {
-    conflict_of(fast::unique_violation(&err)).unwrap_or_else(|| fast::fail(err))
-}
-
-/// Index a member's email values, on the writer thread.
-fn fast_insert_emails(
-    tx: &rusqlite::Connection,
-    id: Uuid,
-    workspace_id: i64,
-    emails: &[String],
-) -> rusqlite::Result<()> {
-    for email in emails {
-        fast::execute(
-            tx,
-            INSERT_EMAIL_SQL,
-            &[
-                fast::value(&Bind::Uuid(id)),
-                SqlValue::Integer(workspace_id),
-                SqlValue::Text(email.clone()),
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-/// The parameters `$3`..`$13` of the member INSERT and UPDATE: the data, as sqlx
-/// binds them.
-fn fast_data_params(data: &MemberData, at: OffsetDateTime) -> Result<Vec<SqlValue>> {
-    let resource = serde_json::to_string(&data.resource)
-        .map_err(|e| StoreError::Db(sqlx::Error::Encode(Box::new(e))))?;
-    Ok(vec![
-        SqlValue::Text(data.user_name.clone()),
-        SqlValue::Text(fold(&data.user_name)),
-        fast::opt_text(data.external_id.as_deref()),
-        fast::opt_text(data.display_name.as_deref()),
-        fast::opt_text(data.given_name.as_deref()),
-        fast::opt_text(data.family_name.as_deref()),
-        SqlValue::Text(data.role.as_str().to_owned()),
-        SqlValue::Integer(i64::from(data.active)),
-        SqlValue::Integer(i64::from(data.scim_managed)),
-        SqlValue::Text(resource),
-        fast::value(&Bind::Time(at)),
-    ])
+/// Bind the member data of the INSERT and UPDATE, in their order (`$3`..): the
+/// names, the role and flags, then (INSERT only) the password hash, the resource,
+/// the time.
+fn bind_data(q: Sql, data: &MemberData) -> Sql {
+    q.bind(data.user_name.clone())
+        .bind(fold(&data.user_name))
+        .bind(data.external_id.clone())
+        .bind(data.display_name.clone())
+        .bind(data.given_name.clone())
+        .bind(data.family_name.clone())
+        .bind(data.role)
+        .bind(data.active)
+        .bind(data.scim_managed)
 }
 
 pub async fn create(
@@ -161,56 +144,32 @@ pub async fn create(
          updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1) \
          RETURNING {COLUMNS}"
     );
-    let emails = email_keys(data);
-    if let Some(writer) = db.sqlite_writer() {
-        // The parameters in the INSERT's order: id, workspace, the data with the
-        // password hash before the resource, the time.
-        let mut params = vec![
-            fast::value(&Bind::Uuid(id)),
-            SqlValue::Integer(workspace_id),
-        ];
-        let mut data_params = fast_data_params(data, at)?;
-        let at_param = data_params.pop();
-        let resource = data_params.pop();
-        params.extend(data_params);
-        params.push(fast::opt_text(password_hash));
-        params.extend(resource);
-        params.extend(at_param);
-        return writer
-            .write(move |tx| {
-                let member = fast_members(tx, &insert, &params)
-                    .map_err(fast_conflict)?
-                    .pop()
-                    .ok_or(StoreError::NotFound)?;
-                fast_insert_emails(tx, id, workspace_id, &emails).map_err(fast::fail)?;
+    let insert = bind_data(sql(insert).bind(id).bind(workspace_id), data)
+        .bind(password_hash)
+        .bind(&data.resource)
+        .bind(at);
+    let emails = email_inserts(id, workspace_id, &email_keys(data));
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                let member: Member = insert.lite_one(tx).map_err(conflict)?;
+                for q in &emails {
+                    q.lite_execute(tx)?;
+                }
                 Ok(member)
             })
-            .await;
-    }
-    on_pool!(db.writer(), |p| {
-        let mut tx = p.begin().await?;
-        let member = sqlx::query_as::<_, Member>(&insert)
-            .bind(id)
-            .bind(workspace_id)
-            .bind(&data.user_name)
-            .bind(fold(&data.user_name))
-            .bind(&data.external_id)
-            .bind(&data.display_name)
-            .bind(&data.given_name)
-            .bind(&data.family_name)
-            .bind(data.role.as_str())
-            .bind(data.active)
-            .bind(data.scim_managed)
-            .bind(password_hash)
-            .bind(Json(&data.resource))
-            .bind(at)
-            .fetch_one(&mut *tx)
             .await
-            .map_err(conflict)?;
-        insert_emails!(&mut *tx, id, workspace_id, &emails);
-        tx.commit().await?;
-        Ok(member)
-    })
+        }
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let member: Member = insert.pg_one(&mut *tx).await.map_err(conflict)?;
+            for q in &emails {
+                q.pg_execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(member)
+        }
+    }
 }
 
 pub(crate) fn by_id_sql() -> String {
@@ -218,20 +177,8 @@ pub(crate) fn by_id_sql() -> String {
 }
 
 pub async fn by_id(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Member>> {
-    let sql = by_id_sql();
-    if let Some(fast) = db.fast() {
-        let binds = [Bind::Int(workspace_id), Bind::Uuid(id)];
-        return fast
-            .with(|c| fast_members(c, &sql, &params_of(&binds)))
-            .map(|rows| rows.into_iter().next());
-    }
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Member>(&sql)
-            .bind(workspace_id)
-            .bind(id)
-            .fetch_optional(p)
-            .await
-    })?)
+    db.read_optional(sql(by_id_sql()).bind(workspace_id).bind(id))
+        .await
 }
 
 /// The member with this userName (ignoring case) and its password hash, for sign-in.
@@ -243,22 +190,24 @@ pub async fn credentials(
     if !super::storable(user_name) {
         return Ok(None);
     }
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
+    struct WithHash {
         member: Member,
         password_hash: Option<String>,
     }
-    let sql = format!(
+    impl FromRow for WithHash {
+        fn from_row(r: &Row<'_>) -> Result<Self> {
+            Ok(WithHash {
+                member: Member::from_row(r)?,
+                password_hash: r.get("password_hash")?,
+            })
+        }
+    }
+    let q = sql(format!(
         "SELECT {COLUMNS}, password_hash FROM members WHERE workspace_id = $1 AND user_name_ci = $2"
-    );
-    let row = on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Row>(&sql)
-            .bind(workspace_id)
-            .bind(fold(user_name))
-            .fetch_optional(p)
-            .await
-    })?;
+    ))
+    .bind(workspace_id)
+    .bind(fold(user_name));
+    let row: Option<WithHash> = db.read_optional(q).await?;
     Ok(row.map(|r| (r.member, r.password_hash)))
 }
 
@@ -271,45 +220,23 @@ pub async fn by_email(db: &Db, workspace_id: i64, email: &str) -> Result<Option<
     if let Some((member, _)) = credentials(db, workspace_id, email).await? {
         return Ok(Some(member));
     }
-    let sql = format!(
+    let q = sql(format!(
         "SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND id IN \
          (SELECT member_id FROM member_emails WHERE workspace_id = $1 AND value_ci = $2) \
          ORDER BY id LIMIT 1"
-    );
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, Member>(&sql)
-            .bind(workspace_id)
-            .bind(fold(email))
-            .fetch_optional(p)
-            .await
-    })?)
+    ))
+    .bind(workspace_id)
+    .bind(fold(email));
+    db.read_optional(q).await
 }
 
 pub async fn count(db: &Db, workspace_id: i64) -> Result<i64> {
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM members WHERE workspace_id = $1")
+    db.read_one(
+        sql("SELECT COUNT(*) FROM members WHERE workspace_id = $1")
             .bind(workspace_id)
-            .fetch_one(p)
-            .await
-    })?)
-}
-
-/// Bind `Bind` values, in order, to a query (any backend).
-macro_rules! bind_all {
-    ($q:expr, $binds:expr) => {{
-        let mut q = $q;
-        for b in $binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Bool(v) => q.bind(*v),
-                Bind::Uuid(u) => q.bind(*u),
-                Bind::Time(t) => q.bind(*t),
-                Bind::Int(i) => q.bind(*i),
-                Bind::Bytes(v) => q.bind(v.clone()),
-            };
-        }
-        q
-    }};
+            .slow(),
+    )
+    .await
 }
 
 /// A SCIM list request, already parsed.
@@ -343,7 +270,7 @@ pub(crate) fn list_sql(
     let ws = b.bind(Bind::Int(workspace_id));
     let mut cond = format!("m.workspace_id = {ws}");
     if let Some(f) = s.filter {
-        let sql = scim_sql::compile(&mut b, f).map_err(|e| StoreError::InvalidFilter(e.detail))?;
+        let sql = scim_sql::compile(&mut b, f)?;
         cond = format!("{cond} AND {sql}");
     }
     let count_binds = b.binds.clone();
@@ -398,26 +325,24 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
         if unfiltered {
             return count_all(db, workspace_id).await;
         }
-        Ok::<_, StoreError>(on_pool!(db.reader(), |p| {
-            bind_all!(sqlx::query_scalar::<_, i64>(&q.count_sql), &q.count_binds)
-                .fetch_one(p)
-                .await
-        })?)
+        db.read_one::<i64>(
+            sql(q.count_sql.clone())
+                .bind_all(q.count_binds.iter().cloned())
+                .slow(),
+        )
+        .await
     };
     if s.limit == 0 {
         return Ok((count().await?, Vec::new()));
     }
-    let rows = match db.fast() {
-        // The lookups IdPs send most: one index probe, on this thread.
-        Some(fast) if s.filter.is_some_and(index_lookup) => {
-            fast.with(|c| fast_members(c, &q.page_sql, &params_of(&q.page_binds)))?
-        }
-        _ => on_pool!(db.reader(), |p| {
-            bind_all!(sqlx::query_as::<_, Member>(&q.page_sql), &q.page_binds)
-                .fetch_all(p)
-                .await
-        })?,
+    // The lookups IdPs send most are one index probe: run inline (see `sqlite`).
+    let page = sql(q.page_sql.clone()).bind_all(q.page_binds.iter().cloned());
+    let page = if s.filter.is_some_and(index_lookup) {
+        page
+    } else {
+        page.slow()
     };
+    let rows: Vec<Member> = db.read_all(page).await?;
     if keyset && let Some(last) = rows.last() {
         db.cursors
             .put(workspace_id, s.offset + rows.len() as i64, last.id);
@@ -446,56 +371,6 @@ fn index_lookup(f: &Filter) -> bool {
         ),
         _ => false,
     }
-}
-
-fn params_of(binds: &[Bind]) -> Vec<SqlValue> {
-    binds.iter().map(fast::value).collect()
-}
-
-/// Members read (or written with RETURNING) through rusqlite; `$n` in `sql` is
-/// `params[n - 1]`.
-fn fast_members(
-    c: &rusqlite::Connection,
-    sql: &str,
-    params: &[SqlValue],
-) -> rusqlite::Result<Vec<Member>> {
-    let mut stmt = fast::prepare(c, sql, params)?;
-    let mut rows = stmt.raw_query();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(member_at(r)?);
-    }
-    Ok(out)
-}
-
-/// The member in columns 0..14 of a row selecting `COLUMNS`.
-fn member_at(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
-    use super::fast::{json_at, time_at, uuid_at};
-    Ok(Member {
-        id: uuid_at(r, 0)?,
-        workspace_id: r.get(1)?,
-        user_name: r.get(2)?,
-        external_id: r.get(3)?,
-        display_name: r.get(4)?,
-        given_name: r.get(5)?,
-        family_name: r.get(6)?,
-        role: {
-            let name: String = r.get(7)?;
-            Role::parse(&name).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    7,
-                    rusqlite::types::Type::Text,
-                    Box::new(std::io::Error::other(e.0)),
-                )
-            })?
-        },
-        active: r.get(8)?,
-        scim_managed: r.get(9)?,
-        resource: Json(json_at(r, 10)?),
-        created_at: time_at(r, 11)?,
-        updated_at: time_at(r, 12)?,
-        version: r.get(13)?,
-    })
 }
 
 pub(crate) const COUNT_BELOW_SQL: &str =
@@ -534,24 +409,21 @@ async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
             let now_ms =
                 (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).max(0) as u64;
             let boundary = super::cursors::v7_floor(now_ms.saturating_sub(COUNT_MARGIN_MS));
-            let below = on_pool!(db.reader(), |p| {
-                sqlx::query_scalar::<_, i64>(COUNT_BELOW_SQL)
-                    .bind(workspace_id)
-                    .bind(boundary)
-                    .fetch_one(p)
-                    .await
-            })?;
+            let below: i64 = db
+                .read_one(
+                    sql(COUNT_BELOW_SQL)
+                        .bind(workspace_id)
+                        .bind(boundary)
+                        .slow(),
+                )
+                .await?;
             db.cursors.put_count_below(workspace_id, boundary, below);
             (boundary, below, None)
         }
     };
-    let from = on_pool!(db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>(COUNT_FROM_SQL)
-            .bind(workspace_id)
-            .bind(boundary)
-            .fetch_one(p)
-            .await
-    })?;
+    let from: i64 = db
+        .read_one(sql(COUNT_FROM_SQL).bind(workspace_id).bind(boundary))
+        .await?;
     if from > RECOUNT_ABOVE
         && counted_at.is_some_and(|at| at.elapsed().as_millis() > u128::from(COUNT_MARGIN_MS))
     {
@@ -608,37 +480,42 @@ pub async fn modify<E: Send + 'static>(
     id: Uuid,
     change: impl FnOnce(&Member) -> std::result::Result<MemberData, E> + Send + 'static,
 ) -> Result<std::result::Result<Member, E>> {
-    let begin = match db.backend() {
-        super::Backend::Sqlite => "BEGIN IMMEDIATE",
-        super::Backend::Postgres => "BEGIN",
-    };
-    let select = locked_sql(db.backend());
-    #[derive(sqlx::FromRow)]
+    /// The member and its stored email keys, as `locked_sql` reads them.
     struct Current {
-        #[sqlx(flatten)]
         member: Member,
         email_keys: Option<String>,
     }
-    let update = update_sql(false);
-    if let Some(writer) = db.sqlite_writer() {
-        let key = [
-            SqlValue::Integer(workspace_id),
-            fast::value(&Bind::Uuid(id)),
-        ];
-        return writer
-            .write(move |tx| {
-                let found = {
-                    let mut stmt = fast::prepare(tx, &select, &key).map_err(fast::fail)?;
-                    let mut rows = stmt.raw_query();
-                    match rows.next().map_err(fast::fail)? {
-                        Some(r) => Some((
-                            member_at(r).map_err(fast::fail)?,
-                            r.get::<_, Option<String>>(14).map_err(fast::fail)?,
-                        )),
-                        None => None,
-                    }
-                };
-                let (current, stored) = found.ok_or(StoreError::NotFound)?;
+    impl FromRow for Current {
+        fn from_row(r: &Row<'_>) -> Result<Self> {
+            Ok(Current {
+                member: Member::from_row(r)?,
+                email_keys: r.get("email_keys")?,
+            })
+        }
+    }
+    let select = sql(locked_sql(db.backend())).bind(workspace_id).bind(id);
+    let update = move |data: &MemberData| {
+        bind_data(sql(update_sql(false)).bind(workspace_id).bind(id), data)
+            .bind(&data.resource)
+            .bind(now())
+    };
+    // The email rows, when the keys changed.
+    let reindex = move |data: &MemberData, stored: Option<&str>| {
+        let keys = email_keys(data);
+        if !keys_changed(&keys, stored) {
+            return Vec::new();
+        }
+        let mut statements = vec![sql(DELETE_EMAILS_SQL).bind(id)];
+        statements.extend(email_inserts(id, workspace_id, &keys));
+        statements
+    };
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                let Current {
+                    member: current,
+                    email_keys: stored,
+                } = select.lite_optional(tx)?.ok_or(StoreError::NotFound)?;
                 let data = match change(&current) {
                     Ok(d) => d,
                     Err(refused) => {
@@ -646,68 +523,38 @@ pub async fn modify<E: Send + 'static>(
                         return Ok(Err(refused));
                     }
                 };
-                let mut params = key.to_vec();
-                params.extend(fast_data_params(&data, now())?);
-                let member = fast_members(tx, &update, &params)
-                    .map_err(fast_conflict)?
-                    .pop()
-                    .ok_or(StoreError::NotFound)?;
-                let keys = email_keys(&data);
-                if keys_changed(&keys, stored.as_deref()) {
-                    fast::execute(tx, DELETE_EMAILS_SQL, &[fast::value(&Bind::Uuid(id))])
-                        .map_err(fast::fail)?;
-                    fast_insert_emails(tx, id, workspace_id, &keys).map_err(fast::fail)?;
+                let member: Member = update(&data).lite_one(tx).map_err(conflict)?;
+                for q in reindex(&data, stored.as_deref()) {
+                    q.lite_execute(tx)?;
                 }
                 Ok(Ok(member))
             })
-            .await;
-    }
-    on_pool!(db.writer(), |p| {
-        let mut tx = p.begin_with(begin).await?;
-        let Current {
-            member: current,
-            email_keys: stored,
-        } = sqlx::query_as::<_, Current>(&select)
-            .bind(workspace_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let data = match change(&current) {
-            Ok(d) => d,
-            Err(refused) => {
-                tx.rollback().await?;
-                return Ok(Err(refused));
-            }
-        };
-        let member = sqlx::query_as::<_, Member>(&update)
-            .bind(workspace_id)
-            .bind(id)
-            .bind(&data.user_name)
-            .bind(fold(&data.user_name))
-            .bind(&data.external_id)
-            .bind(&data.display_name)
-            .bind(&data.given_name)
-            .bind(&data.family_name)
-            .bind(data.role.as_str())
-            .bind(data.active)
-            .bind(data.scim_managed)
-            .bind(Json(&data.resource))
-            .bind(now())
-            .fetch_one(&mut *tx)
             .await
-            .map_err(conflict)?;
-        let keys = email_keys(&data);
-        if keys_changed(&keys, stored.as_deref()) {
-            sqlx::query(DELETE_EMAILS_SQL)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            insert_emails!(&mut *tx, id, workspace_id, &keys);
         }
-        tx.commit().await?;
-        Ok(Ok(member))
-    })
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let Current {
+                member: current,
+                email_keys: stored,
+            } = select
+                .pg_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let data = match change(&current) {
+                Ok(d) => d,
+                Err(refused) => {
+                    tx.rollback().await?;
+                    return Ok(Err(refused));
+                }
+            };
+            let member: Member = update(&data).pg_one(&mut *tx).await.map_err(conflict)?;
+            for q in reindex(&data, stored.as_deref()) {
+                q.pg_execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(member))
+        }
+    }
 }
 
 /// Do the new email keys (sorted, distinct) differ from the stored ones (one per
@@ -755,12 +602,12 @@ pub async fn browse(
         super::Backend::Sqlite => "",
         super::Backend::Postgres => " COLLATE \"C\"",
     };
-    let mut sql =
+    let mut text =
         format!("SELECT {COLUMNS} FROM members WHERE workspace_id = $1 AND user_name_ci{c} >= $2");
     // The upper bound of the prefix range: every string that starts with it sorts below.
     let upper = (!prefix.is_empty()).then(|| format!("{prefix}\u{10FFFF}"));
     if upper.is_some() {
-        sql.push_str(&format!(" AND user_name_ci{c} < $3"));
+        text.push_str(&format!(" AND user_name_ci{c} < $3"));
     }
     let (op, order) = match cursor {
         Cursor::First => ("", "ASC"),
@@ -773,24 +620,20 @@ pub async fn browse(
     };
     let next = if upper.is_some() { 4 } else { 3 };
     if key.is_some() {
-        sql.push_str(&format!(" AND user_name_ci{c} {op} ${next}"));
+        text.push_str(&format!(" AND user_name_ci{c} {op} ${next}"));
     }
     let limit_at = next + usize::from(key.is_some());
-    sql.push_str(&format!(
+    text.push_str(&format!(
         " ORDER BY user_name_ci{c} {order} LIMIT ${limit_at}"
     ));
-    let mut rows = on_pool!(db.reader(), |p| {
-        let mut q = sqlx::query_as::<_, Member>(&sql)
-            .bind(workspace_id)
-            .bind(&prefix);
-        if let Some(u) = &upper {
-            q = q.bind(u);
-        }
-        if let Some(k) = &key {
-            q = q.bind(k);
-        }
-        q.bind(limit).fetch_all(p).await
-    })?;
+    let mut q = sql(text).bind(workspace_id).bind(prefix);
+    if let Some(u) = upper {
+        q = q.bind(u);
+    }
+    if let Some(k) = key {
+        q = q.bind(k);
+    }
+    let mut rows: Vec<Member> = db.read_all(q.bind(limit).slow()).await?;
     if matches!(cursor, Cursor::Before(_)) {
         rows.reverse();
     }

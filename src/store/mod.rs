@@ -1,11 +1,12 @@
-//! Storage: the only place with SQL. SQLite (embedded default) and PostgreSQL
-//! share one query text wherever they can (`$1` placeholders work on both); the
-//! `on_pool!` macro compiles each query once per backend. Where the dialects differ,
-//! both forms stand side by side in the function that needs them.
+//! Storage: the only place with SQL. SQLite (embedded default) is reached through
+//! rusqlite only (`sqlite`: read connections on the asking thread, one write
+//! thread), PostgreSQL through sqlx only. Every statement is an `sql::Sql` with
+//! `$n` placeholders, which both dialects accept, so most store functions are
+//! written once; where the dialects differ, or a transaction runs several
+//! statements, both forms stand side by side in the function that needs them.
 
 pub mod activity;
 pub mod cursors;
-pub(crate) mod fast;
 pub mod members;
 pub mod oauth;
 /// The hot-path query list and EXPLAIN checks, for the plan test.
@@ -14,33 +15,23 @@ pub mod plans;
 pub mod rate_limits;
 pub mod scim_sql;
 pub mod sessions;
+pub mod sql;
+pub(crate) mod sqlite;
 pub mod sso;
 pub mod tokens;
 pub mod workspaces;
-pub(crate) mod writer;
 
+use sql::{FromRow, Sql};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Run `$body` with `$p` bound to the concrete pool of `$pool`; written like a
-/// closure (`on_pool!(db.reader(), |p| query.fetch_one(p).await)`) so rustfmt formats
-/// it. The body is compiled once per backend.
-#[macro_export]
-macro_rules! on_pool {
-    ($pool:expr, |$p:ident| $body:expr) => {
-        match $pool {
-            $crate::store::Pool::Sqlite($p) => $body,
-            $crate::store::Pool::Postgres($p) => $body,
-        }
-    };
-}
-
+/// The database a `Db` reaches, and how.
 #[derive(Clone, Debug)]
-pub enum Pool {
-    Sqlite(SqlitePool),
+pub(crate) enum Engine {
+    Sqlite(Arc<sqlite::Sqlite>),
     Postgres(PgPool),
 }
 
@@ -50,23 +41,16 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database. SQLite gets one writer connection (writes are serialised by the
-/// pool instead of failing with SQLITE_BUSY) and several readers (WAL lets them run
-/// beside the writer). PostgreSQL uses one pool for both.
+/// The database, and what each process keeps beside it.
 #[derive(Clone, Debug)]
 pub struct Db {
-    read: Pool,
-    write: Pool,
+    engine: Engine,
     /// Keyset cursors for member listings (see `cursors`); per database.
-    pub(crate) cursors: std::sync::Arc<cursors::PageCursors>,
-    /// The provisioning-activity writer (see `activity`); per database.
-    pub(crate) activity: std::sync::Arc<activity::ActivityQueue>,
+    pub(crate) cursors: Arc<cursors::PageCursors>,
+    /// The provisioning-activity queue (see `activity`); per database.
+    pub(crate) activity: Arc<activity::ActivityQueue>,
     /// Rate-limit events counted here and not yet written (see `rate_limits`).
-    pub(crate) rate_counts: std::sync::Arc<rate_limits::LocalCounts>,
-    /// SQLite files only: hot-path reads without sqlx's thread hops (see `fast`).
-    pub(crate) fast: Option<std::sync::Arc<fast::Reader>>,
-    /// SQLite: the thread that runs the hot write transactions (see `writer`).
-    pub(crate) sqlite_writer: Option<std::sync::Arc<writer::Writer>>,
+    pub(crate) rate_counts: Arc<rate_limits::LocalCounts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +63,24 @@ pub enum StoreError {
     VersionMismatch,
     #[error("{0}")]
     InvalidFilter(String),
-    #[error("database error: {0}")]
+    #[error("PostgreSQL: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("a stored value could not be read: {0}")]
+    Decode(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database configuration: {0}")]
+    Config(String),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e.to_string())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -100,84 +98,32 @@ pub fn storable(s: &str) -> bool {
     !s.contains('\0')
 }
 
-/// The name of the unique constraint a write violated, if that is what failed.
-pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
+/// The name of the unique constraint (or SQLite's message naming its columns) a
+/// write violated, if that is what failed.
+pub fn unique_violation(err: &StoreError) -> Option<String> {
     match err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Some(
+        StoreError::Db(sqlx::Error::Database(db)) if db.is_unique_violation() => Some(
             db.constraint()
                 .map(str::to_owned)
                 .unwrap_or_else(|| db.message().to_owned()),
         ),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Some(msg.clone().unwrap_or_else(|| "unique constraint".into()))
+        }
         _ => None,
     }
 }
 
-/// What SQLite may allocate in this process, page caches of every connection
-/// together: past it, SQLite reuses cache pages instead of allocating more. Each
-/// connection's own `cache_size` (4 MB) would otherwise let the caches of a dozen
-/// connections grow with the database for as long as the server runs: the 10-minute
-/// soak at 100,000 members showed SQLite's heap climbing from 6 to 23 MB while the
-/// rest of the server stayed flat. The OS page cache holds the file anyway, so a
-/// page not cached here is a copy away, not a disk read.
-const SQLITE_HEAP_LIMIT: i64 = 24 * 1024 * 1024;
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Db {
     /// Connect and apply migrations.
     pub async fn connect(url: &str) -> Result<Db> {
-        let db = if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-                // 4 MB of page cache per connection: the OS page cache holds the
-                // file anyway (and is not the server's memory); 16 MB on each of nine
-                // connections let the resident size grow past 130 MB at 20,000
-                // members (rollcall-bench).
-                .pragma("cache_size", "-4000")
-                .pragma("temp_store", "memory");
-            // An in-memory database exists once per connection: one connection only.
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let fast = (!in_memory)
-                .then(|| std::sync::Arc::new(fast::Reader::new(opts.get_filename().to_owned())));
-            // No ping before each use (sqlx's default): a SQLite connection is a file
-            // handle on a worker thread, and the ping was one more round trip to that
-            // thread for every statement.
-            let write = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .min_connections(1)
-                .connect_with(opts.clone())
-                .await?;
-            let read = if in_memory {
-                write.clone()
-            } else {
-                // WAL readers run beside the writer; more than two per core only
-                // adds memory and switching.
-                SqlitePoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(4)
-                    .min_connections(1)
-                    .connect_with(opts.read_only(true))
-                    .await?
-            };
-            SQLITE_MIGRATIONS.run(&write).await?;
-            // SAFETY: sets SQLite's process-wide advisory heap limit; no pointers.
-            unsafe { rusqlite::ffi::sqlite3_soft_heap_limit64(SQLITE_HEAP_LIMIT) };
-            let sqlite_writer = writer::Writer::start(write.clone()).map_err(sqlx::Error::Io)?;
-            Db {
-                read: Pool::Sqlite(read),
-                write: Pool::Sqlite(write),
-                cursors: Default::default(),
-                activity: Default::default(),
-                rate_counts: Default::default(),
-                fast,
-                sqlite_writer: Some(std::sync::Arc::new(sqlite_writer)),
-            }
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite(Arc::new(sqlite::Sqlite::open(url)?))
         } else {
             let opts = PgConnectOptions::from_str(url)?;
             // sqlx pings a connection before every use by default: a network round
@@ -198,84 +144,115 @@ impl Db {
                 .connect_with(opts)
                 .await?;
             POSTGRES_MIGRATIONS.run(&pool).await?;
-            Db {
-                read: Pool::Postgres(pool.clone()),
-                write: Pool::Postgres(pool),
-                cursors: Default::default(),
-                activity: Default::default(),
-                rate_counts: Default::default(),
-                fast: None,
-                sqlite_writer: None,
-            }
+            Engine::Postgres(pool)
         };
-        Ok(db)
+        Ok(Db {
+            engine,
+            cursors: Default::default(),
+            activity: Default::default(),
+            rate_counts: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
-        match self.write {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
+        match self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
         }
     }
 
-    /// The thread-hop-free SQLite reader, when there is one (see `fast`).
-    pub(crate) fn fast(&self) -> Option<&fast::Reader> {
-        self.fast.as_deref()
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// SQLite: the writer thread, for the hot write transactions (see `writer`).
-    pub(crate) fn sqlite_writer(&self) -> Option<&writer::Writer> {
-        self.sqlite_writer.as_deref()
+    /// Every row of a read.
+    pub async fn read_all<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Vec<T>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.read_all(q).await,
+            Engine::Postgres(p) => q.pg_all(p).await,
+        }
     }
 
-    pub fn reader(&self) -> &Pool {
-        &self.read
+    /// The first row of a read, if any.
+    pub async fn read_optional<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Option<T>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.read_optional(q).await,
+            Engine::Postgres(p) => q.pg_optional(p).await,
+        }
     }
 
-    pub fn writer(&self) -> &Pool {
-        &self.write
+    /// The first row of a read (`NotFound` when there is none).
+    pub async fn read_one<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<T> {
+        self.read_optional(q).await?.ok_or(StoreError::NotFound)
     }
 
-    /// Connections in each pool, for `/metrics`.
+    /// Run a write; the rows it changed.
+    pub async fn execute(&self, q: Sql) -> Result<u64> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.write(move |tx| q.lite_execute(tx)).await,
+            Engine::Postgres(p) => q.pg_execute(p).await,
+        }
+    }
+
+    /// The first row a write returns (`RETURNING`), if any.
+    pub async fn write_optional<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Option<T>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.write(move |tx| q.lite_optional(tx)).await,
+            Engine::Postgres(p) => q.pg_optional(p).await,
+        }
+    }
+
+    /// The row a write returns (`NotFound` when there is none).
+    pub async fn write_one<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<T> {
+        self.write_optional(q).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Connections in use, for `/metrics`.
     pub fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
-        let figures = |name: &'static str, pool: &Pool| {
-            let (size, idle, max) = on_pool!(pool, |p| (
-                p.size(),
-                p.num_idle() as u32,
-                p.options().get_max_connections()
-            ));
-            crate::metrics::PoolUse {
-                pool: name,
-                size,
-                idle,
-                max,
+        match &self.engine {
+            Engine::Sqlite(s) => {
+                let (size, idle, max) = s.readers();
+                vec![
+                    crate::metrics::PoolUse {
+                        pool: "read",
+                        size,
+                        idle,
+                        max,
+                    },
+                    crate::metrics::PoolUse {
+                        pool: "write",
+                        size: 1,
+                        idle: 0,
+                        max: 1,
+                    },
+                ]
             }
-        };
-        match self.backend() {
-            Backend::Sqlite => vec![figures("read", &self.read), figures("write", &self.write)],
-            Backend::Postgres => vec![figures("shared", &self.write)],
+            Engine::Postgres(p) => vec![crate::metrics::PoolUse {
+                pool: "shared",
+                size: p.size(),
+                idle: p.num_idle() as u32,
+                max: p.options().get_max_connections(),
+            }],
         }
     }
 
     /// Bytes SQLite has allocated in this process (every connection's page cache
     /// and prepared statements), for `/metrics`; None on PostgreSQL.
     pub fn sqlite_heap(&self) -> Option<i64> {
-        // SAFETY: sqlite3_memory_used only reads SQLite's global allocation counter.
-        (self.backend() == Backend::Sqlite).then(|| unsafe { rusqlite::ffi::sqlite3_memory_used() })
+        matches!(self.engine, Engine::Sqlite(_)).then(sqlite::heap_used)
     }
 
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
-        on_pool!(&self.read, |p| sqlx::query("SELECT 1")
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        self.read_one::<i64>(sql::sql("SELECT CAST(1 AS BIGINT)"))
+            .await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         activity::flush(self).await;
-        on_pool!(&self.read, |p| p.close().await);
-        on_pool!(&self.write, |p| p.close().await);
+        if let Engine::Postgres(p) = &self.engine {
+            p.close().await;
+        }
     }
 }

@@ -6,10 +6,8 @@
 //! redeemed for it, and the family of access and refresh tokens issued from it.
 //! Ending a grant ends every token in it: token lookups join the grant.
 
-use super::scim_sql::Bind;
-use super::{Db, Result, StoreError, fast, now};
-use crate::on_pool;
-use rusqlite::types::Value as SqlValue;
+use super::sql::{FromRow, Row, Sql, sql};
+use super::{Db, Engine, Result, StoreError, now};
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -69,28 +67,18 @@ pub struct Client {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(sqlx::FromRow)]
-struct ClientRow {
-    id: String,
-    name: String,
-    public: bool,
-    secret_digest: Option<Vec<u8>>,
-    redirect_uris: Json<Vec<String>>,
-    scopes: String,
-    created_at: OffsetDateTime,
-}
-
-impl From<ClientRow> for Client {
-    fn from(r: ClientRow) -> Self {
-        Client {
-            id: r.id,
-            name: r.name,
-            public: r.public,
-            secret_digest: r.secret_digest,
-            redirect_uris: r.redirect_uris.0,
-            scopes: r.scopes,
-            created_at: r.created_at,
-        }
+impl FromRow for Client {
+    fn from_row(r: &Row<'_>) -> Result<Self> {
+        let uris: Json<Vec<String>> = r.get("redirect_uris")?;
+        Ok(Client {
+            id: r.get("id")?,
+            name: r.get("name")?,
+            public: r.get("public")?,
+            secret_digest: r.get("secret_digest")?,
+            redirect_uris: uris.0,
+            scopes: r.get("scopes")?,
+            created_at: r.get("created_at")?,
+        })
     }
 }
 
@@ -104,27 +92,23 @@ pub async fn create_client(
     redirect_uris: &[String],
     scopes: &str,
 ) -> Result<Client> {
-    let sql = format!(
+    let q = sql(format!(
         "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          RETURNING {CLIENT_COLUMNS}"
-    );
-    let row = on_pool!(db.writer(), |p| {
-        sqlx::query_as::<_, ClientRow>(&sql)
-            .bind(id)
-            .bind(name)
-            .bind(secret_digest.is_none())
-            .bind(secret_digest)
-            .bind(Json(redirect_uris))
-            .bind(scopes)
-            .bind(now())
-            .fetch_one(p)
-            .await
-    })
-    .map_err(|e| match super::unique_violation(&e) {
-        Some(_) => StoreError::Conflict(format!("client '{id}' already exists")),
-        None => e.into(),
-    })?;
-    Ok(row.into())
+    ))
+    .bind(id)
+    .bind(name)
+    .bind(secret_digest.is_none())
+    .bind(secret_digest)
+    .bind(serde_json::json!(redirect_uris))
+    .bind(scopes)
+    .bind(now());
+    db.write_one(q)
+        .await
+        .map_err(|e| match super::unique_violation(&e) {
+            Some(_) => StoreError::Conflict(format!("client '{id}' already exists")),
+            None => e,
+        })
 }
 
 pub(crate) fn client_sql() -> String {
@@ -135,41 +119,8 @@ pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
     if !super::storable(id) {
         return Ok(None);
     }
-    let sql = client_sql();
-    if let Some(fast) = db.fast() {
-        // Every token, revocation and introspection request authenticates its client.
-        return fast.with(|c| {
-            use super::fast::{json_at, prepare, time_at};
-            let mut stmt = prepare(c, &sql, &[SqlValue::Text(id.to_owned())])?;
-            let mut rows = stmt.raw_query();
-            let Some(r) = rows.next()? else {
-                return Ok(None);
-            };
-            let uris = json_at(r, 4)?;
-            Ok(Some(Client {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                public: r.get(2)?,
-                secret_digest: r.get(3)?,
-                redirect_uris: serde_json::from_value(uris).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        4,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?,
-                scopes: r.get(5)?,
-                created_at: time_at(r, 6)?,
-            }))
-        });
-    }
-    let row = on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, ClientRow>(&sql)
-            .bind(id)
-            .fetch_optional(p)
-            .await
-    })?;
-    Ok(row.map(Client::from))
+    // Every token, revocation and introspection request authenticates its client.
+    db.read_optional(sql(client_sql()).bind(id)).await
 }
 
 /// An authorization code to store (its digest) after consent.
@@ -186,11 +137,8 @@ pub struct NewCode<'a> {
 }
 
 pub async fn create_code(db: &Db, c: &NewCode<'_>) -> Result<()> {
-    on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "INSERT INTO oauth_codes (digest, client_id, workspace_id, member_id, redirect_uri, \
-             scope, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
+    db.execute(sql("INSERT INTO oauth_codes (digest, client_id, workspace_id, member_id, redirect_uri, \
+             scope, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",)
         .bind(c.digest)
         .bind(c.client_id)
         .bind(c.workspace_id)
@@ -199,16 +147,13 @@ pub async fn create_code(db: &Db, c: &NewCode<'_>) -> Result<()> {
         .bind(c.scope)
         .bind(c.code_challenge)
         .bind(now())
-        .bind(c.expires_at)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .bind(c.expires_at))
+        .await?;
     Ok(())
 }
 
 /// A code as it was issued, handed to the caller's check when it is redeemed.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Code {
     pub client_id: String,
     pub workspace_id: i64,
@@ -218,8 +163,22 @@ pub struct Code {
     pub code_challenge: Option<String>,
     pub expires_at: OffsetDateTime,
     /// The member who consented is still an active admin.
-    #[sqlx(skip)]
     pub authorizer_is_admin: bool,
+}
+
+impl FromRow for Code {
+    fn from_row(r: &Row<'_>) -> Result<Self> {
+        Ok(Code {
+            client_id: r.get("client_id")?,
+            workspace_id: r.get("workspace_id")?,
+            member_id: r.get("member_id")?,
+            redirect_uri: r.get("redirect_uri")?,
+            scope: r.get("scope")?,
+            code_challenge: r.get("code_challenge")?,
+            expires_at: r.get("expires_at")?,
+            authorizer_is_admin: false,
+        })
+    }
 }
 
 /// The digests and lifetimes of a new access/refresh pair; the caller holds the
@@ -257,96 +216,196 @@ const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (grant_id, kind, digest, sc
 /// redemptions exactly one gets it; the other (and any later one) is a replay and
 /// ends the grant, in the same transaction that looked. `check` decides whether this
 /// presentation may have it (client, redirect URI, PKCE, expiry).
-pub async fn redeem_code<E>(
+pub async fn redeem_code<E: Send + 'static>(
     db: &Db,
     digest: &[u8],
     client_id: &str,
     tokens: &NewTokens,
-    check: impl FnOnce(&Code) -> std::result::Result<(), E>,
+    check: impl FnOnce(&Code) -> std::result::Result<(), E> + Send + 'static,
 ) -> Result<Redeemed<E>> {
     let at = now();
-    on_pool!(db.writer(), |p| {
-        let mut tx = p.begin().await?;
-        let claimed = sqlx::query_as::<_, Code>(REDEEM_CODE_SQL)
-            .bind(at)
-            .bind(digest)
-            .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(mut code) = claimed else {
-            let seen = sqlx::query_as::<_, (Option<i64>, String)>(
-                "SELECT grant_id, client_id FROM oauth_codes WHERE digest = $1",
-            )
-            .bind(digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // Another client's code is no code at all for this one: it neither
-            // learns that it exists nor ends the grant issued from it.
-            let Some((grant_id, _)) = seen.filter(|(_, owner)| owner == client_id) else {
-                return Ok(Redeemed::Unknown);
+    let plan = Redemption::new(digest, client_id, tokens, at);
+    match db.engine() {
+        Engine::Sqlite(s) => s.write(move |tx| plan.lite_redeem(tx, check)).await,
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let Some(mut code) = plan.claim().pg_optional::<Code>(&mut *tx).await? else {
+                let seen = plan.seen().pg_optional::<Seen>(&mut *tx).await?;
+                let Some(grant) = plan.replayed(seen) else {
+                    return Ok(Redeemed::Unknown);
+                };
+                if let Some(end) = grant {
+                    end.pg_execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                return Ok(Redeemed::Replayed);
             };
-            if let Some(grant_id) = grant_id {
-                sqlx::query(END_GRANT_REUSED_SQL)
-                    .bind(at)
-                    .bind(grant_id)
-                    .execute(&mut *tx)
-                    .await?;
+            code.authorizer_is_admin = authorizer(code.member_id)
+                .pg_optional::<Authorizer>(&mut *tx)
+                .await?
+                .is_some_and(|a| a.is_admin());
+            if let Err(e) = check(&code) {
+                tx.commit().await?;
+                return Ok(Redeemed::Refused(e));
+            }
+            let grant_id: i64 = plan.new_grant(&code).pg_one(&mut *tx).await?;
+            for q in plan.issue(grant_id, &code.scope) {
+                q.pg_execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            return Ok(Redeemed::Replayed);
-        };
-        // Consent was given by an admin, who may have been deactivated or demoted
-        // since (which ended their grants, but this one did not exist yet).
-        code.authorizer_is_admin =
-            sqlx::query_as::<_, (bool, String)>("SELECT active, role FROM members WHERE id = $1")
-                .bind(code.member_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some_and(|(active, role)| active && role == "admin");
-        if let Err(e) = check(&code) {
-            tx.commit().await?;
-            return Ok(Redeemed::Refused(e));
+            Ok(Redeemed::Issued(Issued {
+                grant_id,
+                scope: code.scope,
+            }))
         }
-        let grant_id = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO oauth_grants (client_id, workspace_id, member_id, scope, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    }
+}
+
+/// The owner of a code looked up after a failed claim.
+struct Seen {
+    grant_id: Option<i64>,
+    client_id: String,
+}
+crate::from_row!(Seen {
+    grant_id,
+    client_id
+});
+
+/// The member who consented, as a code's redemption checks them.
+struct Authorizer {
+    active: bool,
+    role: String,
+}
+crate::from_row!(Authorizer { active, role });
+
+impl Authorizer {
+    fn is_admin(&self) -> bool {
+        self.active && self.role == "admin"
+    }
+}
+
+fn authorizer(member_id: Uuid) -> Sql {
+    sql("SELECT active, role FROM members WHERE id = $1").bind(member_id)
+}
+
+/// The statements of one code redemption.
+#[derive(Clone)]
+struct Redemption {
+    digest: Vec<u8>,
+    client_id: String,
+    tokens: NewTokens,
+    at: OffsetDateTime,
+}
+
+impl Redemption {
+    fn new(digest: &[u8], client_id: &str, tokens: &NewTokens, at: OffsetDateTime) -> Self {
+        Redemption {
+            digest: digest.to_vec(),
+            client_id: client_id.to_owned(),
+            tokens: tokens.clone(),
+            at,
+        }
+    }
+
+    fn claim(&self) -> Sql {
+        sql(REDEEM_CODE_SQL)
+            .bind(self.at)
+            .bind(&self.digest)
+            .bind(&self.client_id)
+    }
+
+    fn seen(&self) -> Sql {
+        sql("SELECT grant_id, client_id FROM oauth_codes WHERE digest = $1").bind(&self.digest)
+    }
+
+    /// After a failed claim: `None` when the code is unknown to this client (another
+    /// client's code is no code at all: it neither learns that it exists nor ends
+    /// the grant issued from it); else a replay, and the statement ending the
+    /// grant issued from the code, if one was.
+    fn replayed(&self, seen: Option<Seen>) -> Option<Option<Sql>> {
+        let seen = seen.filter(|s| s.client_id == self.client_id)?;
+        Some(
+            seen.grant_id
+                .map(|g| sql(END_GRANT_REUSED_SQL).bind(self.at).bind(g)),
         )
+    }
+
+    fn new_grant(&self, code: &Code) -> Sql {
+        sql("INSERT INTO oauth_grants (client_id, workspace_id, member_id, scope, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id")
         .bind(&code.client_id)
         .bind(code.workspace_id)
         .bind(code.member_id)
         .bind(&code.scope)
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE oauth_codes SET grant_id = $1 WHERE digest = $2")
-            .bind(grant_id)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        for (kind, digest, expires_at) in [
-            ("access", &tokens.access_digest, tokens.access_expires_at),
-            ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
-        ] {
-            sqlx::query(INSERT_TOKEN)
+        .bind(self.at)
+    }
+
+    /// Link the code to its grant, and the grant's first access and refresh tokens.
+    fn issue(&self, grant_id: i64, scope: &str) -> Vec<Sql> {
+        let mut statements = vec![
+            sql("UPDATE oauth_codes SET grant_id = $1 WHERE digest = $2")
                 .bind(grant_id)
-                .bind(kind)
-                .bind(digest)
-                .bind(&code.scope)
-                .bind(at)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
+                .bind(&self.digest),
+        ];
+        statements.extend(token_inserts(grant_id, scope, &self.tokens, self.at));
+        statements
+    }
+
+    /// `redeem_code` on SQLite, on the write thread: the same statements.
+    fn lite_redeem<E>(
+        &self,
+        tx: &super::sqlite::Tx<'_>,
+        check: impl FnOnce(&Code) -> std::result::Result<(), E>,
+    ) -> Result<Redeemed<E>> {
+        let Some(mut code) = self.claim().lite_optional::<Code>(tx)? else {
+            let seen = self.seen().lite_optional::<Seen>(tx)?;
+            let Some(grant) = self.replayed(seen) else {
+                return Ok(Redeemed::Unknown);
+            };
+            if let Some(end) = grant {
+                end.lite_execute(tx)?;
+            }
+            return Ok(Redeemed::Replayed);
+        };
+        code.authorizer_is_admin = authorizer(code.member_id)
+            .lite_optional::<Authorizer>(tx)?
+            .is_some_and(|a| a.is_admin());
+        if let Err(e) = check(&code) {
+            // The code is used up all the same: commit the claim.
+            return Ok(Redeemed::Refused(e));
         }
-        tx.commit().await?;
+        let grant_id: i64 = self.new_grant(&code).lite_one(tx)?;
+        for q in self.issue(grant_id, &code.scope) {
+            q.lite_execute(tx)?;
+        }
         Ok(Redeemed::Issued(Issued {
             grant_id,
             scope: code.scope,
         }))
+    }
+}
+
+/// The access and refresh token rows of a new pair.
+fn token_inserts(grant_id: i64, scope: &str, tokens: &NewTokens, at: OffsetDateTime) -> Vec<Sql> {
+    [
+        ("access", &tokens.access_digest, tokens.access_expires_at),
+        ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
+    ]
+    .into_iter()
+    .map(|(kind, digest, expires_at)| {
+        sql(INSERT_TOKEN)
+            .bind(grant_id)
+            .bind(kind)
+            .bind(digest)
+            .bind(scope)
+            .bind(at)
+            .bind(expires_at)
     })
+    .collect()
 }
 
 /// A refresh token and its grant, read under the grant's lock.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RefreshState {
     pub grant_id: i64,
     pub client_id: String,
@@ -358,6 +417,17 @@ pub struct RefreshState {
     /// The member who authorized the grant is still an active admin.
     pub authorizer_is_admin: bool,
 }
+
+crate::from_row!(RefreshState {
+    grant_id,
+    client_id,
+    grant_scope,
+    grant_revoked_at,
+    revoked_at,
+    expires_at,
+    rotated_at,
+    authorizer_is_admin
+});
 
 /// What the caller's rules decided about a refresh-token presentation.
 #[derive(Debug)]
@@ -383,157 +453,89 @@ pub async fn refresh<E: Send + 'static>(
     plan: impl FnOnce(&RefreshState) -> RefreshPlan<E> + Send + 'static,
 ) -> Result<Option<std::result::Result<Issued, E>>> {
     let at = now();
-    if let Some(writer) = db.sqlite_writer() {
-        let (digest, tokens) = (digest.to_vec(), tokens.clone());
-        return writer
-            .write(move |tx| fast_refresh(tx, &digest, &tokens, at, plan).map_err(fast::fail))
-            .await;
-    }
-    on_pool!(db.writer(), |p| {
-        let mut tx = p.begin().await?;
-        let found = sqlx::query_as::<_, (i64, i64)>(REFRESH_FIND_SQL)
-            .bind(digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((token_id, grant_id)) = found else {
-            return Ok(None);
-        };
-        sqlx::query(GRANT_LOCK_SQL)
-            .bind(at)
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await?;
-        let state = sqlx::query_as::<_, RefreshState>(REFRESH_STATE_SQL)
-            .bind(token_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        match plan(&state) {
-            RefreshPlan::Refuse(e) => {
-                tx.rollback().await?;
-                Ok(Some(Err(e)))
-            }
-            RefreshPlan::EndGrant(e) => {
-                sqlx::query(END_GRANT_REUSED_SQL)
-                    .bind(at)
-                    .bind(grant_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(Err(e)))
-            }
-            RefreshPlan::Issue { scope } => {
-                sqlx::query(ROTATE_SQL)
-                    .bind(at)
-                    .bind(grant_id)
-                    .execute(&mut *tx)
-                    .await?;
-                for (kind, digest, expires_at) in [
-                    ("access", &tokens.access_digest, tokens.access_expires_at),
-                    ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
-                ] {
-                    sqlx::query(INSERT_TOKEN)
-                        .bind(grant_id)
-                        .bind(kind)
-                        .bind(digest)
-                        .bind(&scope)
-                        .bind(at)
-                        .bind(expires_at)
-                        .execute(&mut *tx)
-                        .await?;
+    let (digest, tokens) = (digest.to_vec(), tokens.clone());
+    let find = sql(REFRESH_FIND_SQL).bind(digest);
+    let lock = move |grant_id: i64| sql(GRANT_LOCK_SQL).bind(at).bind(grant_id);
+    let state = |token_id: i64| sql(REFRESH_STATE_SQL).bind(token_id);
+    let end = move |grant_id: i64| sql(END_GRANT_REUSED_SQL).bind(at).bind(grant_id);
+    let rotate = move |grant_id: i64, scope: &str| {
+        let mut statements = vec![sql(ROTATE_SQL).bind(at).bind(grant_id)];
+        statements.extend(token_inserts(grant_id, scope, &tokens, at));
+        statements
+    };
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                let Some(found) = find.lite_optional::<FoundRefresh>(tx)? else {
+                    return Ok(None);
+                };
+                lock(found.grant_id).lite_execute(tx)?;
+                let state: RefreshState = state(found.id).lite_one(tx)?;
+                match plan(&state) {
+                    // Change nothing, not even the grant's last use.
+                    RefreshPlan::Refuse(e) => {
+                        tx.rollback();
+                        Ok(Some(Err(e)))
+                    }
+                    RefreshPlan::EndGrant(e) => {
+                        end(found.grant_id).lite_execute(tx)?;
+                        Ok(Some(Err(e)))
+                    }
+                    RefreshPlan::Issue { scope } => {
+                        for q in rotate(found.grant_id, &scope) {
+                            q.lite_execute(tx)?;
+                        }
+                        Ok(Some(Ok(Issued {
+                            grant_id: found.grant_id,
+                            scope,
+                        })))
+                    }
                 }
-                tx.commit().await?;
-                Ok(Some(Ok(Issued { grant_id, scope })))
+            })
+            .await
+        }
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let Some(found) = find.pg_optional::<FoundRefresh>(&mut *tx).await? else {
+                return Ok(None);
+            };
+            lock(found.grant_id).pg_execute(&mut *tx).await?;
+            let state: RefreshState = state(found.id).pg_one(&mut *tx).await?;
+            match plan(&state) {
+                RefreshPlan::Refuse(e) => {
+                    tx.rollback().await?;
+                    Ok(Some(Err(e)))
+                }
+                RefreshPlan::EndGrant(e) => {
+                    end(found.grant_id).pg_execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(Some(Err(e)))
+                }
+                RefreshPlan::Issue { scope } => {
+                    for q in rotate(found.grant_id, &scope) {
+                        q.pg_execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(Some(Ok(Issued {
+                        grant_id: found.grant_id,
+                        scope,
+                    })))
+                }
             }
         }
-    })
+    }
 }
 
-/// `refresh` on SQLite, on the writer thread: the same statements.
-fn fast_refresh<E>(
-    tx: &super::writer::Tx<'_>,
-    digest: &[u8],
-    tokens: &NewTokens,
-    at: OffsetDateTime,
-    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E>,
-) -> rusqlite::Result<Option<std::result::Result<Issued, E>>> {
-    use super::fast::{execute, opt_time_at, prepare, time_at};
-    let at_param = fast::value(&Bind::Time(at));
-    let found = {
-        let mut stmt = prepare(tx, REFRESH_FIND_SQL, &[SqlValue::Blob(digest.to_vec())])?;
-        let mut rows = stmt.raw_query();
-        match rows.next()? {
-            Some(r) => Some((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            None => None,
-        }
-    };
-    let Some((token_id, grant_id)) = found else {
-        return Ok(None);
-    };
-    execute(
-        tx,
-        GRANT_LOCK_SQL,
-        &[at_param.clone(), SqlValue::Integer(grant_id)],
-    )?;
-    let state = {
-        let mut stmt = prepare(tx, REFRESH_STATE_SQL, &[SqlValue::Integer(token_id)])?;
-        let mut rows = stmt.raw_query();
-        let r = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-        RefreshState {
-            grant_id: r.get(0)?,
-            client_id: r.get(1)?,
-            grant_scope: r.get(2)?,
-            grant_revoked_at: opt_time_at(r, 3)?,
-            revoked_at: opt_time_at(r, 4)?,
-            expires_at: time_at(r, 5)?,
-            rotated_at: opt_time_at(r, 6)?,
-            authorizer_is_admin: r.get(7)?,
-        }
-    };
-    match plan(&state) {
-        // Change nothing, not even the grant's last use.
-        RefreshPlan::Refuse(e) => {
-            tx.rollback();
-            Ok(Some(Err(e)))
-        }
-        RefreshPlan::EndGrant(e) => {
-            execute(
-                tx,
-                END_GRANT_REUSED_SQL,
-                &[at_param, SqlValue::Integer(grant_id)],
-            )?;
-            Ok(Some(Err(e)))
-        }
-        RefreshPlan::Issue { scope } => {
-            execute(
-                tx,
-                ROTATE_SQL,
-                &[at_param.clone(), SqlValue::Integer(grant_id)],
-            )?;
-            for (kind, digest, expires_at) in [
-                ("access", &tokens.access_digest, tokens.access_expires_at),
-                ("refresh", &tokens.refresh_digest, tokens.refresh_expires_at),
-            ] {
-                execute(
-                    tx,
-                    INSERT_TOKEN,
-                    &[
-                        SqlValue::Integer(grant_id),
-                        SqlValue::Text(kind.to_owned()),
-                        SqlValue::Blob(digest.clone()),
-                        SqlValue::Text(scope.clone()),
-                        at_param.clone(),
-                        fast::value(&Bind::Time(expires_at)),
-                    ],
-                )?;
-            }
-            Ok(Some(Ok(Issued { grant_id, scope })))
-        }
-    }
+/// A refresh token found by digest.
+struct FoundRefresh {
+    id: i64,
+    grant_id: i64,
 }
+crate::from_row!(FoundRefresh { id, grant_id });
 
 /// A stored token with its grant, client and workspace: for bearer authentication,
 /// introspection and revocation.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StoredToken {
     pub id: i64,
     pub grant_id: i64,
@@ -558,6 +560,29 @@ pub struct StoredToken {
     pub authorizer_is_admin: bool,
 }
 
+crate::from_row!(StoredToken {
+    id,
+    grant_id,
+    kind,
+    scope,
+    issued_at,
+    expires_at,
+    rotated_at,
+    revoked_at,
+    grant_revoked_at,
+    grant_last_used_at,
+    client_id,
+    client_name,
+    member_id,
+    workspace_id,
+    subdomain,
+    workspace_name,
+    scim_enabled,
+    password_signin,
+    workspace_created_at,
+    authorizer_is_admin
+});
+
 impl StoredToken {
     /// The grant's workspace, as read with the token (no second query).
     pub fn workspace(&self) -> super::workspaces::Workspace {
@@ -581,44 +606,7 @@ impl StoredToken {
 }
 
 pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
-    if let Some(fast) = db.fast() {
-        return fast.with(|c| {
-            use super::fast::{opt_time_at, time_at, uuid_at};
-            use rusqlite::OptionalExtension;
-            c.prepare_cached(TOKEN_SQL)?
-                .query_row([digest], |r| {
-                    Ok(StoredToken {
-                        id: r.get(0)?,
-                        grant_id: r.get(1)?,
-                        kind: r.get(2)?,
-                        scope: r.get(3)?,
-                        issued_at: time_at(r, 4)?,
-                        expires_at: time_at(r, 5)?,
-                        rotated_at: opt_time_at(r, 6)?,
-                        revoked_at: opt_time_at(r, 7)?,
-                        grant_revoked_at: opt_time_at(r, 8)?,
-                        grant_last_used_at: opt_time_at(r, 9)?,
-                        client_id: r.get(10)?,
-                        client_name: r.get(11)?,
-                        member_id: uuid_at(r, 12)?,
-                        workspace_id: r.get(13)?,
-                        subdomain: r.get(14)?,
-                        workspace_name: r.get(15)?,
-                        scim_enabled: r.get(16)?,
-                        password_signin: r.get(17)?,
-                        workspace_created_at: time_at(r, 18)?,
-                        authorizer_is_admin: r.get(19)?,
-                    })
-                })
-                .optional()
-        });
-    }
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, StoredToken>(TOKEN_SQL)
-            .bind(digest)
-            .fetch_optional(p)
-            .await
-    })?)
+    db.read_optional(sql(TOKEN_SQL).bind(digest)).await
 }
 
 /// How stale a grant's `last_used_at` may get before an API call writes it again.
@@ -630,50 +618,40 @@ pub async fn touch_grant(db: &Db, t: &StoredToken) -> Result<()> {
     if t.grant_last_used_at
         .is_none_or(|last| at - last > TOUCH_EVERY)
     {
-        on_pool!(db.writer(), |p| {
-            sqlx::query(TOUCH_GRANT_SQL)
-                .bind(at)
-                .bind(t.grant_id)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        db.execute(sql(TOUCH_GRANT_SQL).bind(at).bind(t.grant_id))
+            .await?;
     }
     Ok(())
 }
 
 /// Revoke one token.
 pub async fn revoke_token(db: &Db, token_id: i64) -> Result<()> {
-    on_pool!(db.writer(), |p| {
-        sqlx::query("UPDATE oauth_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+    db.execute(
+        sql("UPDATE oauth_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now())
-            .bind(token_id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+            .bind(token_id),
+    )
+    .await?;
     Ok(())
 }
 
 /// End a grant at its client's request (RFC 7009): every token issued from it
 /// stops working.
 pub async fn end_grant(db: &Db, grant_id: i64) -> Result<()> {
-    on_pool!(db.writer(), |p| {
-        sqlx::query(
+    db.execute(
+        sql(
             "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'client' \
              WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now())
-        .bind(grant_id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .bind(grant_id),
+    )
+    .await?;
     Ok(())
 }
 
 /// A grant as a workspace admin sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct GrantSummary {
     pub id: i64,
     pub client_id: String,
@@ -690,6 +668,19 @@ pub struct GrantSummary {
     pub ended_reason: Option<String>,
 }
 
+crate::from_row!(GrantSummary {
+    id,
+    client_id,
+    client_name,
+    member_id,
+    member_user_name,
+    scope,
+    created_at,
+    last_used_at,
+    revoked_at,
+    ended_reason
+});
+
 const GRANT_SUMMARY_SQL: &str = "SELECT g.id, g.client_id, c.name AS client_name, g.member_id, \
      m.user_name AS member_user_name, g.scope, g.created_at, g.last_used_at, \
      g.revoked_at, g.ended_reason \
@@ -698,43 +689,33 @@ const GRANT_SUMMARY_SQL: &str = "SELECT g.id, g.client_id, c.name AS client_name
 
 /// The workspace's grants that have not been revoked, newest first.
 pub async fn list_grants(db: &Db, workspace_id: i64) -> Result<Vec<GrantSummary>> {
-    let sql = format!("{GRANT_SUMMARY_SQL} AND g.revoked_at IS NULL ORDER BY g.id DESC");
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, GrantSummary>(&sql)
-            .bind(workspace_id)
-            .fetch_all(p)
-            .await
-    })?)
+    let text = format!("{GRANT_SUMMARY_SQL} AND g.revoked_at IS NULL ORDER BY g.id DESC");
+    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).slow())
+        .await
 }
 
 /// The workspace's most recently ended grants (at most `limit`), newest first.
 pub async fn ended_grants(db: &Db, workspace_id: i64, limit: i64) -> Result<Vec<GrantSummary>> {
-    let sql = format!(
+    let text = format!(
         "{GRANT_SUMMARY_SQL} AND g.revoked_at IS NOT NULL ORDER BY g.revoked_at DESC, g.id DESC LIMIT $2"
     );
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, GrantSummary>(&sql)
-            .bind(workspace_id)
-            .bind(limit)
-            .fetch_all(p)
-            .await
-    })?)
+    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).bind(limit).slow())
+        .await
 }
 
 /// Revoke one of the workspace's grants and so all its tokens.
 pub async fn revoke_grant(db: &Db, workspace_id: i64, grant_id: i64) -> Result<()> {
-    let done = on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'revoked' \
+    let done = db
+        .execute(
+            sql(
+                "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'revoked' \
              WHERE workspace_id = $2 AND id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(workspace_id)
+            .bind(grant_id),
         )
-        .bind(now())
-        .bind(workspace_id)
-        .bind(grant_id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .await?;
     if done == 0 {
         return Err(StoreError::NotFound);
     }
@@ -743,15 +724,14 @@ pub async fn revoke_grant(db: &Db, workspace_id: i64, grant_id: i64) -> Result<(
 
 /// Live refresh tokens that are the newest of their grant: one per live family.
 pub async fn newest_refresh_tokens(db: &Db, grant_id: i64) -> Result<i64> {
-    Ok(on_pool!(db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>(
+    db.read_one::<i64>(
+        sql(
             "SELECT COUNT(*) FROM oauth_tokens WHERE grant_id = $1 AND kind = 'refresh' \
              AND rotated_at IS NULL AND revoked_at IS NULL",
         )
-        .bind(grant_id)
-        .fetch_one(p)
-        .await
-    })?)
+        .bind(grant_id),
+    )
+    .await
 }
 
 /// Delete codes and tokens that expired more than a day ago (used codes are kept
@@ -759,17 +739,11 @@ pub async fn newest_refresh_tokens(db: &Db, grant_id: i64) -> Result<i64> {
 pub async fn delete_expired(db: &Db) -> Result<u64> {
     let before = now() - time::Duration::days(1);
     let mut done = 0;
-    for sql in [
+    for text in [
         "DELETE FROM oauth_codes WHERE expires_at < $1",
         "DELETE FROM oauth_tokens WHERE expires_at < $1",
     ] {
-        done += on_pool!(db.writer(), |p| {
-            sqlx::query(sql)
-                .bind(before)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        done += db.execute(sql(text).bind(before)).await?;
     }
     Ok(done)
 }

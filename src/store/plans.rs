@@ -4,22 +4,16 @@
 
 use super::members::{self, Search};
 use super::scim_sql::Bind;
-use super::{Backend, Db, Result, oauth, rate_limits, tokens};
+use super::sql::{Sql, sql};
+use super::{Backend, Db, Engine, Result, oauth, rate_limits, tokens};
 use crate::scim::filter::{self, Filter};
-use sqlx::Row;
 use uuid::Uuid;
-
-/// A sample parameter: what list queries bind, or a JSON document.
-pub enum Param {
-    Bind(Bind),
-    Json(serde_json::Value),
-}
 
 /// One hot-path query with sample parameters.
 pub struct HotQuery {
     pub name: String,
     pub sql: String,
-    pub binds: Vec<Param>,
+    pub binds: Vec<Bind>,
     /// Indexes of which the plan must name one, where using just any index is not
     /// enough (a filter must use the filtered column's index, not walk the
     /// workspace). Empty: any index will do.
@@ -30,7 +24,7 @@ fn q(name: &str, sql: impl Into<String>, binds: Vec<Bind>) -> HotQuery {
     HotQuery {
         name: name.to_owned(),
         sql: sql.into(),
-        binds: binds.into_iter().map(Param::Bind).collect(),
+        binds,
         index: &[],
     }
 }
@@ -122,7 +116,7 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
     ];
     // UPDATE members: $1..$11 plain values, $12 the resource (JSON), $13 the time.
     let update = |check_version: bool| {
-        let mut binds: Vec<Param> = [
+        let mut binds: Vec<Bind> = vec![
             Bind::Int(workspace_id),
             Bind::Uuid(id),
             Bind::Text("u".into()),
@@ -134,14 +128,11 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             Bind::Text("viewer".into()),
             Bind::Bool(true),
             Bind::Bool(true),
-        ]
-        .into_iter()
-        .map(Param::Bind)
-        .collect();
-        binds.push(Param::Json(serde_json::json!({})));
-        binds.push(Param::Bind(at()));
+        ];
+        binds.push(Bind::Json(serde_json::json!({})));
+        binds.push(at());
         if check_version {
-            binds.push(Param::Bind(Bind::Int(1)));
+            binds.push(Bind::Int(1));
         }
         HotQuery {
             name: format!("member update (version check: {check_version})"),
@@ -228,46 +219,32 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
 /// off for this one transaction, so a plan still showing one means no index can
 /// serve the query (small test tables would otherwise be scanned regardless).
 pub async fn explain(db: &Db, q: &HotQuery) -> Result<Vec<String>> {
-    macro_rules! bind_all {
-        ($query:expr) => {{
-            let mut query = $query;
-            for b in &q.binds {
-                query = match b {
-                    Param::Bind(Bind::Text(s)) => query.bind(s.clone()),
-                    Param::Bind(Bind::Bool(v)) => query.bind(*v),
-                    Param::Bind(Bind::Uuid(u)) => query.bind(*u),
-                    Param::Bind(Bind::Time(t)) => query.bind(*t),
-                    Param::Bind(Bind::Int(i)) => query.bind(*i),
-                    Param::Bind(Bind::Bytes(v)) => query.bind(v.clone()),
-                    Param::Json(v) => query.bind(sqlx::types::Json(v.clone())),
-                };
-            }
-            query
-        }};
-    }
-    match db.writer() {
-        super::Pool::Sqlite(p) => {
-            let sql = format!("EXPLAIN QUERY PLAN {}", q.sql);
-            let rows = bind_all!(sqlx::query(&sql)).fetch_all(p).await?;
-            Ok(rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("detail").unwrap_or_default())
-                .collect())
+    /// One line of a plan: SQLite's `detail`, PostgreSQL's one column.
+    struct Line(String);
+    impl super::sql::FromRow for Line {
+        fn from_row(r: &super::sql::Row<'_>) -> Result<Self> {
+            Ok(Line(match r {
+                super::sql::Row::Lite(_) => r.get("detail")?,
+                super::sql::Row::Pg(_) => r.get("QUERY PLAN")?,
+            }))
         }
-        super::Pool::Postgres(p) => {
+    }
+    let plan = |prefix: &str| -> Sql {
+        sql(format!("{prefix} {}", q.sql)).bind_all(q.binds.iter().cloned())
+    };
+    let lines: Vec<Line> = match db.engine() {
+        Engine::Sqlite(_) => db.read_all(plan("EXPLAIN QUERY PLAN")).await?,
+        Engine::Postgres(p) => {
             let mut tx = p.begin().await?;
-            sqlx::query("SET LOCAL enable_seqscan = off")
-                .execute(&mut *tx)
+            sql("SET LOCAL enable_seqscan = off")
+                .pg_execute(&mut *tx)
                 .await?;
-            let sql = format!("EXPLAIN {}", q.sql);
-            let rows = bind_all!(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
+            let lines = plan("EXPLAIN").pg_all(&mut *tx).await?;
             tx.rollback().await?;
-            Ok(rows
-                .iter()
-                .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
-                .collect())
+            lines
         }
-    }
+    };
+    Ok(lines.into_iter().map(|l| l.0).collect())
 }
 
 /// Whether a plan reads a table without an index: `SCAN <table>` with no index in
@@ -296,8 +273,8 @@ pub fn full_scans(backend: Backend, plan: &[String]) -> Vec<String> {
 /// would in production. SQLite keeps none unless ANALYZE is run, and Rollcall never
 /// runs it, so its default estimates are what production sees: left alone.
 pub async fn analyze(db: &Db) -> Result<()> {
-    if let super::Pool::Postgres(p) = db.writer() {
-        sqlx::query("ANALYZE").execute(p).await?;
+    if let Engine::Postgres(p) = db.engine() {
+        sql("ANALYZE").pg_execute(p).await?;
     }
     Ok(())
 }

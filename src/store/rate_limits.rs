@@ -15,8 +15,8 @@
 //! a token bucket and reports to the database in the background; its bound across
 //! processes is stated where it is defined.
 
-use super::{Db, Result};
-use crate::on_pool;
+use super::sql::sql;
+use super::{Backend, Db, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -71,13 +71,9 @@ pub struct Counted {
 /// every process each see a distinct count) and say whether it is within the limit.
 pub async fn count(db: &Db, key: &str, limit: Limit) -> Result<Counted> {
     let (start, retry) = window(limit, unix_now());
-    let count = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, i64>(HIT_SQL)
-            .bind(key)
-            .bind(start)
-            .fetch_one(p)
-            .await
-    })?;
+    let count = db
+        .write_one::<i64>(sql(HIT_SQL).bind(key).bind(start))
+        .await?;
     let verdict = if count > i64::from(limit.max) {
         Verdict::Limited {
             retry_after_secs: retry,
@@ -95,17 +91,13 @@ pub async fn count(db: &Db, key: &str, limit: Limit) -> Result<Counted> {
 /// Take back an event counted by [`count`] (it turned out not to be one the limit
 /// is about, such as a sign-in that succeeded).
 pub async fn refund(db: &Db, counted: &Counted) -> Result<()> {
-    on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "UPDATE rate_limits SET count = count - 1 \
-             WHERE key = $1 AND window_start = $2 AND count > 0",
-        )
+    db.execute(
+        sql("UPDATE rate_limits SET count = count - 1 \
+             WHERE key = $1 AND window_start = $2 AND count > 0")
         .bind(&counted.key)
-        .bind(counted.window_start)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .bind(counted.window_start),
+    )
+    .await?;
     Ok(())
 }
 
@@ -204,14 +196,9 @@ pub async fn hit_batched(db: &Db, key: &str, limit: Limit) -> Result<Verdict> {
         n,
         outcome: None,
     };
-    let written = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, i64>(ADD_SQL)
-            .bind(key)
-            .bind(start)
-            .bind(n)
-            .fetch_one(p)
-            .await
-    });
+    let written = db
+        .write_one::<i64>(sql(ADD_SQL).bind(key).bind(start).bind(n))
+        .await;
     landing.outcome = Some(written.as_ref().ok().copied());
     drop(landing);
     let count = written?;
@@ -255,18 +242,16 @@ pub(crate) const ADD_SQL: &str = "INSERT INTO rate_limits (key, window_start, co
 /// for a day (a full bucket is what a missing row means).
 pub async fn delete_old(db: &Db) -> Result<u64> {
     let before = unix_now() - 86_400;
-    Ok(on_pool!(db.writer(), |p| {
-        sqlx::query(
+    db.execute(
+        sql(
             "DELETE FROM rate_limits WHERE (window_start < $1 AND window_start <> $2) \
              OR (window_start = $2 AND count < $3)",
         )
         .bind(before)
         .bind(SCIM_ROW)
-        .bind(before.saturating_mul(1_000_000))
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?)
+        .bind(before.saturating_mul(1_000_000)),
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -511,24 +496,13 @@ fn spawn_report(db: &Db, key: &str, n: i64, rate: Rate) {
 /// Add `n` requests allowed here to the shared bucket and fold the answer in.
 async fn report_scim(db: &Db, key: &str, n: i64, rate: Rate) {
     let now = now_us();
-    let shared = match db.writer() {
-        super::Pool::Sqlite(p) => {
-            sqlx::query_scalar::<_, i64>(SCIM_SQLITE)
-                .bind(key)
-                .bind(now)
-                .bind(n * rate.interval)
-                .fetch_one(p)
-                .await
-        }
-        super::Pool::Postgres(p) => {
-            sqlx::query_scalar::<_, i64>(SCIM_POSTGRES)
-                .bind(key)
-                .bind(now)
-                .bind(n * rate.interval)
-                .fetch_one(p)
-                .await
-        }
+    let text = match db.backend() {
+        Backend::Sqlite => SCIM_SQLITE,
+        Backend::Postgres => SCIM_POSTGRES,
     };
+    let shared = db
+        .write_one::<i64>(sql(text).bind(key).bind(now).bind(n * rate.interval))
+        .await;
     let shared = shared
         .inspect_err(|e| tracing::warn!(error = %e, "could not report SCIM rate-limit counts"))
         .ok();

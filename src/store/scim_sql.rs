@@ -12,23 +12,12 @@
 //! Rust, indexed); other case-insensitive strings use SQL `lower()`, which in SQLite
 //! folds ASCII letters only.
 
-use super::Backend;
-use crate::scim::error::ScimError;
+use super::{Backend, StoreError};
 use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::{AttrRef, AttrType, Attribute};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A value bound to a numbered parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bind {
-    Text(String),
-    Bool(bool),
-    Uuid(Uuid),
-    Time(OffsetDateTime),
-    Int(i64),
-    Bytes(Vec<u8>),
-}
+pub use super::sql::Bind;
 
 /// Builds one SQL text and its parameters.
 pub struct SqlBuilder {
@@ -155,14 +144,14 @@ fn sql_op(op: CompareOp) -> &'static str {
     }
 }
 
-fn unsupported(what: &str) -> ScimError {
-    ScimError::invalid_filter(format!("filtering on {what} is not supported"))
+fn unsupported(what: &str) -> StoreError {
+    StoreError::InvalidFilter(format!("filtering on {what} is not supported"))
 }
 
 const MEMBER: &str = "m.resource";
 
 /// The SQL condition for `filter` on the members table aliased `m`.
-pub fn compile(b: &mut SqlBuilder, filter: &Filter) -> Result<String, ScimError> {
+pub fn compile(b: &mut SqlBuilder, filter: &Filter) -> Result<String, StoreError> {
     compile_at(b, filter, None)
 }
 
@@ -171,7 +160,7 @@ fn compile_at(
     b: &mut SqlBuilder,
     filter: &Filter,
     element: Option<&str>,
-) -> Result<String, ScimError> {
+) -> Result<String, StoreError> {
     Ok(match filter {
         Filter::And(x, y) => format!(
             "({} AND {})",
@@ -221,7 +210,7 @@ fn place<'a>(
     b: &SqlBuilder,
     attr: &'a AttrRef,
     element: Option<&str>,
-) -> Result<Place<'a>, ScimError> {
+) -> Result<Place<'a>, StoreError> {
     if let (Some(e), Some(sub)) = (element, attr.sub) {
         return Ok(Place::Json {
             base: e.to_owned(),
@@ -264,7 +253,11 @@ fn place<'a>(
     Ok(Place::Json { base, key: last })
 }
 
-fn present(b: &mut SqlBuilder, attr: &AttrRef, element: Option<&str>) -> Result<String, ScimError> {
+fn present(
+    b: &mut SqlBuilder,
+    attr: &AttrRef,
+    element: Option<&str>,
+) -> Result<String, StoreError> {
     Ok(match place(b, attr, element)? {
         Place::Column("external_id") => "(m.external_id IS NOT NULL)".to_owned(),
         Place::Column(_) => b.truthy().to_owned(),
@@ -282,7 +275,7 @@ fn compare(
     op: CompareOp,
     value: &CompValue,
     element: Option<&str>,
-) -> Result<String, ScimError> {
+) -> Result<String, StoreError> {
     let leaf = attr.leaf();
     match place(b, attr, element)? {
         Place::Column(col) => column_compare(b, col, op, value),
@@ -291,7 +284,7 @@ fn compare(
             let Some(sub) = sub else {
                 // `emails eq "x"` resolves to emails.value in the parser; a bare
                 // complex comparison cannot be expressed.
-                return Err(ScimError::invalid_filter(format!(
+                return Err(StoreError::InvalidFilter(format!(
                     "compare a sub-attribute of {key}, like {key}.value"
                 )));
             };
@@ -391,7 +384,7 @@ fn column_compare(
     col: &'static str,
     op: CompareOp,
     value: &CompValue,
-) -> Result<String, ScimError> {
+) -> Result<String, StoreError> {
     let qualified = format!("m.{col}");
     Ok(match (col, value) {
         ("user_name_ci", CompValue::Str(s)) => {
@@ -437,8 +430,8 @@ fn column_compare(
                 _ => b.falsy().to_owned(),
             },
             _ => {
-                return Err(ScimError::invalid_filter(
-                    "id supports the eq, ne and pr operators only",
+                return Err(StoreError::InvalidFilter(
+                    "id supports the eq, ne and pr operators only".into(),
                 ));
             }
         },
@@ -467,9 +460,9 @@ fn column_compare(
     })
 }
 
-fn value_path(b: &mut SqlBuilder, attr: &AttrRef, inner: &Filter) -> Result<String, ScimError> {
+fn value_path(b: &mut SqlBuilder, attr: &AttrRef, inner: &Filter) -> Result<String, StoreError> {
     if attr.attr.ty != AttrType::Complex {
-        return Err(ScimError::invalid_filter(format!(
+        return Err(StoreError::InvalidFilter(format!(
             "{} is not a complex attribute",
             attr.attr.name
         )));
@@ -633,6 +626,6 @@ mod tests {
         assert_eq!(s, "(1 = 0)");
         let mut b = SqlBuilder::new(Backend::Sqlite);
         let err = compile(&mut b, &parse("id sw \"01\"").unwrap()).unwrap_err();
-        assert_eq!(err.status, 400);
+        assert!(matches!(err, StoreError::InvalidFilter(_)), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //! Rollcall processes sharing PostgreSQL see the same sessions.
 
 use super::Db;
-use crate::on_pool;
+use super::sql::sql;
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result, SessionStore};
@@ -20,19 +20,16 @@ impl DbSessionStore {
     /// Remove expired sessions; run periodically.
     pub async fn delete_expired(&self) -> Result<u64> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let done = on_pool!(self.db.writer(), |p| {
-            sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })
-        .map_err(backend)?;
+        let done = self
+            .db
+            .execute(sql("DELETE FROM sessions WHERE expires_at < $1").bind(now))
+            .await
+            .map_err(backend)?;
         Ok(done)
     }
 }
 
-fn backend(e: sqlx::Error) -> Error {
+fn backend(e: super::StoreError) -> Error {
     Error::Backend(e.to_string())
 }
 
@@ -46,17 +43,11 @@ impl SessionStore for DbSessionStore {
         let data = encode(record)?;
         // Ids are 128 random bits; on the off chance of a collision, draw again.
         loop {
-            let done = on_pool!(self.db.writer(), |p| {
-                sqlx::query(
-                    "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(record.id.to_string())
-                .bind(&data)
-                .bind(record.expiry_date.unix_timestamp())
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-            })
+            let done = self.db.execute(sql("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",)
+        .bind(record.id.to_string())
+        .bind(&data)
+        .bind(record.expiry_date.unix_timestamp()))
+        .await
             .map_err(backend)?;
             if done == 1 {
                 return Ok(());
@@ -67,35 +58,33 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> Result<()> {
         let data = encode(record)?;
-        on_pool!(self.db.writer(), |p| {
-            sqlx::query(
-                "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
-            )
-            .bind(record.id.to_string())
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })
+        self.db.execute(sql("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",)
+        .bind(record.id.to_string())
+        .bind(&data)
+        .bind(record.expiry_date.unix_timestamp()))
+        .await
         .map_err(backend)?;
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let row = on_pool!(self.db.reader(), |p| {
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at >= $2",
+        struct Stored {
+            data: String,
+            expires_at: i64,
+        }
+        crate::from_row!(Stored { data, expires_at });
+        let row = self
+            .db
+            .read_optional::<Stored>(
+                sql("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at >= $2")
+                    .bind(id.to_string())
+                    .bind(now),
             )
-            .bind(id.to_string())
-            .bind(now)
-            .fetch_optional(p)
             .await
-        })
-        .map_err(backend)?;
-        let Some((data, expires_at)) = row else {
+            .map_err(backend)?;
+        let Some(Stored { data, expires_at }) = row else {
             return Ok(None);
         };
         let data = serde_json::from_str(&data).map_err(|e| Error::Decode(e.to_string()))?;
@@ -109,14 +98,10 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        on_pool!(self.db.writer(), |p| {
-            sqlx::query("DELETE FROM sessions WHERE id = $1")
-                .bind(id.to_string())
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })
-        .map_err(backend)?;
+        self.db
+            .execute(sql("DELETE FROM sessions WHERE id = $1").bind(id.to_string()))
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

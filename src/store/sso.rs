@@ -2,12 +2,12 @@
 //! and the links from IdP accounts to members. The OIDC client secret arrives and
 //! leaves sealed (see `crate::sso::key`); this module never sees it in the clear.
 
+use super::sql::sql;
 use super::{Db, Result, StoreError, now};
-use crate::on_pool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SsoRow {
     /// "oidc", "saml", or None when SSO is off.
     pub protocol: Option<String>,
@@ -23,25 +23,37 @@ pub struct SsoRow {
     pub auto_create: bool,
 }
 
+crate::from_row!(SsoRow {
+    protocol,
+    oidc_issuer,
+    oidc_client_id,
+    oidc_client_secret,
+    saml_metadata_url,
+    saml_idp_entity_id,
+    saml_sso_url,
+    saml_certificate,
+    password_with_sso,
+    break_glass_email,
+    auto_create
+});
+
 const COLUMNS: &str = "protocol, oidc_issuer, oidc_client_id, oidc_client_secret, \
     saml_metadata_url, saml_idp_entity_id, saml_sso_url, saml_certificate, \
     password_with_sso, break_glass_email, auto_create";
 
 /// The workspace's settings; the defaults (SSO off) when none were ever saved.
 pub async fn get(db: &Db, workspace_id: i64) -> Result<SsoRow> {
-    let sql = format!("SELECT {COLUMNS} FROM sso_settings WHERE workspace_id = $1");
-    let row = on_pool!(db.reader(), |p| {
-        sqlx::query_as::<_, SsoRow>(&sql)
-            .bind(workspace_id)
-            .fetch_optional(p)
-            .await
-    })?;
-    Ok(row.unwrap_or_default())
+    let q = sql(format!(
+        "SELECT {COLUMNS} FROM sso_settings WHERE workspace_id = $1"
+    ))
+    .bind(workspace_id);
+    Ok(db.read_optional(q).await?.unwrap_or_default())
 }
 
 /// Replace the workspace's settings with `row`.
 pub async fn put(db: &Db, workspace_id: i64, row: &SsoRow) -> Result<()> {
-    let sql = "INSERT INTO sso_settings (workspace_id, protocol, oidc_issuer, oidc_client_id, \
+    let q = sql(
+        "INSERT INTO sso_settings (workspace_id, protocol, oidc_issuer, oidc_client_id, \
         oidc_client_secret, saml_metadata_url, saml_idp_entity_id, saml_sso_url, saml_certificate, \
         password_with_sso, break_glass_email, auto_create, updated_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -53,26 +65,22 @@ pub async fn put(db: &Db, workspace_id: i64, row: &SsoRow) -> Result<()> {
         saml_certificate = excluded.saml_certificate, \
         password_with_sso = excluded.password_with_sso, \
         break_glass_email = excluded.break_glass_email, auto_create = excluded.auto_create, \
-        updated_at = excluded.updated_at";
-    on_pool!(db.writer(), |p| {
-        sqlx::query(sql)
-            .bind(workspace_id)
-            .bind(&row.protocol)
-            .bind(&row.oidc_issuer)
-            .bind(&row.oidc_client_id)
-            .bind(&row.oidc_client_secret)
-            .bind(&row.saml_metadata_url)
-            .bind(&row.saml_idp_entity_id)
-            .bind(&row.saml_sso_url)
-            .bind(&row.saml_certificate)
-            .bind(row.password_with_sso)
-            .bind(&row.break_glass_email)
-            .bind(row.auto_create)
-            .bind(now())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+        updated_at = excluded.updated_at",
+    )
+    .bind(workspace_id)
+    .bind(row.protocol.clone())
+    .bind(row.oidc_issuer.clone())
+    .bind(row.oidc_client_id.clone())
+    .bind(row.oidc_client_secret.clone())
+    .bind(row.saml_metadata_url.clone())
+    .bind(row.saml_idp_entity_id.clone())
+    .bind(row.saml_sso_url.clone())
+    .bind(row.saml_certificate.clone())
+    .bind(row.password_with_sso)
+    .bind(row.break_glass_email.clone())
+    .bind(row.auto_create)
+    .bind(now());
+    db.execute(q).await?;
     Ok(())
 }
 
@@ -84,18 +92,17 @@ pub async fn saml_request_answered(
     id: &str,
     expires_at: OffsetDateTime,
 ) -> Result<bool> {
-    let done = on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "INSERT INTO saml_answered_requests (workspace_id, request_id, expires_at) \
+    let done = db
+        .execute(
+            sql(
+                "INSERT INTO saml_answered_requests (workspace_id, request_id, expires_at) \
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(id)
+            .bind(expires_at),
         )
-        .bind(workspace_id)
-        .bind(id)
-        .bind(expires_at)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .await?;
     Ok(done == 1)
 }
 
@@ -106,36 +113,29 @@ pub async fn use_assertion(
     id: &str,
     expires_at: OffsetDateTime,
 ) -> Result<bool> {
-    let done = on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "INSERT INTO saml_used_assertions (workspace_id, assertion_id, expires_at) \
+    let done = db
+        .execute(
+            sql(
+                "INSERT INTO saml_used_assertions (workspace_id, assertion_id, expires_at) \
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(id)
+            .bind(expires_at),
         )
-        .bind(workspace_id)
-        .bind(id)
-        .bind(expires_at)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .await?;
     Ok(done == 1)
 }
 
 /// Forget requests and assertion ids that can no longer be answered or replayed.
 pub async fn delete_expired(db: &Db) -> Result<u64> {
     let mut done = 0;
-    for sql in [
+    for text in [
         "DELETE FROM saml_requests WHERE expires_at < $1",
         "DELETE FROM saml_answered_requests WHERE expires_at < $1",
         "DELETE FROM saml_used_assertions WHERE expires_at < $1",
     ] {
-        done += on_pool!(db.writer(), |p| {
-            sqlx::query(sql)
-                .bind(now())
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        done += db.execute(sql(text).bind(now())).await?;
     }
     Ok(done)
 }
@@ -147,17 +147,15 @@ pub async fn linked_member(
     issuer: &str,
     subject: &str,
 ) -> Result<Option<Uuid>> {
-    let id = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, Uuid>(
-            "SELECT member_id FROM sso_links \
-             WHERE workspace_id = $1 AND issuer = $2 AND subject = $3",
+    let id = db
+        .write_optional::<Uuid>(
+            sql("SELECT member_id FROM sso_links \
+             WHERE workspace_id = $1 AND issuer = $2 AND subject = $3")
+            .bind(workspace_id)
+            .bind(issuer)
+            .bind(subject),
         )
-        .bind(workspace_id)
-        .bind(issuer)
-        .bind(subject)
-        .fetch_optional(p)
-        .await
-    })?;
+        .await?;
     Ok(id)
 }
 
@@ -168,17 +166,15 @@ pub async fn member_is_linked(
     issuer: &str,
     member_id: Uuid,
 ) -> Result<bool> {
-    let found = on_pool!(db.writer(), |p| {
-        sqlx::query_scalar::<_, Uuid>(
-            "SELECT member_id FROM sso_links \
-             WHERE workspace_id = $1 AND issuer = $2 AND member_id = $3",
+    let found = db
+        .write_optional::<Uuid>(
+            sql("SELECT member_id FROM sso_links \
+             WHERE workspace_id = $1 AND issuer = $2 AND member_id = $3")
+            .bind(workspace_id)
+            .bind(issuer)
+            .bind(member_id),
         )
-        .bind(workspace_id)
-        .bind(issuer)
-        .bind(member_id)
-        .fetch_optional(p)
-        .await
-    })?;
+        .await?;
     Ok(found.is_some())
 }
 
@@ -191,20 +187,19 @@ pub async fn link(
     subject: &str,
     member_id: Uuid,
 ) -> Result<()> {
-    let inserted = on_pool!(db.writer(), |p| {
-        sqlx::query(
-            "INSERT INTO sso_links (workspace_id, issuer, subject, member_id, created_at) \
+    let inserted = db
+        .execute(
+            sql(
+                "INSERT INTO sso_links (workspace_id, issuer, subject, member_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(issuer)
+            .bind(subject)
+            .bind(member_id)
+            .bind(now()),
         )
-        .bind(workspace_id)
-        .bind(issuer)
-        .bind(subject)
-        .bind(member_id)
-        .bind(now())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+        .await?;
     if inserted == 1 {
         Ok(())
     } else {

@@ -7,6 +7,7 @@ use crate::support::ops::{self, CreatedClient};
 use crate::support::{TestApp, enc, form_value, location, s};
 use base64::Engine;
 use reqwest::StatusCode;
+use rollcall::store::sql::sql;
 use serde_json::Value;
 
 #[tokio::test]
@@ -735,12 +736,11 @@ async fn only_admins_may_allow_access() {
         html.contains("Only admins of acme Inc can allow Okta"),
         "{html}"
     );
-    let codes = rollcall::on_pool!(app.db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_codes")
-            .fetch_one(p)
-            .await
-    })
-    .unwrap();
+    let codes: i64 = app
+        .db
+        .read_one(sql("SELECT COUNT(*) FROM oauth_codes"))
+        .await
+        .unwrap();
     assert_eq!(codes, 0, "a code was stored for a viewer's Allow");
     app.stop().await;
 }
@@ -1676,13 +1676,11 @@ async fn a_grant_for_one_workspace_never_reaches_another() {
         allow.headers().get("location")
     );
     let globex = ops::workspace(&app.db, "globex").await.unwrap();
-    let codes = rollcall::on_pool!(app.db.reader(), |p| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_codes WHERE workspace_id = $1")
-            .bind(globex.id)
-            .fetch_one(p)
-            .await
-    })
-    .unwrap();
+    let codes: i64 = app
+        .db
+        .read_one(sql("SELECT COUNT(*) FROM oauth_codes WHERE workspace_id = $1").bind(globex.id))
+        .await
+        .unwrap();
     assert_eq!(
         codes, 0,
         "a code was issued for globex from an acme session"

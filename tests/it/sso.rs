@@ -1837,13 +1837,12 @@ async fn saml_response_posted_into_another_browser_is_refused() {
 }
 
 async fn count_rows(app: &TestApp, table: &str) -> i64 {
-    use rollcall::store::Pool;
-    let sql = format!("SELECT count(*) FROM {table}");
-    match app.db.reader() {
-        Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(p).await,
-        Pool::Postgres(p) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(p).await,
-    }
-    .unwrap()
+    app.db
+        .read_one(rollcall::store::sql::sql(format!(
+            "SELECT count(*) FROM {table}"
+        )))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
