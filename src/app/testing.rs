@@ -8,8 +8,9 @@ use crate::store::Db;
 use crate::store::members::{self, Member};
 use crate::store::workspaces::Workspace;
 
-/// A new, migrated SQLite database in a file of its own (the store's readers and
-/// its writer must see one database, which `sqlite::memory:` is not).
+/// A new, migrated SQLite database in a file of its own, so reads take the read
+/// connections as they do in production (in memory, the write thread's one
+/// connection would serve them).
 pub(crate) async fn db() -> Db {
     let dir = std::env::temp_dir().join("rollcall-app-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
