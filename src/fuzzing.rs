@@ -69,7 +69,7 @@ pub fn scim_filter(data: &[u8]) {
     }
 }
 
-/// The PATCH engine applied to a member, as `provisioning::patch` does it: parse the
+/// The PATCH engine applied to a member, as `app::provisioning::patch` does it: parse the
 /// PatchOp body, apply it, normalise the result. Whatever comes out must be a valid
 /// member: normalising it again changes nothing, and rendering it works.
 pub fn scim_patch(data: &[u8]) {

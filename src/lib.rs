@@ -1,11 +1,13 @@
 //! Rollcall: a self-hostable SCIM 2.0 + OAuth2 server for multi-workspace products.
 //!
-//! Data flows one way: `http` -> use cases (`provisioning`, `ops`) and protocol
-//! modules (`scim`, `oauth`, `sso`) -> `store` -> database; nothing below `http`
-//! imports it (docs/architecture.md). `router` builds the whole application from an `AppState`;
+//! Data flows one way: `http` (and the CLI) -> `app` (the use cases: provisioning,
+//! token grants, sign-in, administration) -> the protocol rules (`scim`, `oauth`,
+//! `sso`) and `store` -> database. Nothing below `http` imports it
+//! (docs/architecture.md). `router` builds the whole application from an `AppState`;
 //! `start` serves it on a listener, which is what the binary and the tests call.
 
 pub mod alloc;
+pub mod app;
 pub mod config;
 pub mod domain;
 /// Entry points for the fuzz targets and the corpus replay test.
@@ -14,8 +16,6 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
-pub mod ops;
-pub mod provisioning;
 pub mod scim;
 pub mod secrets;
 pub mod sso;

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rollcall::app::admin::{self, AdminError};
 use rollcall::config::{Config, LogFormat, Settings};
-use rollcall::ops;
+use rollcall::domain::{Email, Subdomain};
 use rollcall::store::Db;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -250,7 +251,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_email,
         }) => {
             let db = connect(&config).await?;
-            let created = ops::create_workspace(&db, &subdomain, &name, &admin_email).await?;
+            let sub = Subdomain::parse(&subdomain).context("subdomain")?;
+            let email = Email::parse(&admin_email).context("admin email")?;
+            let created = admin::create_workspace(&db, &sub, &name, &email).await?;
             eprintln!(
                 "Created workspace '{}' at {}. Admin {} signs in with this password (shown once):",
                 created.workspace.subdomain,
@@ -262,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Workspace(WorkspaceCommand::Scim { subdomain, state }) => {
             let db = connect(&config).await?;
-            ops::set_scim(&db, &subdomain, state == "on").await?;
+            admin::set_scim(&db, &workspace(&db, &subdomain).await?, state == "on").await?;
             eprintln!("SCIM is {state} for workspace '{subdomain}'.");
             Ok(())
         }
@@ -276,7 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             public,
         }) => {
             let db = connect(&config).await?;
-            let created = ops::create_client(&db, &name, &redirect_uris, public).await?;
+            let created = admin::create_client(&db, &name, &redirect_uris, public).await?;
             eprintln!(
                 "Registered OAuth client '{name}'.{}",
                 if public {
@@ -290,7 +293,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(TokenCommand::Create { workspace, name }) => {
             let db = connect(&config).await?;
-            let token = ops::create_api_token(&db, &workspace, &name, "cli").await?;
+            let ws = self::workspace(&db, &workspace).await?;
+            let token = admin::create_api_token(&db, &ws, &name, "cli").await?;
             eprintln!("Created API token '{name}' for workspace '{workspace}' (shown once):");
             println!("{token}");
             Ok(())
@@ -304,6 +308,7 @@ async fn sso_command(
     subdomain: &str,
     action: SsoCommand,
 ) -> anyhow::Result<()> {
+    let ws = &workspace(db, subdomain).await?;
     match action {
         SsoCommand::Show => {}
         SsoCommand::Oidc {
@@ -315,10 +320,10 @@ async fn sso_command(
             let key =
                 rollcall::sso::ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
             let rt = rollcall::sso::Sso::new(key, &config.sso_fetch_allow)?;
-            ops::set_oidc(
+            admin::set_oidc(
                 db,
                 &rt,
-                subdomain,
+                ws,
                 &issuer,
                 &client_id,
                 client_secret.as_deref(),
@@ -338,9 +343,9 @@ async fn sso_command(
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
             };
             let source = match (metadata_url, metadata_file, entity_id) {
-                (Some(url), _, _) => ops::SamlSource::MetadataUrl(url),
-                (_, Some(file), _) => ops::SamlSource::MetadataXml(read(&file)?),
-                (_, _, Some(entity_id)) => ops::SamlSource::Values {
+                (Some(url), _, _) => admin::SamlSource::MetadataUrl(url),
+                (_, Some(file), _) => admin::SamlSource::MetadataXml(read(&file)?),
+                (_, _, Some(entity_id)) => admin::SamlSource::Values {
                     entity_id,
                     sso_url: sso_url.unwrap_or_default(),
                     certificate: certificate_file
@@ -354,28 +359,41 @@ async fn sso_command(
                 ),
             };
             let fetch = rollcall::sso::fetch::Fetcher::new(&config.sso_fetch_allow)?;
-            ops::set_saml(db, &fetch, subdomain, source).await?;
+            admin::set_saml(db, &fetch, ws, source).await?;
             eprintln!("Workspace '{subdomain}' now signs in through SAML.");
         }
         SsoCommand::Off => {
-            ops::sso_off(db, subdomain).await?;
+            admin::sso_off(db, ws).await?;
             eprintln!("SSO is off for workspace '{subdomain}'.");
         }
         SsoCommand::Passwords { state, break_glass } => {
-            let current = ops::sso_settings(db, config, subdomain).await?;
+            let current = admin::sso_settings(db, config, ws).await?;
             let break_glass = match break_glass {
                 Some(email) => Some(email),
                 None => current.break_glass_email,
             };
-            ops::set_password_policy(db, subdomain, state == "on", break_glass.as_deref()).await?;
+            admin::set_password_policy(db, ws, state == "on", break_glass.as_deref()).await?;
         }
         SsoCommand::AutoCreate { state } => {
-            ops::set_auto_create(db, subdomain, state == "on").await?;
+            admin::set_auto_create(db, ws, state == "on").await?;
         }
     }
-    let view = ops::sso_settings(db, config, subdomain).await?;
+    let view = admin::sso_settings(db, config, ws).await?;
     println!("{}", serde_json::to_string_pretty(&view)?);
     Ok(())
+}
+
+/// The workspace a command names, looked up once.
+async fn workspace(
+    db: &Db,
+    subdomain: &str,
+) -> anyhow::Result<rollcall::store::workspaces::Workspace> {
+    let missing = || anyhow::anyhow!("no workspace '{subdomain}'");
+    let sub = Subdomain::parse(subdomain).map_err(|_| missing())?;
+    admin::workspace(db, &sub).await.map_err(|e| match e {
+        AdminError::NoWorkspace(_) => missing(),
+        other => other.into(),
+    })
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Db> {
@@ -403,7 +421,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     init_logging(config.log_format);
     let db = connect(&config).await?;
     if demo {
-        match ops::seed_demo(&db).await? {
+        match admin::seed_demo(&db).await? {
             Some(d) => eprintln!(
                 "\nDemo workspace 'acme' is ready.\n\
                  \x20 Sign in:    {origin}/signin\n\
@@ -425,8 +443,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                 token = d.api_token,
                 client_id = d.client.client_id,
                 client_secret = d.client.client_secret.as_deref().unwrap_or("(none)"),
-                redirect_uri = ops::DEMO_REDIRECT_URI,
-                authorize = ops::demo_authorize_url(config.base(), &d.client.client_id),
+                redirect_uri = admin::DEMO_REDIRECT_URI,
+                authorize = admin::demo_authorize_url(config.base(), &d.client.client_id),
             ),
             None => eprintln!("--demo: the database already has workspaces; nothing was added."),
         }

@@ -5,11 +5,11 @@ use super::extract::PageQuery;
 use super::pages::{SignedIn, urlencode};
 use super::views::*;
 use super::{AppState, csrf};
+use crate::app::admin::{self, AdminError};
 use crate::domain::Role;
 use crate::http::error::AppError;
-use crate::ops;
 use crate::store::members::{self, Cursor};
-use crate::store::{activity, oauth, tokens, workspaces};
+use crate::store::{activity, oauth, tokens};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -226,10 +226,10 @@ async fn member_page(
             .unwrap_or_default()
             .to_owned()
     };
-    let (editable, why_not) = match ops::may_edit(&m) {
+    let (editable, why_not) = match admin::may_edit(&m) {
         _ if !is_admin(&me) => (false, "Only admins can change members.".to_owned()),
         Ok(()) => (true, String::new()),
-        Err(why) => (false, why),
+        Err(why) => (false, why.to_string()),
     };
     Ok(MemberPage {
         id: m.id.to_string(),
@@ -268,16 +268,20 @@ async fn member_update(
 ) -> Result<Response, AppError> {
     let m = load_member(&state, &me, &id).await?;
     let role = Role::parse(&form.role).map_err(|e| AppError::BadRequest(e.0))?;
-    let edit = ops::MemberEdit {
+    let edit = admin::MemberEdit {
         given_name: form.given_name,
         family_name: form.family_name,
         display_name: form.display_name,
         role,
         active: form.active.is_some(),
     };
-    match ops::edit_member(&state.db, &me.member, &m, edit, form.version).await {
+    match admin::edit_member(&state.db, &me.member, &m, edit, form.version).await {
         Ok(_) => flash(&me.session, NOTICE, format!("Saved {}.", m.user_name)).await,
-        Err(why) => flash(&me.session, ERROR, why).await,
+        Err(admin::EditError::Store(e)) => {
+            tracing::error!(error = %e, "member edit failed");
+            flash(&me.session, ERROR, SOMETHING_WENT_WRONG).await
+        }
+        Err(why) => flash(&me.session, ERROR, why.to_string()).await,
     }
     Ok(Redirect::to(&format!("/members/{}", m.id)).into_response())
 }
@@ -291,9 +295,9 @@ async fn sso_settings(
     me: SignedIn,
 ) -> Result<SsoSettingsPage, AppError> {
     require_admin(&me)?;
-    let sso = ops::sso_settings(&state.db, &state.config, &me.workspace.subdomain)
+    let sso = admin::sso_settings(&state.db, &state.config, &me.workspace)
         .await
-        .map_err(AppError::Internal)?;
+        .map_err(admin_failure)?;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     Ok(SsoSettingsPage {
         scim_enabled: me.workspace.scim_enabled,
@@ -313,21 +317,27 @@ async fn sso_settings(
     })
 }
 
+/// What a page says when a change failed for a reason that is not the admin's.
+const SOMETHING_WENT_WRONG: &str = "Not saved: something went wrong on our side; try again.";
+
+/// An administration use case failed where no refusal was expected.
+fn admin_failure(e: AdminError) -> AppError {
+    match e {
+        AdminError::Store(e) => e.into(),
+        other => AppError::Internal(other.into()),
+    }
+}
+
 /// Report the outcome of a settings change on the next page.
-async fn settle(me: &SignedIn, result: anyhow::Result<()>, done: &str) -> Redirect {
+async fn settle(me: &SignedIn, result: Result<(), AdminError>, done: &str) -> Redirect {
     match result {
         Ok(()) => flash(&me.session, NOTICE, done).await,
+        // Only refusals written for the admin are shown; anything else (a database
+        // error, say) goes to the log.
+        Err(AdminError::Refused(r)) => flash(&me.session, ERROR, format!("Not saved: {r}")).await,
         Err(e) => {
-            // Only refusals written for the admin are shown; anything else (a
-            // database error, say) goes to the log.
-            let message = match e.downcast_ref::<ops::Refusal>() {
-                Some(r) => format!("Not saved: {r}"),
-                None => {
-                    tracing::error!(error = format!("{e:#}"), "settings change failed");
-                    "Not saved: something went wrong on our side; try again.".to_owned()
-                }
-            };
-            flash(&me.session, ERROR, message).await
+            tracing::error!(error = %e, "settings change failed");
+            flash(&me.session, ERROR, SOMETHING_WENT_WRONG).await
         }
     }
     Redirect::to("/settings/sso")
@@ -346,10 +356,10 @@ async fn sso_oidc(
     AdminPost { me, form }: AdminPost<OidcForm>,
 ) -> Result<Redirect, AppError> {
     let secret = Some(form.client_secret.as_str()).filter(|s| !s.trim().is_empty());
-    let result = ops::set_oidc(
+    let result = admin::set_oidc(
         &state.db,
         &state.sso,
-        &me.workspace.subdomain,
+        &me.workspace,
         &form.issuer,
         &form.client_id,
         secret,
@@ -381,14 +391,14 @@ async fn sso_saml(
     AdminPost { me, form }: AdminPost<SamlForm>,
 ) -> Result<Redirect, AppError> {
     let source = match form.metadata_url.trim() {
-        "" => ops::SamlSource::Values {
+        "" => admin::SamlSource::Values {
             entity_id: form.entity_id,
             sso_url: form.sso_url,
             certificate: form.certificate,
         },
-        url => ops::SamlSource::MetadataUrl(url.to_owned()),
+        url => admin::SamlSource::MetadataUrl(url.to_owned()),
     };
-    let result = ops::set_saml(&state.db, &state.sso.fetch, &me.workspace.subdomain, source).await;
+    let result = admin::set_saml(&state.db, &state.sso.fetch, &me.workspace, source).await;
     Ok(settle(
         &me,
         result,
@@ -401,7 +411,7 @@ async fn sso_off(
     State(state): State<AppState>,
     AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    let result = ops::sso_off(&state.db, &me.workspace.subdomain).await;
+    let result = admin::sso_off(&state.db, &me.workspace).await;
     Ok(settle(
         &me,
         result,
@@ -421,9 +431,9 @@ async fn sso_passwords(
     State(state): State<AppState>,
     AdminPost { me, form }: AdminPost<PasswordRulesForm>,
 ) -> Result<Redirect, AppError> {
-    let result = ops::set_password_policy(
+    let result = admin::set_password_policy(
         &state.db,
-        &me.workspace.subdomain,
+        &me.workspace,
         form.everyone.is_some(),
         Some(form.break_glass.as_str()),
     )
@@ -441,7 +451,9 @@ async fn scim_switch(
     AdminPost { me, form }: AdminPost<SwitchForm>,
 ) -> Result<Redirect, AppError> {
     let on = form.enabled == "on";
-    workspaces::set_scim_enabled(&state.db, me.workspace.id, on).await?;
+    admin::set_scim(&state.db, &me.workspace, on)
+        .await
+        .map_err(admin_failure)?;
     let text = if on {
         "SCIM provisioning is on. Your identity provider can now create and update members."
     } else {
@@ -456,7 +468,9 @@ async fn password_switch(
     AdminPost { me, form }: AdminPost<SwitchForm>,
 ) -> Result<Redirect, AppError> {
     let on = form.enabled == "on";
-    workspaces::set_password_signin(&state.db, me.workspace.id, on).await?;
+    admin::set_password_signin(&state.db, &me.workspace, on)
+        .await
+        .map_err(admin_failure)?;
     flash(
         &me.session,
         NOTICE,
@@ -524,14 +538,9 @@ async fn create_token(
         .await;
         return Ok(Redirect::to("/settings/api").into_response());
     }
-    let token = ops::create_api_token(
-        &state.db,
-        &me.workspace.subdomain,
-        name,
-        &me.member.user_name,
-    )
-    .await
-    .map_err(AppError::Internal)?;
+    let token = admin::create_api_token(&state.db, &me.workspace, name, &me.member.user_name)
+        .await
+        .map_err(admin_failure)?;
     flash(&me.session, NOTICE, format!("Token “{name}” created.")).await;
     api_page(&state, &me, Some(token)).await
 }
@@ -545,7 +554,9 @@ async fn revoke_token(
     Path(id): Path<i64>,
     AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    tokens::revoke(&state.db, me.workspace.id, id).await?;
+    admin::revoke_api_token(&state.db, &me.workspace, id)
+        .await
+        .map_err(admin_failure)?;
     flash(
         &me.session,
         NOTICE,
@@ -600,7 +611,9 @@ async fn revoke_app(
     Path(id): Path<i64>,
     AdminPost { me, .. }: AdminPost<NoFields>,
 ) -> Result<Redirect, AppError> {
-    oauth::revoke_grant(&state.db, me.workspace.id, id).await?;
+    admin::revoke_grant(&state.db, &me.workspace, id)
+        .await
+        .map_err(admin_failure)?;
     flash(
         &me.session,
         NOTICE,

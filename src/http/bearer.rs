@@ -1,11 +1,9 @@
 //! Who is calling the SCIM API: the bearer token names the workspace and the access.
 
 use super::AppState;
-use crate::oauth::{Scope, Scopes};
-use crate::secrets;
-use crate::store::{StoreError, oauth, tokens};
+use crate::store::StoreError;
 
-pub use crate::provisioning::Principal;
+pub use crate::app::provisioning::Principal;
 
 /// The bearer token from an `Authorization` header value, if it is one.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
@@ -15,44 +13,10 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Resolve a bearer token. `None`: unknown, revoked or expired.
-///
-/// OAuth access tokens (`rc_at_…`) act for the workspace of their grant with the
-/// grant's scopes: reading needs `scim:read`, writing needs `scim:write` (a token with
-/// only `scim:write` cannot read; ask for both, as a client that asks for nothing
-/// gets).
+/// Resolve a bearer token (`app::provisioning::authenticate`). `None`: unknown,
+/// revoked or expired.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Principal>, StoreError> {
-    if token.starts_with(secrets::Kind::ApiToken.prefix()) {
-        let Some((t, workspace)) = tokens::authenticate(&state.db, &secrets::digest(token)).await?
-        else {
-            return Ok(None);
-        };
-        // Workspace API tokens carry full SCIM access.
-        return Ok(Some(Principal {
-            workspace,
-            can_read: true,
-            can_write: true,
-            actor: format!("token:{}", t.prefix),
-        }));
-    }
-    if token.starts_with(secrets::Kind::AccessToken.prefix()) {
-        let Some(t) = oauth::token(&state.db, &secrets::digest(token)).await? else {
-            return Ok(None);
-        };
-        if t.kind != "access" || !t.live() || crate::store::now() >= t.expires_at {
-            return Ok(None);
-        }
-        let workspace = t.workspace();
-        oauth::touch_grant(&state.db, &t).await?;
-        let scopes = Scopes::parse(&t.scope).unwrap_or_default();
-        return Ok(Some(Principal {
-            workspace,
-            can_read: scopes.contains(Scope::ScimRead),
-            can_write: scopes.contains(Scope::ScimWrite),
-            actor: format!("oauth:{}", t.client_name),
-        }));
-    }
-    Ok(None)
+    crate::app::provisioning::authenticate(&state.db, token).await
 }
 
 #[cfg(test)]

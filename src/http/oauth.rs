@@ -1,22 +1,21 @@
 //! The OAuth2 endpoints. App host: `/oauth2/authorize` (which workspace?),
 //! `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect` and the RFC 8414 metadata.
-//! Workspace host: `/oauth2/authorize` again (sign-in, then consent). The rules are in
-//! `crate::oauth`; state in `store::oauth`.
+//! Workspace host: `/oauth2/authorize` again (sign-in, then consent). The use cases
+//! are in `app::tokens`; this module parses requests and renders their outcomes.
 
 use super::extract::PageForm;
 use super::pages::SignedIn;
 use super::views::{ConsentPage, OAuthWorkspacePage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
-use crate::domain::{Role, Subdomain};
+use crate::app::admin;
+use crate::app::tokens::{
+    self, AuthorizeError, CheckedRequest, ClientRequest, ConsentError, Decision, TokenError,
+};
+use crate::domain::Subdomain;
 use crate::http::error::AppError;
 use crate::oauth::authorize::{self, AuthorizeRequest, Refusal};
-use crate::oauth::client::{self, AuthFailure};
-use crate::oauth::token::{self, Grant, RefreshDecision, TokenFacts, TokenKind};
-use crate::oauth::{self as rules, ErrorCode, OAuthError, Params, Scopes};
-use crate::secrets::{self, Kind};
-use crate::store::oauth::{self as store, Client, NewTokens, Redeemed, RefreshPlan};
-use crate::store::rate_limits::{self, Limit, Verdict};
-use crate::store::{self as db, workspaces};
+use crate::oauth::token::token_response;
+use crate::oauth::{ErrorCode, OAuthError};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -47,31 +46,19 @@ pub fn workspace_routes() -> Router<AppState> {
 // ---------------------------------------------------------------------------
 // Authorization endpoint
 
-/// Parse and check an authorization request. `Err` is the finished answer: an error
-/// page, or a redirect back to the client.
-async fn check_request(
-    state: &AppState,
-    raw: &str,
-) -> Result<(Params, AuthorizeRequest, Client), Response> {
-    let params = rules::parse_params(raw.as_bytes()).map_err(|e| {
-        AppError::BadRequest(format!("This authorization request is malformed: {e}."))
-            .into_response()
-    })?;
-    let client = match params.get("client_id") {
-        Some(id) => store::client(&state.db, id)
-            .await
-            .map_err(|e| AppError::from(e).into_response())?,
-        None => None,
-    };
-    match authorize::validate(&params, client.as_ref()) {
-        Ok(req) => match client {
-            Some(c) => Ok((params, req, c)),
-            None => Err(
-                AppError::Internal(anyhow::anyhow!("validated without a client")).into_response(),
-            ),
-        },
-        Err(refusal) => Err(refused(state, refusal)),
-    }
+/// Check an authorization request. `Err` is the finished answer: an error page, or a
+/// redirect back to the client.
+async fn check_request(state: &AppState, raw: &str) -> Result<CheckedRequest, Response> {
+    tokens::check_request(&state.db, raw)
+        .await
+        .map_err(|e| match e {
+            AuthorizeError::Malformed(_) => AppError::BadRequest(e.to_string()).into_response(),
+            AuthorizeError::Refused(refusal) => refused(state, refusal),
+            AuthorizeError::Internal(what) => {
+                AppError::Internal(anyhow::anyhow!(what)).into_response()
+            }
+            AuthorizeError::Store(e) => AppError::from(e).into_response(),
+        })
 }
 
 fn refused(state: &AppState, refusal: Refusal) -> Response {
@@ -92,13 +79,13 @@ fn refused(state: &AppState, refusal: Refusal) -> Response {
 }
 
 async fn authorize_on_app_host(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let (params, req, _) = match check_request(&state, q.as_deref().unwrap_or("")).await {
+    let checked = match check_request(&state, q.as_deref().unwrap_or("")).await {
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
     OAuthWorkspacePage {
-        client_name: req.client_name,
-        request: params.to_query(),
+        client_name: checked.request.client_name,
+        request: checked.params.to_query(),
         subdomain: String::new(),
         error: None,
     }
@@ -119,7 +106,9 @@ async fn choose_workspace(
     State(state): State<AppState>,
     PageForm(form): PageForm<WorkspaceForm>,
 ) -> Result<Response, AppError> {
-    let (params, req, _) = match check_request(&state, &form.request).await {
+    let CheckedRequest {
+        params, request, ..
+    } = match check_request(&state, &form.request).await {
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
@@ -127,7 +116,7 @@ async fn choose_workspace(
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             OAuthWorkspacePage {
-                client_name: req.client_name.clone(),
+                client_name: request.client_name.clone(),
                 request: params.to_query(),
                 subdomain: form.subdomain.clone(),
                 error: Some(error),
@@ -139,11 +128,12 @@ async fn choose_workspace(
         Ok(s) => s,
         Err(e) => return Ok(again(e.0)),
     };
-    if workspaces::by_subdomain(&state.db, sub.as_str())
-        .await?
-        .is_none()
-    {
-        return Ok(again(format!("There is no workspace called '{sub}'.")));
+    match admin::workspace(&state.db, &sub).await {
+        Ok(_) => {}
+        Err(admin::AdminError::NoWorkspace(_)) => {
+            return Ok(again(format!("There is no workspace called '{sub}'.")));
+        }
+        Err(e) => return Err(admin_failure(e)),
     }
     Ok(Redirect::to(&format!(
         "{}/oauth2/authorize?{}",
@@ -153,19 +143,31 @@ async fn choose_workspace(
     .into_response())
 }
 
+/// An administration use case failed where no refusal was expected.
+fn admin_failure(e: admin::AdminError) -> AppError {
+    match e {
+        admin::AdminError::Store(e) => e.into(),
+        other => AppError::Internal(other.into()),
+    }
+}
+
 /// Only admins may hand out access to the SCIM API.
 fn admins_only(me: &SignedIn, req: &AuthorizeRequest) -> Result<(), AppError> {
-    if me.member.role == Role::Admin {
-        return Ok(());
+    tokens::may_consent(&me.member).map_err(|e| consent_error(e, me, req))
+}
+
+fn consent_error(e: ConsentError, me: &SignedIn, req: &AuthorizeRequest) -> AppError {
+    match e {
+        ConsentError::NotAdmin => AppError::Forbidden(format!(
+            "Only admins of {ws} can allow {client} to use the SCIM API. You are signed in as {me} \
+             ({role}). Ask an admin of {ws} to connect {client}.",
+            ws = me.workspace.name,
+            client = req.client_name,
+            me = me.member.user_name,
+            role = me.member.role,
+        )),
+        ConsentError::Store(e) => e.into(),
     }
-    Err(AppError::Forbidden(format!(
-        "Only admins of {ws} can allow {client} to use the SCIM API. You are signed in as {me} \
-         ({role}). Ask an admin of {ws} to connect {client}.",
-        ws = me.workspace.name,
-        client = req.client_name,
-        me = me.member.user_name,
-        role = me.member.role,
-    )))
 }
 
 async fn authorize_on_workspace_host(
@@ -174,7 +176,9 @@ async fn authorize_on_workspace_host(
     RawQuery(q): RawQuery,
     signed_in: Result<SignedIn, Response>,
 ) -> Result<Response, AppError> {
-    let (params, req, _) = match check_request(&state, q.as_deref().unwrap_or("")).await {
+    let CheckedRequest {
+        params, request, ..
+    } = match check_request(&state, q.as_deref().unwrap_or("")).await {
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
@@ -183,13 +187,13 @@ async fn authorize_on_workspace_host(
         Ok(me) => me,
         Err(to_signin) => return Ok(to_signin),
     };
-    admins_only(&me, &req)?;
-    let return_host = url::Url::parse(&req.redirect_uri)
+    admins_only(&me, &request)?;
+    let return_host = url::Url::parse(&request.redirect_uri)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| req.redirect_uri.clone());
+        .unwrap_or_else(|| request.redirect_uri.clone());
     Ok(ConsentPage {
-        client_name: req.client_name.clone(),
+        client_name: request.client_name.clone(),
         workspace_name: ws.name.clone(),
         workspace_host: state
             .config
@@ -197,7 +201,11 @@ async fn authorize_on_workspace_host(
             .split_once("://")
             .map_or(String::new(), |(_, h)| h.to_owned()),
         member: me.member.user_name.clone(),
-        access: req.scopes.iter().map(|s| s.describe().to_owned()).collect(),
+        access: request
+            .scopes
+            .iter()
+            .map(|s| s.describe().to_owned())
+            .collect(),
         return_host,
         scim_enabled: ws.scim_enabled,
         csrf: csrf::token(&me.session).await?,
@@ -225,45 +233,25 @@ async fn consent(
     PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&me.session, &headers, &form.csrf).await?;
-    let (_, req, client) = match check_request(&state, &form.request).await {
+    let checked = match check_request(&state, &form.request).await {
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
-    admins_only(&me, &req)?;
-    let issuer = state.config.base();
-    match form.decision.as_str() {
-        "allow" => {
-            let code = secrets::generate(Kind::AuthCode);
-            let scope = req.scopes.to_string();
-            store::create_code(
-                &state.db,
-                &store::NewCode {
-                    digest: &secrets::digest(&code),
-                    client_id: &client.id,
-                    workspace_id: me.workspace.id,
-                    member_id: me.member.id,
-                    redirect_uri: &req.redirect_uri,
-                    scope: &scope,
-                    code_challenge: req.code_challenge.as_deref(),
-                    expires_at: db::now() + rules::CODE_TTL,
-                },
-            )
-            .await?;
-            tracing::info!(client = %client.id, workspace = %me.workspace.subdomain, "oauth access allowed");
-            Ok(Redirect::to(&authorize::success_redirect(&req, &code, issuer)).into_response())
-        }
-        "deny" => {
-            let error = OAuthError::new(ErrorCode::AccessDenied, "the member denied access");
-            Ok(Redirect::to(&authorize::error_redirect(
-                &req.redirect_uri,
-                &error,
-                req.state.as_deref(),
-                issuer,
-            ))
-            .into_response())
-        }
-        _ => Err(AppError::BadRequest("Choose Allow or Deny.".into())),
-    }
+    admins_only(&me, &checked.request)?;
+    let Some(decision) = Decision::parse(&form.decision) else {
+        return Err(AppError::BadRequest("Choose Allow or Deny.".into()));
+    };
+    let back = tokens::consent(
+        &state.db,
+        state.config.base(),
+        &me.workspace,
+        &me.member,
+        &checked,
+        decision,
+    )
+    .await
+    .map_err(|e| consent_error(e, &me, &checked.request))?;
+    Ok(Redirect::to(&back).into_response())
 }
 
 // ---------------------------------------------------------------------------
@@ -289,10 +277,6 @@ fn error_response(e: &OAuthError, basic: bool) -> Response {
     no_store(resp)
 }
 
-fn failure(f: AuthFailure) -> Response {
-    error_response(&f.error, f.basic)
-}
-
 fn too_many(retry_after_secs: u64) -> Response {
     let e = OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
@@ -315,33 +299,24 @@ fn server_error(e: impl std::fmt::Display) -> Response {
     )
 }
 
-const PER_MINUTE: u32 = 60;
-
-/// Count a request against a limit; `Err` is the 429 (or 500) to send.
-async fn limit(state: &AppState, key: &str, max: u32, window_secs: u32) -> Result<(), Response> {
-    match rate_limits::hit_batched(&state.db, key, Limit { max, window_secs }).await {
-        Ok(Verdict::Allowed) => Ok(()),
-        Ok(Verdict::Limited { retry_after_secs }) => Err(too_many(retry_after_secs)),
-        Err(e) => Err(server_error(e)),
+/// A refused token, revocation or introspection request, in RFC 6749 JSON.
+fn token_error(e: TokenError) -> Response {
+    match e {
+        TokenError::TooManyRequests { retry_after_secs } => too_many(retry_after_secs),
+        TokenError::Client(f) => error_response(&f.error, f.basic),
+        TokenError::Refused(e) => error_response(&e, false),
+        TokenError::Internal(what) => server_error(what),
+        TokenError::Store(e) => server_error(e),
     }
 }
 
-/// The common front of the client-authenticated endpoints: the per-address limit,
-/// a form body, and an authenticated client.
-async fn authenticated_client(
-    state: &AppState,
-    ip: &RemoteIp,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Params, Client), Response> {
-    limit(
-        state,
-        &format!("oauth:addr:{}", ip.0),
-        state.config.limits.token_per_address,
-        PER_MINUTE,
-    )
-    .await?;
-    let form_type = headers
+/// The parts of a client-authenticated request that the use cases look at.
+fn client_request<'a>(
+    ip: &'a RemoteIp,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> ClientRequest<'a> {
+    let form_encoded = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -349,50 +324,14 @@ async fn authenticated_client(
             v.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
-    if !form_type {
-        return Err(error_response(
-            &OAuthError::invalid_request(
-                "send the parameters as application/x-www-form-urlencoded",
-            ),
-            false,
-        ));
+    ClientRequest {
+        address: &ip.0,
+        form_encoded,
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        body,
     }
-    let params = rules::parse_params(body)
-        .map_err(|e| error_response(&OAuthError::invalid_request(e), false))?;
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let creds = client::credentials(authorization, &params).map_err(failure)?;
-    let found = store::client(&state.db, &creds.client_id)
-        .await
-        .map_err(server_error)?;
-    client::authenticate(&creds, found.as_ref()).map_err(failure)?;
-    match found {
-        Some(c) => Ok((params, c)),
-        None => Err(server_error("authenticated without a client")),
-    }
-}
-
-/// Introspection and revocation need a client that proved who it is (RFC 7662
-/// §2.1): a public client's id alone is not authentication, and would let anyone
-/// who learns a user's token probe or revoke it.
-async fn confidential_client(
-    state: &AppState,
-    ip: &RemoteIp,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Params, Client), Response> {
-    let (params, client) = authenticated_client(state, ip, headers, body).await?;
-    if client.public {
-        return Err(error_response(
-            &OAuthError::new(
-                ErrorCode::InvalidClient,
-                "this endpoint needs client authentication; public clients cannot use it",
-            ),
-            false,
-        ));
-    }
-    Ok((params, client))
 }
 
 async fn token_endpoint(
@@ -401,185 +340,33 @@ async fn token_endpoint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, client) = match authenticated_client(&state, &ip, &headers, &body).await {
-        Ok(ok) => ok,
-        Err(resp) => return resp,
-    };
-    // A public client authenticates by its id alone, which anyone can send: count
-    // it per address too, so nobody can use up the limit of all its users.
-    let client_key = if client.public {
-        format!("oauth:client:{}:{}", client.id, ip.0)
-    } else {
-        format!("oauth:client:{}", client.id)
-    };
-    if let Err(resp) = limit(
-        &state,
-        &client_key,
-        state.config.limits.token_per_client,
-        PER_MINUTE,
-    )
-    .await
-    {
-        return resp;
-    }
-    let grant = match token::parse_grant(&params) {
-        Ok(g) => g,
-        Err(e) => return error_response(&e, false),
-    };
-    let config = &state.config;
-    let now = db::now();
-    let access = secrets::generate(Kind::AccessToken);
-    let refresh = secrets::generate(Kind::RefreshToken);
-    let new = NewTokens {
-        access_digest: secrets::digest(&access),
-        access_expires_at: now + config.access_token_ttl,
-        refresh_digest: secrets::digest(&refresh),
-        refresh_expires_at: now + config.refresh_token_ttl,
-    };
-    let grant_type = match &grant {
-        Grant::AuthorizationCode { .. } => "authorization_code",
-        Grant::RefreshToken { .. } => "refresh_token",
-    };
-    let issued = match grant {
-        Grant::AuthorizationCode {
-            code,
-            redirect_uri,
-            code_verifier,
-        } => {
-            let presented_by = client.id.clone();
-            let outcome = store::redeem_code(
-                &state.db,
-                &secrets::digest(&code),
-                &client.id,
-                &new,
-                move |c| {
-                    token::check_code(
-                        &token::CodeBinding {
-                            authorizer_is_admin: c.authorizer_is_admin,
-                            client_id: &c.client_id,
-                            redirect_uri: &c.redirect_uri,
-                            code_challenge: c.code_challenge.as_deref(),
-                            expires_at: c.expires_at,
-                        },
-                        &presented_by,
-                        redirect_uri.as_deref(),
-                        code_verifier.as_deref(),
-                        now,
-                    )
-                },
-            )
-            .await;
-            match outcome {
-                Ok(Redeemed::Issued(i)) => Ok(i),
-                Ok(Redeemed::Refused(e)) => Err(e),
-                Ok(Redeemed::Unknown) => {
-                    Err(OAuthError::invalid_grant("unknown authorization code"))
-                }
-                Ok(Redeemed::Replayed) => {
-                    tracing::warn!(client = %client.id, "authorization code replayed; its grant is revoked");
-                    Err(OAuthError::invalid_grant(
-                        "the code was already used; every token issued for it is revoked",
-                    ))
-                }
-                Err(e) => return server_error(e),
-            }
-        }
-        Grant::RefreshToken {
-            refresh_token,
-            scope,
-        } => {
-            let grace = config.refresh_grace;
-            let client_id = client.id.clone();
-            let outcome = store::refresh(
-                &state.db,
-                &secrets::digest(&refresh_token),
-                &new,
-                move |s| refresh_plan(s, &client_id, scope, now, grace),
-            )
-            .await;
-            match outcome {
-                Ok(Some(result)) => result,
-                Ok(None) => Err(OAuthError::invalid_grant("unknown refresh token")),
-                Err(e) => return server_error(e),
-            }
-        }
-    };
-    match issued {
-        Ok(i) => {
-            crate::metrics::token_issued(grant_type);
-            let scope = Scopes::parse(&i.scope).unwrap_or_default();
-            no_store(
-                Json(token::token_response(
-                    &access,
-                    config.access_token_ttl,
-                    &refresh,
-                    scope,
-                ))
-                .into_response(),
-            )
-        }
-        Err(e) => error_response(&e, false),
+    let req = client_request(&ip, &headers, &body);
+    match tokens::token(&state.db, &state.config, &req).await {
+        Ok(t) => no_store(
+            Json(token_response(
+                &t.access_token,
+                t.expires_in,
+                &t.refresh_token,
+                t.scope,
+            ))
+            .into_response(),
+        ),
+        Err(e) => token_error(e),
     }
 }
 
-/// The refresh rules (`oauth::token::decide_refresh`) as the store carries them out.
-fn refresh_plan(
-    s: &store::RefreshState,
-    client_id: &str,
-    requested: Option<Scopes>,
-    now: time::OffsetDateTime,
-    grace: std::time::Duration,
-) -> RefreshPlan<OAuthError> {
-    let facts = token::RefreshFacts {
-        client_id: &s.client_id,
-        grant_scope: &s.grant_scope,
-        // A grant whose authorizer is no longer an active admin has ended (the
-        // member trigger revokes it; this covers any grant it could not see).
-        revoked: s.grant_revoked_at.is_some() || s.revoked_at.is_some() || !s.authorizer_is_admin,
-        expires_at: s.expires_at,
-        rotated_at: s.rotated_at,
-    };
-    match token::decide_refresh(&facts, client_id, requested, now, grace) {
-        RefreshDecision::Issue(scope) => RefreshPlan::Issue {
-            scope: scope.to_string(),
-        },
-        RefreshDecision::Refuse(e) => RefreshPlan::Refuse(e),
-        RefreshDecision::EndGrant(e) => {
-            tracing::warn!(client = %client_id, grant = s.grant_id, "replaced refresh token reused; grant revoked");
-            RefreshPlan::EndGrant(e)
-        }
-    }
-}
-
-/// RFC 7009. Revoking a refresh token ends its grant; an access token, only itself.
-/// Unknown tokens, and tokens of other clients, get the same empty 200.
+/// RFC 7009: an empty 200 whether or not the token was known.
 async fn revoke(
     State(state): State<AppState>,
     ip: RemoteIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, client) = match confidential_client(&state, &ip, &headers, &body).await {
-        Ok(ok) => ok,
-        Err(resp) => return resp,
-    };
-    let Some(presented) = params.get("token") else {
-        return error_response(&OAuthError::invalid_request("token is missing"), false);
-    };
-    let found = match store::token(&state.db, &secrets::digest(presented)).await {
-        Ok(t) => t,
-        Err(e) => return server_error(e),
-    };
-    if let Some(t) = found.filter(|t| t.client_id == client.id) {
-        let done = match TokenKind::parse(&t.kind) {
-            Some(TokenKind::Refresh) => store::end_grant(&state.db, t.grant_id).await,
-            _ => store::revoke_token(&state.db, t.id).await,
-        };
-        if let Err(e) = done {
-            return server_error(e);
-        }
+    let req = client_request(&ip, &headers, &body);
+    match tokens::revoke(&state.db, &state.config, &req).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => token_error(e),
     }
-    no_store(StatusCode::OK.into_response())
 }
 
 /// RFC 7662, for a client's own tokens.
@@ -589,39 +376,13 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, client) = match confidential_client(&state, &ip, &headers, &body).await {
-        Ok(ok) => ok,
-        Err(resp) => return resp,
-    };
-    let Some(presented) = params.get("token") else {
-        return error_response(&OAuthError::invalid_request("token is missing"), false);
-    };
-    let found = match store::token(&state.db, &secrets::digest(presented)).await {
-        Ok(t) => t,
-        Err(e) => return server_error(e),
-    };
-    let facts = found.filter(|t| t.client_id == client.id).and_then(|t| {
-        Some(TokenFacts {
-            kind: TokenKind::parse(&t.kind)?,
-            revoked: !t.live(),
-            scope: t.scope,
-            client_id: t.client_id,
-            member_id: t.member_id.to_string(),
-            workspace: t.subdomain,
-            issued_at: t.issued_at,
-            expires_at: t.expires_at,
-            rotated_at: t.rotated_at,
-        })
-    });
-    let answer = token::introspection(
-        facts.as_ref(),
-        state.config.base(),
-        db::now(),
-        state.config.refresh_grace,
-    );
-    no_store(Json(answer).into_response())
+    let req = client_request(&ip, &headers, &body);
+    match tokens::introspect(&state.db, &state.config, &req).await {
+        Ok(answer) => no_store(Json(answer).into_response()),
+        Err(e) => token_error(e),
+    }
 }
 
 async fn metadata(State(state): State<AppState>) -> Response {
-    Json(rules::metadata::document(state.config.base())).into_response()
+    Json(crate::oauth::metadata::document(state.config.base())).into_response()
 }

@@ -4,10 +4,11 @@
 use super::extract::{PageForm, PageQuery};
 use super::views::{HomePage, SignInPage};
 use super::{AppState, CurrentWorkspace, RemoteIp, csrf};
+use crate::app::admin::{self, AdminError};
+use crate::app::signin::{self, PasswordAttempt, PasswordError};
 use crate::domain::Subdomain;
 use crate::http::error::AppError;
 use crate::secrets;
-use crate::store::rate_limits::{self, Limit, Verdict};
 use crate::store::{members, workspaces};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -68,11 +69,13 @@ async fn go_to_workspace(
         Ok(s) => s,
         Err(e) => return Ok(again(e.0)),
     };
-    if workspaces::by_subdomain(&state.db, sub.as_str())
-        .await?
-        .is_none()
-    {
-        return Ok(again(format!("There is no workspace called '{sub}'.")));
+    match admin::workspace(&state.db, &sub).await {
+        Ok(_) => {}
+        Err(AdminError::NoWorkspace(_)) => {
+            return Ok(again(format!("There is no workspace called '{sub}'.")));
+        }
+        Err(AdminError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(AppError::Internal(e.into())),
     }
     Ok(Redirect::to(&format!(
         "{}/signin",
@@ -197,12 +200,12 @@ async fn signin_page(
     PageQuery(q): PageQuery<NextQuery>,
 ) -> Result<SignInPage, AppError> {
     let next = safe_next(q.next.as_deref());
-    let row = crate::store::sso::get(&state.db, ws.id).await?;
+    let methods = signin::methods(&state.db, &ws).await?;
     Ok(SignInPage {
         workspace_name: ws.name,
         csrf: csrf::token(&session).await?,
-        password_allowed: crate::sso::password_form_shown(ws.password_signin, &row),
-        sso_start: sso_start(&row, &next),
+        password_allowed: methods.password,
+        sso_start: sso_start(methods.sso, &next),
         next,
         email: String::new(),
         error: None,
@@ -210,8 +213,8 @@ async fn signin_page(
 }
 
 /// The link that starts SSO sign-in, when the workspace has it.
-fn sso_start(row: &crate::store::sso::SsoRow, next: &str) -> Option<String> {
-    crate::sso::active_protocol(row).map(|_| format!("/sso/start?next={}", urlencode(next)))
+fn sso_start(sso: bool, next: &str) -> Option<String> {
+    sso.then(|| format!("/sso/start?next={}", urlencode(next)))
 }
 
 #[derive(Deserialize)]
@@ -222,9 +225,6 @@ struct SignInForm {
     next: Option<String>,
 }
 
-/// Failed password sign-ins are counted per account and per address over this window.
-const SIGNIN_WINDOW_SECS: u32 = 15 * 60;
-
 async fn signin(
     State(state): State<AppState>,
     Extension(CurrentWorkspace(ws)): Extension<CurrentWorkspace>,
@@ -234,82 +234,33 @@ async fn signin(
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, &headers, &form.csrf).await?;
-    let sso_row = crate::store::sso::get(&state.db, ws.id).await?;
-    if !crate::sso::password_form_shown(ws.password_signin, &sso_row) {
-        return Err(AppError::Forbidden(
-            "Password sign-in is turned off for this workspace.".into(),
-        ));
-    }
-    // Unknown emails are counted like known ones, so the limit says nothing about
-    // who has an account.
-    let limits = state.config.limits;
-    let windows = [
-        (
-            format!(
-                "signin:account:{}:{}",
-                ws.id,
-                crate::domain::fold_case(form.email.trim())
-            ),
-            limits.signin_failures_per_account,
-        ),
-        (
-            format!("signin:addr:{}", ip.0),
-            limits.signin_failures_per_address,
-        ),
-    ];
-    // Count the attempt before checking the password, so concurrent attempts
-    // cannot all pass a limit that none of them has recorded yet; a sign-in that
-    // succeeds is refunded (the limits count failures).
-    let mut counted = Vec::with_capacity(windows.len());
-    for (key, max) in &windows {
-        let limit = Limit {
-            max: *max,
-            window_secs: SIGNIN_WINDOW_SECS,
-        };
-        let c = rate_limits::count(&state.db, key, limit).await?;
-        if let Verdict::Limited { retry_after_secs } = c.verdict {
+    let attempt = PasswordAttempt {
+        email: &form.email,
+        password: form.password,
+        address: &ip.0,
+    };
+    let member = match signin::by_password(&state.db, &state.config.limits, &ws, attempt).await {
+        Ok(member) => member,
+        Err(e @ PasswordError::PasswordsOff) => return Err(AppError::Forbidden(e.to_string())),
+        Err(PasswordError::TooManyRequests { retry_after_secs }) => {
             return Err(AppError::TooManyRequests { retry_after_secs });
         }
-        counted.push(c);
-    }
-    let found = members::credentials(&state.db, ws.id, form.email.trim()).await?;
-    // With SSO on, only the break-glass admin (or everyone, if the admin kept
-    // passwords on) may use one; others fail like a wrong password, so the answer
-    // does not tell who the break-glass account is.
-    let (member, hash) = match found {
-        Some((m, h))
-            if m.active
-                && crate::sso::password_allowed(
-                    ws.password_signin,
-                    &sso_row,
-                    &m.user_name,
-                    m.role == crate::domain::Role::Admin,
-                ) =>
-        {
-            (Some(m), h)
+        Err(e @ PasswordError::NoMatch { .. }) => {
+            let sso = matches!(e, PasswordError::NoMatch { sso: true });
+            let next = safe_next(form.next.as_deref());
+            let page = SignInPage {
+                workspace_name: ws.name,
+                csrf: csrf::token(&session).await?,
+                sso_start: sso_start(sso, &next),
+                next,
+                email: form.email,
+                error: Some(e.to_string()),
+                password_allowed: true,
+            };
+            return Ok((StatusCode::UNAUTHORIZED, page).into_response());
         }
-        _ => (None, None),
+        Err(PasswordError::Store(e)) => return Err(e.into()),
     };
-    // Always verify (against a dummy hash when there is nothing to check) so the
-    // answer takes as long for unknown emails as for wrong passwords.
-    let ok = secrets::verify_password(form.password, hash).await;
-    let Some(member) = member.filter(|_| ok) else {
-        let page = SignInPage {
-            workspace_name: ws.name,
-            csrf: csrf::token(&session).await?,
-            next: safe_next(form.next.as_deref()),
-            email: form.email,
-            error: Some(
-                "That email and password do not match an active member of this workspace.".into(),
-            ),
-            password_allowed: true,
-            sso_start: sso_start(&sso_row, &safe_next(form.next.as_deref())),
-        };
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
-    };
-    for c in &counted {
-        rate_limits::refund(&state.db, c).await?;
-    }
     start_session(&session, ws.id, member.id).await?;
     Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())
 }

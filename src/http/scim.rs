@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::bearer::{self, Principal};
-use crate::provisioning::{self, ListRequest};
+use crate::app::provisioning::{self, ListRequest};
 use crate::scim::error::ScimError;
 use crate::scim::filter::{self, Filter};
 use crate::scim::resource::{self, Projection};

@@ -1,5 +1,6 @@
 //! Sign-in through the workspace's identity provider. Thin: the protocol rules are
-//! in `crate::sso`, storage in `crate::store::sso`.
+//! in `crate::sso`, storage in `crate::store::sso`, and who signs in once the IdP has
+//! vouched for an account in `app::signin`.
 //!
 //! OIDC keeps its pending state (state, nonce, PKCE verifier, where to go next) in
 //! the session: the callback is a top-level GET, so the SameSite=Lax cookie comes
@@ -12,17 +13,17 @@
 //!
 //! After the first sign-in an IdP account is linked to its member by the IdP's
 //! issuer and subject; the email the IdP sends is only used to find the member
-//! the first time (see [`find_member`]).
+//! the first time (see `app::signin::by_sso`).
 
 use super::pages::{safe_next, start_session};
 use super::{AppState, CurrentWorkspace};
-use crate::domain::{Email, Role};
+use crate::app::signin::{self, IdpAccount, SsoError};
 use crate::http::error::AppError;
 use crate::sso::oidc::{OidcError, OidcSettings, Pending};
 use crate::sso::saml::{SamlError, SamlSettings};
 use crate::sso::{self, Protocol};
 use crate::store::sso::SsoRow;
-use crate::store::{members, sso as store, workspaces::Workspace};
+use crate::store::workspaces::Workspace;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -128,7 +129,7 @@ async fn start(
     session: Session,
     Query(q): Query<NextQuery>,
 ) -> Result<Response, AppError> {
-    let row = store::get(&state.db, ws.id).await?;
+    let row = crate::store::sso::get(&state.db, ws.id).await?;
     let next = safe_next(q.next.as_deref());
     match sso::active_protocol(&row) {
         None => Err(AppError::NotFound(
@@ -199,7 +200,7 @@ async fn oidc_callback(
     let code = q
         .code
         .ok_or_else(|| AppError::BadRequest("The identity provider sent no code.".into()))?;
-    let row = store::get(&state.db, ws.id).await?;
+    let row = crate::store::sso::get(&state.db, ws.id).await?;
     if sso::active_protocol(&row) != Some(Protocol::Oidc) {
         return Err(AppError::BadRequest(
             "OpenID Connect sign-in is not set up for this workspace.".into(),
@@ -254,7 +255,7 @@ async fn saml_answer(
     form: &AcsForm,
     answered: &mut bool,
 ) -> Result<Response, AppError> {
-    let row = store::get(&state.db, ws.id).await?;
+    let row = crate::store::sso::get(&state.db, ws.id).await?;
     if sso::active_protocol(&row) != Some(Protocol::Saml) {
         return Err(AppError::BadRequest(
             "SAML sign-in is not set up for this workspace.".into(),
@@ -276,12 +277,12 @@ async fn saml_answer(
     let until = time::OffsetDateTime::from_unix_timestamp(pending.expires)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
         + time::Duration::minutes(1);
-    if !store::saml_request_answered(&state.db, ws.id, &pending.id, until).await? {
+    if !crate::store::sso::saml_request_answered(&state.db, ws.id, &pending.id, until).await? {
         return Err(saml_error(SamlError::Replayed));
     }
     *answered = true;
     // ... and the assertion.
-    if !store::use_assertion(
+    if !crate::store::sso::use_assertion(
         &state.db,
         ws.id,
         &verified.assertion_id,
@@ -311,19 +312,8 @@ async fn saml_metadata(
         .into_response()
 }
 
-/// Who the IdP says signed in.
-struct IdpAccount<'a> {
-    /// The OIDC issuer or the SAML IdP entity id, as configured.
-    issuer: &'a str,
-    /// The account's lasting id at the IdP (OIDC `sub`, SAML NameID); None when the
-    /// IdP gave none (a transient NameID).
-    subject: Option<&'a str>,
-    /// A verified email (OIDC checks `email_verified`; SAML's is what the IdP signed).
-    email: &'a str,
-}
-
-/// The IdP vouched for `account`: find its member, start a fresh session, and go
-/// where they were going.
+/// The IdP vouched for `account`: find its member (`app::signin::by_sso`), start a
+/// fresh session, and go where they were going.
 async fn complete(
     state: &AppState,
     ws: &Workspace,
@@ -332,102 +322,36 @@ async fn complete(
     account: &IdpAccount<'_>,
     next: &str,
 ) -> Result<Response, AppError> {
-    let member = find_member(state, ws, row, account).await?;
-    if !member.active {
-        return Err(not_a_member(&format!(
-            "Your account is deactivated in {}. Ask your workspace admin to reactivate it.",
-            ws.name
-        )));
-    }
+    let member = signin::by_sso(&state.db, ws, row, account)
+        .await
+        .map_err(|e| sso_signin_error(e, ws))?;
     start_session(session, ws.id, member.id).await?;
     Ok(Redirect::to(&safe_next(Some(next))).into_response())
 }
 
-/// The member an IdP account signs in as. A linked account is its member, whatever
-/// email the IdP says now; an unlinked one is matched by email (or created, when
-/// allowed) only if that member is not linked to another account of this IdP, and
-/// is then linked. So an IdP account whose email is changed to someone else's
-/// cannot take that member over.
-async fn find_member(
-    state: &AppState,
-    ws: &Workspace,
-    row: &SsoRow,
-    account: &IdpAccount<'_>,
-) -> Result<members::Member, AppError> {
-    let db = &state.db;
-    if let Some(subject) = account.subject
-        && let Some(id) = store::linked_member(db, ws.id, account.issuer, subject).await?
-    {
-        return members::by_id(db, ws.id, id)
-            .await?
-            .ok_or_else(|| not_a_member(&not_a_member_text(ws)));
-    }
-    let member = match members::by_email(db, ws.id, account.email).await? {
-        Some(m) => m,
-        None if row.auto_create => create_member(state, ws, account.email).await?,
-        None => return Err(not_a_member(&not_a_member_text(ws))),
-    };
-    if store::member_is_linked(db, ws.id, account.issuer, member.id).await? {
-        return Err(already_linked());
-    }
-    if let Some(subject) = account.subject
-        && member.active
-    {
-        match store::link(db, ws.id, account.issuer, subject, member.id).await {
-            Ok(()) => {}
-            // A parallel first sign-in linked it a moment ago: fine if to this member.
-            Err(crate::store::StoreError::Conflict(_)) => {
-                let linked = store::linked_member(db, ws.id, account.issuer, subject).await?;
-                if linked != Some(member.id) {
-                    return Err(already_linked());
-                }
-            }
-            Err(e) => return Err(e.into()),
+fn sso_signin_error(e: SsoError, ws: &Workspace) -> AppError {
+    match e {
+        SsoError::NotAMember => AppError::Forbidden(format!(
+            "The account you signed in with is not a member of {}. Ask your workspace admin to \
+             add you.",
+            ws.name
+        )),
+        SsoError::Deactivated => AppError::Forbidden(format!(
+            "Your account is deactivated in {}. Ask your workspace admin to reactivate it.",
+            ws.name
+        )),
+        SsoError::LinkedElsewhere => AppError::Forbidden(
+            "The member with this email address is already linked to a different account at \
+             your identity provider, so this account cannot sign in as them. Ask your \
+             workspace admin."
+                .into(),
+        ),
+        SsoError::InvalidEmail => {
+            AppError::BadRequest("The identity provider's email address is not valid.".into())
         }
+        SsoError::Vanished => AppError::Internal(anyhow::anyhow!("member vanished")),
+        SsoError::Store(e) => e.into(),
     }
-    Ok(member)
-}
-
-async fn create_member(
-    state: &AppState,
-    ws: &Workspace,
-    email: &str,
-) -> Result<members::Member, AppError> {
-    let email = Email::parse(email).map_err(|_| {
-        AppError::BadRequest("The identity provider's email address is not valid.".into())
-    })?;
-    let data = crate::ops::local_member(&email, Role::Contributor);
-    match members::create(&state.db, ws.id, &data, None).await {
-        Ok(m) => Ok(m),
-        // Created by a parallel sign-in a moment ago.
-        Err(crate::store::StoreError::Conflict(_)) => {
-            members::by_email(&state.db, ws.id, email.as_str())
-                .await?
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("member vanished")))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn not_a_member_text(ws: &Workspace) -> String {
-    format!(
-        "The account you signed in with is not a member of {}. Ask your workspace admin to \
-         add you.",
-        ws.name
-    )
-}
-
-fn already_linked() -> AppError {
-    AppError::Forbidden(
-        "The member with this email address is already linked to a different account at \
-         your identity provider, so this account cannot sign in as them. Ask your \
-         workspace admin."
-            .into(),
-    )
-}
-
-fn not_a_member(message: &str) -> AppError {
-    AppError::Forbidden(message.to_owned())
 }
 
 fn oidc_error(e: OidcError) -> AppError {

@@ -85,7 +85,7 @@ pub struct MemberPage {
 #[template(path = "settings_sso.html")]
 pub struct SsoSettingsPage {
     pub shell: Shell,
-    pub sso: crate::ops::SsoView,
+    pub sso: crate::app::admin::SsoView,
     pub oidc_issuer: String,
     pub oidc_client_id: String,
     pub saml_metadata_url: String,

@@ -191,7 +191,7 @@ impl Browser {
 /// The client's back channel: a code for tokens (client_secret_basic).
 async fn exchange_code(
     app: &TestApp,
-    client: &rollcall::ops::CreatedClient,
+    client: &crate::support::ops::CreatedClient,
     code: &str,
     redirect: &str,
 ) -> Value {
@@ -229,11 +229,11 @@ async fn okta_admin_authenticates_with_rollcall() {
     };
     let app = TestApp::spawn().await;
     let (email, password) = app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
     let redirect = "http://localhost:9/okta/callback";
-    let okta = rollcall::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
+    let okta = crate::support::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
         .await
         .unwrap();
 
@@ -335,10 +335,10 @@ async fn scim_members_are_read_only_and_local_members_editable() {
     };
     let app = TestApp::spawn().await;
     let (email, password) = app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
-    let token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+    let token = crate::support::ops::create_api_token(&app.db, "acme", "t", "t")
         .await
         .unwrap();
     let created: Value = app
@@ -396,7 +396,7 @@ async fn scim_members_are_read_only_and_local_members_editable() {
     b.screenshot("07-member-scim-read-only").await;
 
     // A member Rollcall manages itself can be edited by an admin.
-    let viewer = rollcall::ops::local_member(
+    let viewer = crate::support::ops::local_member(
         &rollcall::domain::Email::parse("bob@acme.test").unwrap(),
         rollcall::domain::Role::Viewer,
     );
@@ -441,11 +441,11 @@ async fn admin_revokes_an_authorized_app() {
     };
     let app = TestApp::spawn().await;
     let (email, password) = app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
     let redirect = "http://localhost:9/cb";
-    let client = rollcall::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
+    let client = crate::support::ops::create_client(&app.db, "Okta", &[redirect.to_owned()], false)
         .await
         .unwrap();
 
@@ -488,7 +488,7 @@ async fn non_admins_get_a_403_page_and_errors_share_the_look() {
     let app = TestApp::spawn().await;
     app.workspace("acme").await;
     let hash = rollcall::secrets::hash_password("viewer-password-1".into()).await;
-    let viewer = rollcall::ops::local_member(
+    let viewer = crate::support::ops::local_member(
         &rollcall::domain::Email::parse("vic@acme.test").unwrap(),
         rollcall::domain::Role::Viewer,
     );
@@ -544,7 +544,7 @@ async fn admin_configures_oidc_and_okta_authenticates_through_it() {
     };
     let app = TestApp::spawn().await;
     let (email, password) = app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
     let config = &app.running.as_ref().unwrap().state.config;
@@ -575,9 +575,10 @@ async fn admin_configures_oidc_and_okta_authenticates_through_it() {
         return;
     };
     let okta_redirect = "http://localhost:9/okta/callback";
-    let okta = rollcall::ops::create_client(&app.db, "Okta", &[okta_redirect.to_owned()], false)
-        .await
-        .unwrap();
+    let okta =
+        crate::support::ops::create_client(&app.db, "Okta", &[okta_redirect.to_owned()], false)
+            .await
+            .unwrap();
     b.goto(&format!(
         "{}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&state=via-sso",
         app.base,

@@ -429,12 +429,17 @@ async fn cli_creates_workspaces_and_tokens_and_names_bad_settings() {
 #[tokio::test]
 async fn demo_seeds_once() {
     let app = TestApp::spawn().await;
-    let demo = rollcall::ops::seed_demo(&app.db)
+    let demo = crate::support::ops::seed_demo(&app.db)
         .await
         .unwrap()
         .expect("seeded on empty db");
     assert!(demo.api_token.starts_with("rc_pat_"));
-    assert!(rollcall::ops::seed_demo(&app.db).await.unwrap().is_none());
+    assert!(
+        crate::support::ops::seed_demo(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let browser = sign_in(&app, "acme", &demo.admin_email, &demo.admin_password).await;
     let r = browser
         .get(app.ws_url("acme", "/members"))

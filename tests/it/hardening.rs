@@ -7,10 +7,10 @@ use crate::support::oauth::{
     CHALLENGE, VERIFIER, authorize_query, bearer, code_for, exchange, post, refresh, register,
     tokens_for,
 };
+use crate::support::ops;
 use crate::support::{TestApp, csrf_of, form_value, location, page, s, sign_in};
 use reqwest::StatusCode;
 use rollcall::domain::{Email, Role};
-use rollcall::ops;
 use serde_json::{Value, json};
 
 /// `next` values that a browser would resolve to another host, with whitespace and
@@ -159,7 +159,7 @@ async fn scim_list(app: &TestApp, token: &str) -> StatusCode {
         .status()
 }
 
-async fn introspected(app: &TestApp, c: &rollcall::ops::CreatedClient, token: &str) -> Value {
+async fn introspected(app: &TestApp, c: &crate::support::ops::CreatedClient, token: &str) -> Value {
     crate::support::oauth::introspect(app, c, token).await
 }
 

@@ -534,10 +534,10 @@ fn cases(id: &str) -> Vec<Case> {
 async fn hostile_requests_get_clean_4xx_answers() {
     let app = TestApp::spawn().await;
     app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
-    let token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+    let token = crate::support::ops::create_api_token(&app.db, "acme", "t", "t")
         .await
         .unwrap();
     let api = app.api();

@@ -22,10 +22,10 @@
 //!   host, B's ids (members, tokens, grants) are not found.
 
 use crate::support::oauth::{authorize_query, code_for, exchange, register, revoke};
+use crate::support::ops::{self, CreatedClient};
 use crate::support::scim::{Answer, answer, okta_create};
 use crate::support::{TestApp, assert_scim_error, enc, form_value, location, s, sign_in};
 use reqwest::{Method, StatusCode};
-use rollcall::ops::{self, CreatedClient};
 use rollcall::store::{activity, members, oauth as grants, sso, tokens};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

@@ -3,10 +3,10 @@
 //! introspection endpoints, and every rule that keeps codes and tokens safe.
 
 use crate::support::oauth::*;
+use crate::support::ops::{self, CreatedClient};
 use crate::support::{TestApp, enc, form_value, location, s};
 use base64::Engine;
 use reqwest::StatusCode;
-use rollcall::ops::{self, CreatedClient};
 use rollcall::store::sql::sql;
 use serde_json::Value;
 

@@ -16,10 +16,12 @@ use rollcall::store::{Backend, plans};
 async fn hot_path_queries_use_indexes() {
     let app = TestApp::spawn().await;
     app.workspace("acme").await;
-    let ws = rollcall::ops::workspace(&app.db, "acme").await.unwrap();
+    let ws = crate::support::ops::workspace(&app.db, "acme")
+        .await
+        .unwrap();
     for i in 0..2000 {
         let email = rollcall::domain::Email::parse(&format!("m{i}@acme.test")).unwrap();
-        let mut data = rollcall::ops::local_member(&email, rollcall::domain::Role::Viewer);
+        let mut data = crate::support::ops::local_member(&email, rollcall::domain::Role::Viewer);
         data.external_id = Some(format!("ext-{i}"));
         rollcall::store::members::create(&app.db, ws.id, &data, None)
             .await

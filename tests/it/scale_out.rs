@@ -11,7 +11,9 @@ async fn two_servers_share_codes_tokens_sessions_and_uniqueness() {
     let a = TestApp::spawn().await;
     let b = TestApp::spawn_on(&a.database_url, |_| {}).await;
     let (email, password) = a.workspace("acme").await;
-    rollcall::ops::set_scim(&a.db, "acme", true).await.unwrap();
+    crate::support::ops::set_scim(&a.db, "acme", true)
+        .await
+        .unwrap();
     let okta = register(&a, "Okta", false).await;
 
     // Authorize on A, redeem on B.

@@ -214,7 +214,7 @@ async fn okta_import_pages_through_1000_members() {
         rollcall::store::members::create(
             &s.app.db,
             1,
-            &rollcall::provisioning::member_data(canonical),
+            &rollcall::app::provisioning::member_data(canonical),
             None,
         )
         .await
@@ -778,10 +778,10 @@ async fn scim_switch_scopes_and_tenant_isolation() {
     let id = u["id"].as_str().unwrap().to_owned();
     // Another workspace with its own token sees nothing of acme.
     s.app.workspace("globex").await;
-    rollcall::ops::set_scim(&s.app.db, "globex", true)
+    crate::support::ops::set_scim(&s.app.db, "globex", true)
         .await
         .unwrap();
-    let other = rollcall::ops::create_api_token(&s.app.db, "globex", "t", "t")
+    let other = crate::support::ops::create_api_token(&s.app.db, "globex", "t", "t")
         .await
         .unwrap();
     let get = |path: String, token: String| {
@@ -810,13 +810,13 @@ async fn scim_switch_scopes_and_tenant_isolation() {
     assert_eq!(s.get(&format!("/Users/{id}")).await.body["active"], true);
 
     // SCIM off: 403 that says where to switch it on.
-    rollcall::ops::set_scim(&s.app.db, "acme", false)
+    crate::support::ops::set_scim(&s.app.db, "acme", false)
         .await
         .unwrap();
     let a = s.get("/Users").await;
     assert_scim_error(&a, 403, None);
     assert!(a.body["detail"].as_str().unwrap().contains("SSO and SCIM"));
-    rollcall::ops::set_scim(&s.app.db, "acme", true)
+    crate::support::ops::set_scim(&s.app.db, "acme", true)
         .await
         .unwrap();
     assert_eq!(s.get("/Users").await.status, 200);

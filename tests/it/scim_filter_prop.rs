@@ -6,7 +6,7 @@ use crate::support::TestApp;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rollcall::provisioning::{member_data, render};
+use rollcall::app::provisioning::{member_data, render};
 use rollcall::scim::{filter, resource};
 use rollcall::store::members::{self, Search};
 use serde_json::{Value, json};
@@ -182,7 +182,9 @@ async fn database_and_memory_select_the_same_members() {
     let mut rng = StdRng::seed_from_u64(seed);
     let app = TestApp::spawn().await;
     app.workspace("acme").await;
-    let ws = rollcall::ops::workspace(&app.db, "acme").await.unwrap();
+    let ws = crate::support::ops::workspace(&app.db, "acme")
+        .await
+        .unwrap();
 
     let mut rendered = Vec::new();
     for i in 0..60 {

@@ -13,14 +13,14 @@ const LIMIT: u32 = 30;
 async fn server(limit: u32) -> TestApp {
     let app = TestApp::spawn_with(|s| s.scim_rate_per_token = Some(limit)).await;
     app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
     app
 }
 
 async fn token(app: &TestApp, name: &str) -> String {
-    rollcall::ops::create_api_token(&app.db, "acme", name, name)
+    crate::support::ops::create_api_token(&app.db, "acme", name, name)
         .await
         .unwrap()
 }

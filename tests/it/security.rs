@@ -34,10 +34,10 @@ async fn secrets_never_appear_in_logs() {
 
     let app = TestApp::spawn().await;
     let (email, password) = app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
-    let api_token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+    let api_token = crate::support::ops::create_api_token(&app.db, "acme", "t", "t")
         .await
         .unwrap();
     let okta = register(&app, "Okta", false).await;
@@ -100,10 +100,10 @@ async fn secrets_never_appear_in_logs() {
 async fn slow_clients_are_cut_off() {
     let app = TestApp::spawn_with(|s| s.request_timeout_secs = Some(1)).await;
     app.workspace("acme").await;
-    rollcall::ops::set_scim(&app.db, "acme", true)
+    crate::support::ops::set_scim(&app.db, "acme", true)
         .await
         .unwrap();
-    let token = rollcall::ops::create_api_token(&app.db, "acme", "t", "t")
+    let token = crate::support::ops::create_api_token(&app.db, "acme", "t", "t")
         .await
         .unwrap();
     let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
@@ -282,7 +282,9 @@ async fn sso_settings_never_fetch_internal_addresses() {
         0,
         "the server connected to an internal address"
     );
-    let ws = rollcall::ops::workspace(&app.db, "acme").await.unwrap();
+    let ws = crate::support::ops::workspace(&app.db, "acme")
+        .await
+        .unwrap();
     let row = rollcall::store::sso::get(&app.db, ws.id).await.unwrap();
     assert!(row.protocol.is_none(), "nothing was saved: {row:?}");
     app.stop().await;

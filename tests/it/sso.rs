@@ -4,6 +4,7 @@
 //! in-process OIDC issuer with keys generated here, and from SAML responses edited
 //! here.
 
+use crate::support::ops;
 use crate::support::{TestApp, form_value, html_unescape, location};
 use axum::extract::State as AxState;
 use axum::routing::{get, post};
@@ -11,7 +12,6 @@ use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reqwest::{Client as Http, Response};
-use rollcall::ops;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::collections::HashMap;

@@ -2,12 +2,13 @@
 //! workspace hosts (`acme.localhost`) on loopback.
 
 pub mod oauth;
+pub mod ops;
 pub mod scim;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rollcall::Running;
 use rollcall::config::{Config, Settings};
 use rollcall::store::Db;
-use rollcall::{Running, ops};
 use std::net::SocketAddr;
 use std::sync::Arc;
 

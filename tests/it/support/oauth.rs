@@ -2,9 +2,9 @@
 //! authorization-code flow through the real pages, and the token, revocation and
 //! introspection endpoints.
 
+use super::ops::{self, CreatedClient};
 use super::{TestApp, enc, form_value, location};
 use reqwest::{Client as Http, Response, StatusCode};
-use rollcall::ops::{self, CreatedClient};
 use serde_json::Value;
 use std::collections::HashMap;
 

@@ -22,10 +22,8 @@ impl Scim {
     pub async fn start() -> Scim {
         let app = TestApp::spawn().await;
         app.workspace("acme").await;
-        rollcall::ops::set_scim(&app.db, "acme", true)
-            .await
-            .unwrap();
-        let token = rollcall::ops::create_api_token(&app.db, "acme", "test", "test")
+        super::ops::set_scim(&app.db, "acme", true).await.unwrap();
+        let token = super::ops::create_api_token(&app.db, "acme", "test", "test")
             .await
             .unwrap();
         let client = app.api();

@@ -1,6 +1,7 @@
 //! SCIM provisioning: the use cases behind the SCIM API. Ties the pure protocol
 //! (`scim`) to storage (`store`) and records every write in the activity log.
-//! Errors are already SCIM errors; the HTTP layer only renders.
+//! Errors are already SCIM errors (`ScimError` is the SCIM protocol's error type,
+//! with its status); the HTTP layer only renders.
 
 use crate::scim::error::ScimError;
 use crate::scim::filter::Filter;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// An authenticated SCIM caller: the workspace its token belongs to and what it may
-/// do (the HTTP layer resolves it from the bearer token).
+/// do (see [`authenticate`]).
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub workspace: crate::store::workspaces::Workspace,
@@ -21,6 +22,49 @@ pub struct Principal {
     pub can_write: bool,
     /// Who acted, for the provisioning activity log: "token:<prefix>" or "oauth:<client>".
     pub actor: String,
+}
+
+/// Who a bearer token acts for. `None`: unknown, revoked or expired.
+///
+/// Workspace API tokens (`rc_pat_…`) carry full SCIM access. OAuth access tokens
+/// (`rc_at_…`) act for the workspace of their grant with the grant's scopes: reading
+/// needs `scim:read`, writing needs `scim:write` (a token with only `scim:write`
+/// cannot read; ask for both, as a client that asks for nothing gets). They count
+/// only while their grant lives and its authorizer is an active admin.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, StoreError> {
+    use crate::oauth::{Scope, Scopes};
+    use crate::secrets::{self, Kind};
+    if token.starts_with(Kind::ApiToken.prefix()) {
+        let Some((t, workspace)) =
+            crate::store::tokens::authenticate(db, &secrets::digest(token)).await?
+        else {
+            return Ok(None);
+        };
+        return Ok(Some(Principal {
+            workspace,
+            can_read: true,
+            can_write: true,
+            actor: format!("token:{}", t.prefix),
+        }));
+    }
+    if token.starts_with(Kind::AccessToken.prefix()) {
+        let Some(t) = crate::store::oauth::token(db, &secrets::digest(token)).await? else {
+            return Ok(None);
+        };
+        if t.kind != "access" || !t.live() || crate::store::now() >= t.expires_at {
+            return Ok(None);
+        }
+        let workspace = t.workspace();
+        crate::store::oauth::touch_grant(db, &t).await?;
+        let scopes = Scopes::parse(&t.scope).unwrap_or_default();
+        return Ok(Some(Principal {
+            workspace,
+            can_read: scopes.contains(Scope::ScimRead),
+            can_write: scopes.contains(Scope::ScimWrite),
+            actor: format!("oauth:{}", t.client_name),
+        }));
+    }
+    Ok(None)
 }
 
 /// What a successful write or read returns.
@@ -303,7 +347,64 @@ pub async fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::{admin, testing};
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_token_provisions_its_own_workspace() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let token = admin::create_api_token(&db, &acme.workspace, "IdP", "test")
+            .await
+            .unwrap();
+        assert!(authenticate(&db, "rc_pat_unknown").await.unwrap().is_none());
+        assert!(authenticate(&db, "not a token").await.unwrap().is_none());
+        let who = authenticate(&db, &token)
+            .await
+            .unwrap()
+            .expect("the token works");
+        assert_eq!(who.workspace.id, acme.workspace.id);
+        assert!(who.actor.starts_with("token:rc_pat_"), "{}", who.actor);
+
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@acme.test",
+            "active": true,
+        });
+        let created = create(&db, &who, &body).await.expect("created");
+        assert!(created.scim_managed);
+        let dup = create(&db, &who, &body).await.unwrap_err();
+        assert_eq!(dup.status, 409);
+
+        let id = created.id.to_string();
+        let deactivate = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}],
+        });
+        let stale = patch(&db, &who, &id, &deactivate, Some("W/\"99\""))
+            .await
+            .unwrap_err();
+        assert_eq!(stale.status, 412);
+        assert!(get(&db, acme.workspace.id, &id).await.unwrap().active);
+        let patched = patch(
+            &db,
+            &who,
+            &id,
+            &deactivate,
+            Some(&resource::etag(created.version)),
+        )
+        .await
+        .expect("patched");
+        assert!(!patched.active);
+        assert_eq!(patched.version, created.version + 1);
+        assert_eq!(
+            get(&db, acme.workspace.id, "nope")
+                .await
+                .unwrap_err()
+                .status,
+            404
+        );
+    }
 
     #[test]
     fn if_match_forms() {

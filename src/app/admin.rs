@@ -1,23 +1,42 @@
-//! Operator actions shared by the CLI, `--demo` and the tests.
+//! Workspace administration: what operators (the CLI, `--demo`) and workspace
+//! admins (the settings pages) do. Every function takes the workspace it acts on
+//! (looked up once by the caller, `workspace` for a subdomain), never a name to look
+//! up again.
 
 use crate::domain::{Email, Role, Subdomain};
 use crate::secrets;
-use crate::store::{Db, members, oauth, sso, tokens, workspaces};
-use anyhow::{Context, bail};
+use crate::store::workspaces::Workspace;
+use crate::store::{Db, StoreError, members, sso, tokens, workspaces};
 use serde_json::json;
 
-/// A refusal whose message is safe to show on a page: it names what is wrong with
-/// what the admin gave, never what a fetch returned or a library said.
+/// Why an administration use case did nothing.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+pub enum AdminError {
+    /// No workspace has this subdomain.
+    #[error("no workspace '{0}'")]
+    NoWorkspace(String),
+    /// What was given cannot be used. The message is safe to show on a page: it
+    /// names what is wrong with what the admin gave, never what a fetch returned or
+    /// a library said.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-fn refuse(message: impl Into<String>) -> anyhow::Error {
-    Refusal(message.into()).into()
+fn refuse(message: impl Into<String>) -> AdminError {
+    AdminError::Refused(message.into())
+}
+
+/// The workspace with this subdomain.
+pub async fn workspace(db: &Db, subdomain: &Subdomain) -> Result<Workspace, AdminError> {
+    workspaces::by_subdomain(db, subdomain.as_str())
+        .await?
+        .ok_or_else(|| AdminError::NoWorkspace(subdomain.to_string()))
 }
 
 pub struct CreatedWorkspace {
-    pub workspace: workspaces::Workspace,
+    pub workspace: Workspace,
     pub admin: members::Member,
     pub admin_password: String,
 }
@@ -25,23 +44,21 @@ pub struct CreatedWorkspace {
 /// A workspace with its first admin, who signs in with the returned password.
 pub async fn create_workspace(
     db: &Db,
-    subdomain: &str,
+    subdomain: &Subdomain,
     name: &str,
-    admin_email: &str,
-) -> anyhow::Result<CreatedWorkspace> {
-    let sub = Subdomain::parse(subdomain).context("subdomain")?;
-    let email = Email::parse(admin_email).context("admin email")?;
+    admin_email: &Email,
+) -> Result<CreatedWorkspace, AdminError> {
     let name = name.trim();
     if name.is_empty() {
-        bail!("name: a workspace needs a name");
+        return Err(refuse("name: a workspace needs a name"));
     }
-    let workspace = workspaces::create(db, &sub, name).await?;
+    let workspace = workspaces::create(db, subdomain, name).await?;
     let password = secrets::generate_password();
     let hash = secrets::hash_password(password.clone()).await;
     let admin = members::create(
         db,
         workspace.id,
-        &local_member(&email, Role::Admin),
+        &local_member(admin_email, Role::Admin),
         Some(&hash),
     )
     .await?;
@@ -74,30 +91,34 @@ pub fn local_member(email: &Email, role: Role) -> members::MemberData {
     }
 }
 
-pub async fn workspace(db: &Db, subdomain: &str) -> anyhow::Result<workspaces::Workspace> {
-    workspaces::by_subdomain(db, &subdomain.trim().to_ascii_lowercase())
-        .await?
-        .with_context(|| format!("no workspace '{subdomain}'"))
+/// Turn the workspace's SCIM API on or off.
+pub async fn set_scim(db: &Db, workspace: &Workspace, enabled: bool) -> Result<(), AdminError> {
+    workspaces::set_scim_enabled(db, workspace.id, enabled).await?;
+    Ok(())
 }
 
-pub async fn set_scim(db: &Db, subdomain: &str, enabled: bool) -> anyhow::Result<()> {
-    let ws = workspace(db, subdomain).await?;
-    workspaces::set_scim_enabled(db, ws.id, enabled).await?;
+/// Whether members may sign in with a password (while SSO is off; see
+/// `set_password_policy` for the rules while it is on).
+pub async fn set_password_signin(
+    db: &Db,
+    workspace: &Workspace,
+    enabled: bool,
+) -> Result<(), AdminError> {
+    workspaces::set_password_signin(db, workspace.id, enabled).await?;
     Ok(())
 }
 
 /// A new API token for the workspace's SCIM API; returns the token, shown once.
 pub async fn create_api_token(
     db: &Db,
-    subdomain: &str,
+    workspace: &Workspace,
     name: &str,
     created_by: &str,
-) -> anyhow::Result<String> {
-    let ws = workspace(db, subdomain).await?;
+) -> Result<String, AdminError> {
     let token = secrets::generate(secrets::Kind::ApiToken);
     tokens::create(
         db,
-        ws.id,
+        workspace.id,
         name,
         created_by,
         &secrets::digest(&token),
@@ -105,6 +126,19 @@ pub async fn create_api_token(
     )
     .await?;
     Ok(token)
+}
+
+/// Revoke one of the workspace's API tokens (`Store(NotFound)`: not one of its own).
+pub async fn revoke_api_token(db: &Db, workspace: &Workspace, id: i64) -> Result<(), AdminError> {
+    tokens::revoke(db, workspace.id, id).await?;
+    Ok(())
+}
+
+/// End one of the workspace's OAuth grants, and so all its tokens
+/// (`Store(NotFound)`: not one of its own).
+pub async fn revoke_grant(db: &Db, workspace: &Workspace, id: i64) -> Result<(), AdminError> {
+    crate::store::oauth::revoke_grant(db, workspace.id, id).await?;
+    Ok(())
 }
 
 /// A registered OAuth client; the secret (None for public clients) is shown once.
@@ -121,23 +155,26 @@ pub async fn create_client(
     name: &str,
     redirect_uris: &[String],
     public: bool,
-) -> anyhow::Result<CreatedClient> {
+) -> Result<CreatedClient, AdminError> {
     let name = name.trim();
     if name.is_empty() {
-        bail!("name: a client needs a name");
+        return Err(refuse("name: a client needs a name"));
     }
     if redirect_uris.is_empty() {
-        bail!("redirect-uri: a client needs at least one redirect URI");
+        return Err(refuse(
+            "redirect-uri: a client needs at least one redirect URI",
+        ));
     }
     for uri in redirect_uris {
         crate::oauth::client::check_redirect_uri(uri)
-            .map_err(|e| anyhow::anyhow!("redirect-uri: {e}"))?;
+            .map_err(|e| refuse(format!("redirect-uri: {e}")))?;
     }
     let id = format!("rc_client_{}", uuid::Uuid::new_v4().simple());
     let secret = (!public).then(|| secrets::generate(secrets::Kind::ClientSecret));
     let digest = secret.as_deref().map(secrets::digest);
     let scopes = crate::oauth::Scopes::all().to_string();
-    oauth::create_client(db, &id, name, digest.as_deref(), redirect_uris, &scopes).await?;
+    crate::store::oauth::create_client(db, &id, name, digest.as_deref(), redirect_uris, &scopes)
+        .await?;
     Ok(CreatedClient {
         client_id: id,
         client_secret: secret,
@@ -171,14 +208,17 @@ pub fn demo_authorize_url(base: &str, client_id: &str) -> String {
 /// On an empty database: workspace `acme` with SCIM on, an admin, an API token and a
 /// confidential OAuth client.
 /// Returns None when the database already has workspaces.
-pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<Demo>> {
+pub async fn seed_demo(db: &Db) -> Result<Option<Demo>, AdminError> {
     if workspaces::count(db).await? > 0 {
         return Ok(None);
     }
     let admin_email = "admin@acme.test";
-    let created = create_workspace(db, "acme", "Acme", admin_email).await?;
-    workspaces::set_scim_enabled(db, created.workspace.id, true).await?;
-    let api_token = create_api_token(db, "acme", "Demo token", "demo").await?;
+    let (Ok(subdomain), Ok(email)) = (Subdomain::parse("acme"), Email::parse(admin_email)) else {
+        return Err(refuse("the demo workspace's names are not valid"));
+    };
+    let created = create_workspace(db, &subdomain, "Acme", &email).await?;
+    set_scim(db, &created.workspace, true).await?;
+    let api_token = create_api_token(db, &created.workspace, "Demo token", "demo").await?;
     let client = create_client(
         db,
         "Demo OAuth client",
@@ -203,14 +243,30 @@ pub struct MemberEdit {
     pub active: bool,
 }
 
+/// Why an admin's edit of a member was not saved. The messages are for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("This member is managed by your identity provider through SCIM; change them there.")]
+    ScimManaged,
+    /// Nobody can lock themselves out.
+    #[error("You cannot remove your own admin role or deactivate yourself; ask another admin.")]
+    OwnAccess,
+    #[error("This member's record cannot be edited.")]
+    Unreadable,
+    /// The edited record is not a valid SCIM user (the SCIM error's detail).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("This member changed while you were editing; here is the current state, try again.")]
+    Changed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Whether Rollcall's pages may edit `member`: SCIM-provisioned members belong to the
 /// identity provider.
-pub fn may_edit(member: &members::Member) -> Result<(), String> {
+pub fn may_edit(member: &members::Member) -> Result<(), EditError> {
     if member.scim_managed {
-        return Err(
-            "This member is managed by your identity provider through SCIM; change them there."
-                .into(),
-        );
+        return Err(EditError::ScimManaged);
     }
     Ok(())
 }
@@ -223,18 +279,15 @@ pub async fn edit_member(
     member: &members::Member,
     edit: MemberEdit,
     version: i64,
-) -> Result<members::Member, String> {
+) -> Result<members::Member, EditError> {
     may_edit(member)?;
     // Nobody can lock themselves out.
     if me.id == member.id && (edit.role != Role::Admin || !edit.active) {
-        return Err(
-            "You cannot remove your own admin role or deactivate yourself; ask another admin."
-                .into(),
-        );
+        return Err(EditError::OwnAccess);
     }
     let mut doc = member.resource.0.clone();
     let Some(obj) = doc.as_object_mut() else {
-        return Err("This member's record cannot be edited.".into());
+        return Err(EditError::Unreadable);
     };
     let mut name = obj
         .get("name")
@@ -257,17 +310,15 @@ pub async fn edit_member(
         "roles".into(),
         json!([{"value": edit.role.as_str(), "type": "role", "primary": true}]),
     );
-    let canonical = crate::scim::resource::normalize_user(&doc).map_err(|e| e.detail)?;
-    let mut data = crate::provisioning::member_data(canonical);
+    let canonical =
+        crate::scim::resource::normalize_user(&doc).map_err(|e| EditError::Invalid(e.detail))?;
+    let mut data = crate::app::provisioning::member_data(canonical);
     data.scim_managed = false;
     members::update(db, member.workspace_id, member.id, &data, Some(version))
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::VersionMismatch => {
-                "This member changed while you were editing; here is the current state, try again."
-                    .to_owned()
-            }
-            other => other.to_string(),
+            StoreError::VersionMismatch => EditError::Changed,
+            other => EditError::Store(other),
         })
 }
 
@@ -296,9 +347,8 @@ pub struct SsoView {
 pub async fn sso_settings(
     db: &Db,
     config: &crate::config::Config,
-    subdomain: &str,
-) -> anyhow::Result<SsoView> {
-    let ws = workspace(db, subdomain).await?;
+    ws: &Workspace,
+) -> Result<SsoView, AdminError> {
     let row = sso::get(db, ws.id).await?;
     Ok(SsoView {
         protocol: crate::sso::active_protocol(&row).map(|p| p.as_str().to_owned()),
@@ -322,13 +372,12 @@ pub async fn sso_settings(
 pub async fn set_oidc(
     db: &Db,
     sso_rt: &crate::sso::Sso,
-    subdomain: &str,
+    ws: &Workspace,
     issuer: &str,
     client_id: &str,
     client_secret: Option<&str>,
     probe: bool,
-) -> anyhow::Result<()> {
-    let ws = workspace(db, subdomain).await?;
+) -> Result<(), AdminError> {
     let issuer = issuer.trim();
     crate::sso::oidc::check_issuer(issuer).map_err(|e| refuse(format!("issuer: {e}")))?;
     let client_id = client_id.trim();
@@ -380,11 +429,10 @@ pub enum SamlSource {
 pub async fn set_saml(
     db: &Db,
     fetch: &crate::sso::fetch::Fetcher,
-    subdomain: &str,
+    ws: &Workspace,
     source: SamlSource,
-) -> anyhow::Result<()> {
+) -> Result<(), AdminError> {
     use crate::sso::saml;
-    let ws = workspace(db, subdomain).await?;
     let (md, url) = match source {
         SamlSource::MetadataUrl(url) => {
             let md = fetch_metadata(fetch, &url).await.map_err(|e| {
@@ -423,6 +471,7 @@ async fn fetch_metadata(
     fetch: &crate::sso::fetch::Fetcher,
     url: &str,
 ) -> anyhow::Result<crate::sso::saml::IdpMetadata> {
+    use anyhow::{Context, bail};
     let parsed = url::Url::parse(url).context("not a URL")?;
     let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
@@ -433,8 +482,7 @@ async fn fetch_metadata(
 }
 
 /// Turn SSO off (settings are kept; passwords follow the workspace's switch again).
-pub async fn sso_off(db: &Db, subdomain: &str) -> anyhow::Result<()> {
-    let ws = workspace(db, subdomain).await?;
+pub async fn sso_off(db: &Db, ws: &Workspace) -> Result<(), AdminError> {
     let mut row = sso::get(db, ws.id).await?;
     row.protocol = None;
     sso::put(db, ws.id, &row).await?;
@@ -445,11 +493,10 @@ pub async fn sso_off(db: &Db, subdomain: &str) -> anyhow::Result<()> {
 /// any) keeps a password as a break-glass account.
 pub async fn set_password_policy(
     db: &Db,
-    subdomain: &str,
+    ws: &Workspace,
     password_with_sso: bool,
     break_glass_email: Option<&str>,
-) -> anyhow::Result<()> {
-    let ws = workspace(db, subdomain).await?;
+) -> Result<(), AdminError> {
     let break_glass = match break_glass_email.map(str::trim).filter(|e| !e.is_empty()) {
         None => None,
         Some(email) => {
@@ -472,10 +519,175 @@ pub async fn set_password_policy(
 }
 
 /// Whether people the IdP vouches for but Rollcall does not know become contributors.
-pub async fn set_auto_create(db: &Db, subdomain: &str, on: bool) -> anyhow::Result<()> {
-    let ws = workspace(db, subdomain).await?;
+pub async fn set_auto_create(db: &Db, ws: &Workspace, on: bool) -> Result<(), AdminError> {
     let mut row = sso::get(db, ws.id).await?;
     row.auto_create = on;
     sso::put(db, ws.id, &row).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+
+    #[tokio::test]
+    async fn workspaces_are_created_once_and_found_by_subdomain() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        assert_eq!(acme.admin.role, Role::Admin);
+        assert!(acme.admin.active && !acme.admin.scim_managed);
+        let sub = Subdomain::parse("ACME").unwrap();
+        assert_eq!(workspace(&db, &sub).await.unwrap().id, acme.workspace.id);
+
+        let email = Email::parse("someone@acme.test").unwrap();
+        let again = create_workspace(&db, &sub, "Acme again", &email)
+            .await
+            .map(|c| c.workspace.id);
+        assert!(
+            matches!(again, Err(AdminError::Store(StoreError::Conflict(_)))),
+            "{again:?}"
+        );
+        let nameless = create_workspace(&db, &Subdomain::parse("globex").unwrap(), " ", &email)
+            .await
+            .map(|c| c.workspace.id);
+        assert!(
+            matches!(nameless, Err(AdminError::Refused(_))),
+            "{nameless:?}"
+        );
+        let missing = workspace(&db, &Subdomain::parse("globex").unwrap()).await;
+        assert!(
+            matches!(&missing, Err(AdminError::NoWorkspace(s)) if s == "globex"),
+            "{:?}",
+            missing.map(|w| w.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn settings_change_the_workspace_they_are_given() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let globex = testing::workspace(&db, "globex").await;
+        set_scim(&db, &acme.workspace, true).await.unwrap();
+        let sub = |s: &str| Subdomain::parse(s).unwrap();
+        assert!(workspace(&db, &sub("acme")).await.unwrap().scim_enabled);
+        assert!(!workspace(&db, &sub("globex")).await.unwrap().scim_enabled);
+
+        // An API token acts for its own workspace only.
+        let token = create_api_token(&db, &globex.workspace, "IdP", "test")
+            .await
+            .unwrap();
+        let caller = crate::app::provisioning::authenticate(&db, &token)
+            .await
+            .unwrap()
+            .expect("the token works");
+        assert_eq!(caller.workspace.id, globex.workspace.id);
+        let listed = tokens::list(&db, globex.workspace.id).await.unwrap();
+        // Revoking it through the other workspace finds nothing and changes nothing.
+        let wrong = revoke_api_token(&db, &acme.workspace, listed[0].id).await;
+        assert!(matches!(
+            wrong,
+            Err(AdminError::Store(StoreError::NotFound))
+        ));
+        revoke_api_token(&db, &globex.workspace, listed[0].id)
+            .await
+            .unwrap();
+        assert!(
+            crate::app::provisioning::authenticate(&db, &token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_break_glass_account_must_be_an_active_admin() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let ws = &acme.workspace;
+        testing::member(&db, ws, "viewer@acme.test", Role::Viewer, None).await;
+        for who in ["nobody@acme.test", "viewer@acme.test"] {
+            let e = set_password_policy(&db, ws, false, Some(who)).await;
+            assert!(matches!(e, Err(AdminError::Refused(_))), "{who}: {e:?}");
+        }
+        set_password_policy(&db, ws, false, Some(" admin@acme.test "))
+            .await
+            .unwrap();
+        let row = sso::get(&db, ws.id).await.unwrap();
+        assert_eq!(row.break_glass_email.as_deref(), Some("admin@acme.test"));
+        assert!(!row.password_with_sso);
+    }
+
+    fn edit(role: Role, active: bool) -> MemberEdit {
+        MemberEdit {
+            given_name: "Ada".into(),
+            family_name: " Lovelace ".into(),
+            display_name: "Ada L.".into(),
+            role,
+            active,
+        }
+    }
+
+    #[tokio::test]
+    async fn admins_edit_members_but_never_lock_themselves_out() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let me = &acme.admin;
+        let e = edit_member(&db, me, me, edit(Role::Viewer, true), me.version).await;
+        assert!(matches!(e, Err(EditError::OwnAccess)), "{e:?}");
+        let e = edit_member(&db, me, me, edit(Role::Admin, false), me.version).await;
+        assert!(matches!(e, Err(EditError::OwnAccess)), "{e:?}");
+
+        let them =
+            testing::member(&db, &acme.workspace, "c@acme.test", Role::Contributor, None).await;
+        let saved = edit_member(&db, me, &them, edit(Role::Admin, true), them.version)
+            .await
+            .unwrap();
+        assert_eq!(saved.role, Role::Admin);
+        assert_eq!(saved.family_name.as_deref(), Some("Lovelace"));
+        assert_eq!(saved.display_name.as_deref(), Some("Ada L."));
+        assert_eq!(saved.version, them.version + 1);
+        assert!(!saved.scim_managed);
+        // Edited from a page read before that change: refused, nothing written.
+        let stale = edit_member(&db, me, &them, edit(Role::Viewer, true), them.version).await;
+        assert!(matches!(stale, Err(EditError::Changed)), "{stale:?}");
+        let now = members::by_id(&db, acme.workspace.id, them.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.role, Role::Admin);
+
+        // SCIM-managed members belong to the identity provider.
+        let mut scim = now.clone();
+        scim.scim_managed = true;
+        let e = edit_member(&db, me, &scim, edit(Role::Viewer, true), now.version).await;
+        assert!(matches!(e, Err(EditError::ScimManaged)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn clients_need_a_name_and_good_redirect_uris() {
+        let db = testing::db().await;
+        let uris = ["https://idp.example.com/cb".to_owned()];
+        let c = create_client(&db, "Okta", &uris, false).await.unwrap();
+        assert!(c.client_secret.as_deref().unwrap().starts_with("rc_cs_"));
+        let stored = crate::store::oauth::client(&db, &c.client_id)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(stored.redirect_uris, uris);
+        assert!(!stored.public);
+        let public = create_client(&db, "CLI", &uris, true).await.unwrap();
+        assert!(public.client_secret.is_none());
+        for (name, uris) in [
+            ("", vec!["https://idp.example.com/cb".to_owned()]),
+            ("Okta", vec![]),
+            (
+                "Okta",
+                vec!["https://idp.example.com/cb#fragment".to_owned()],
+            ),
+        ] {
+            let e = create_client(&db, name, &uris, false).await;
+            assert!(matches!(e, Err(AdminError::Refused(_))), "{name} {uris:?}");
+        }
+    }
 }
