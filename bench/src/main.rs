@@ -20,13 +20,13 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rollcall_testkit::form_value;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use rollcall_testkit::form_value;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Clone)]

@@ -422,7 +422,7 @@ async fn count_all(db: &Db, workspace_id: i64) -> Result<i64> {
         }
     };
     let from: i64 = db
-        .read_one(sql(COUNT_FROM_SQL).bind(workspace_id).bind(boundary))
+        .read_one(sql(COUNT_FROM_SQL).bind(workspace_id).bind(boundary).slow())
         .await?;
     if from > RECOUNT_ABOVE
         && counted_at.is_some_and(|at| at.elapsed().as_millis() > u128::from(COUNT_MARGIN_MS))

@@ -251,8 +251,9 @@ impl Db {
 
     pub async fn close(&self) {
         activity::flush(self).await;
-        if let Engine::Postgres(p) = &self.engine {
-            p.close().await;
+        match &self.engine {
+            Engine::Sqlite(s) => s.close().await,
+            Engine::Postgres(p) => p.close().await,
         }
     }
 }

@@ -100,18 +100,23 @@ impl IntoBind for Bind {
 }
 
 impl Bind {
-    /// The value as SQLite stores it.
-    pub(crate) fn lite(&self) -> LiteValue {
-        match self {
+    /// The value as SQLite stores it. A time RFC 3339 cannot write (before year 0)
+    /// is refused, as sqlx refused it,
+    /// rather than stored as something unreadable.
+    pub(crate) fn lite(&self) -> rusqlite::Result<LiteValue> {
+        Ok(match self {
             Bind::Text(s) => LiteValue::Text(s.clone()),
             Bind::Bool(v) => LiteValue::Integer(i64::from(*v)),
             Bind::Uuid(u) => LiteValue::Blob(u.as_bytes().to_vec()),
-            Bind::Time(t) => LiteValue::Text(t.format(&Rfc3339).unwrap_or_default()),
+            Bind::Time(t) => LiteValue::Text(
+                t.format(&Rfc3339)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            ),
             Bind::Int(n) => LiteValue::Integer(*n),
             Bind::Bytes(b) => LiteValue::Blob(b.clone()),
             Bind::Json(v) => LiteValue::Text(v.to_string()),
             Bind::Null(_) => LiteValue::Null,
-        }
+        })
     }
 
     fn pg<'q>(
@@ -196,7 +201,7 @@ impl Sql {
         let mut stmt = c.prepare_cached(&self.text)?;
         for (i, v) in self.binds.iter().enumerate() {
             if let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? {
-                stmt.raw_bind_parameter(at, v.lite())?;
+                stmt.raw_bind_parameter(at, v.lite()?)?;
             }
         }
         Ok(stmt)
@@ -552,5 +557,11 @@ mod tests {
         assert!(matches!(bad, Err(StoreError::Decode(_))), "{bad:?}");
         let missing = sql("SELECT 1 AS n").lite_one::<Mixed>(&conn);
         assert!(missing.is_err());
+        // RFC 3339 has no year before 0000.
+        let early = time::macros::datetime!(-0001-01-01 0:00 UTC);
+        let refused = sql("SELECT $1 AS at")
+            .bind(early)
+            .lite_one::<OffsetDateTime>(&conn);
+        assert!(matches!(refused, Err(StoreError::Sqlite(_))), "{refused:?}");
     }
 }

@@ -56,8 +56,14 @@ pub(crate) struct Sqlite {
     path: Option<PathBuf>,
     idle: Mutex<Vec<Connection>>,
     opened: AtomicU32,
+    /// Slow reads (scans) running at once: more only queue for the disk and the
+    /// two cores, and each would open a connection of its own.
+    scans: tokio::sync::Semaphore,
     writes: mpsc::Sender<Box<dyn Job>>,
 }
+
+/// Slow reads at once.
+const SCANS: usize = 4;
 
 /// The connection settings both kinds of connection share. 4 MB of page cache per
 /// connection: the OS page cache holds the file anyway (and is not the server's
@@ -106,6 +112,7 @@ impl Sqlite {
             path: (!in_memory).then(|| PathBuf::from(file)),
             idle: Mutex::new(Vec::new()),
             opened: AtomicU32::new(0),
+            scans: tokio::sync::Semaphore::new(SCANS),
             writes,
         })
     }
@@ -159,6 +166,11 @@ impl Sqlite {
         if !q.is_slow() {
             return self.with_reader(|c| f(&q, c));
         }
+        let _turn = self
+            .scans
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.with_reader(|c| f(&q, c)))
             .await
@@ -192,7 +204,29 @@ impl Sqlite {
         if self.writes.send(Box::new(Typed { f, reply })).is_err() {
             return Err(E::from(stopped()));
         }
-        answer.await.unwrap_or_else(|_| Err(E::from(stopped())))
+        // No answer: the write panicked (and was rolled back) or the thread stopped.
+        answer.await.unwrap_or_else(|_| {
+            Err(E::from(failed(
+                "the write did not finish; nothing of it was kept",
+            )))
+        })
+    }
+
+    /// Before the process ends: fold the WAL back into the database file (so it is
+    /// whole on its own, as closing the last connection would) and drop the idle
+    /// read connections.
+    pub(crate) async fn close(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if self.path.is_some() {
+            let _ = self
+                .write(|tx| {
+                    // A checkpoint cannot run inside the batch's transaction: ask for
+                    // it after (see `write_thread`).
+                    tx.checkpoint_after.set(true);
+                    Ok::<_, StoreError>(())
+                })
+                .await;
+        }
     }
 
     /// Read connections open, idle, and the most kept idle; for `/metrics`.
@@ -295,6 +329,7 @@ fn migrate(c: &Connection) -> Result<()> {
 pub(crate) struct Tx<'c> {
     conn: &'c Connection,
     undo: Cell<bool>,
+    checkpoint_after: &'c Cell<bool>,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -316,7 +351,11 @@ impl Tx<'_> {
 trait Job: Send {
     /// Run inside the batch's transaction; the returned closure delivers the result
     /// once the transaction's fate is known.
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Result<(), String>) + Send>;
+    fn run(
+        self: Box<Self>,
+        conn: &Connection,
+        checkpoint_after: &Cell<bool>,
+    ) -> Box<dyn FnOnce(Result<(), String>) + Send>;
     /// Answer with an error without running.
     fn fail(self: Box<Self>, why: String);
 }
@@ -342,7 +381,11 @@ where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Result<(), String>) + Send> {
+    fn run(
+        self: Box<Self>,
+        conn: &Connection,
+        checkpoint_after: &Cell<bool>,
+    ) -> Box<dyn FnOnce(Result<(), String>) + Send> {
         let Typed { f, reply } = *self;
         let out = match conn.execute_batch("SAVEPOINT job") {
             Err(e) => Err(E::from(e.into())),
@@ -350,6 +393,7 @@ where
                 let tx = Tx {
                     conn,
                     undo: Cell::new(false),
+                    checkpoint_after,
                 };
                 let out = f(&tx);
                 let end = if out.is_err() || tx.undo.get() {
@@ -379,6 +423,7 @@ where
 
 /// The write thread: wait for work, then run batches until the queue is empty.
 fn write_thread(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    let checkpoint = Cell::new(false);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -387,12 +432,17 @@ fn write_thread(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch);
+        commit_batch(&conn, batch, &checkpoint);
+        if checkpoint.take()
+            && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        {
+            tracing::warn!(error = %e, "could not checkpoint the SQLite WAL");
+        }
     }
 }
 
 /// One transaction for `batch`: each job in its savepoint, one COMMIT, then the answers.
-fn commit_batch(c: &Connection, batch: Vec<Box<dyn Job>>) {
+fn commit_batch(c: &Connection, batch: Vec<Box<dyn Job>>, checkpoint: &Cell<bool>) {
     if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
         for job in batch {
             job.fail(e.to_string());
@@ -400,14 +450,28 @@ fn commit_batch(c: &Connection, batch: Vec<Box<dyn Job>>) {
         return;
     }
     let mut deliveries = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    for job in jobs.by_ref() {
         // A panicking job answers with an error (its reply is dropped) and leaves
         // nothing behind; the others in the batch go on.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(c))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(c, checkpoint))) {
             Ok(deliver) => deliveries.push(deliver),
             Err(_) => {
                 let _ = c.execute_batch("ROLLBACK TO job; RELEASE job");
             }
+        }
+        // Some errors (a full disk, I/O, out of memory) make SQLite roll back the
+        // whole transaction: everything run so far is gone, and what follows must
+        // not run outside a transaction.
+        if c.is_autocommit() {
+            let why = "SQLite rolled the transaction back".to_owned();
+            for deliver in deliveries {
+                deliver(Err(why.clone()));
+            }
+            for job in jobs {
+                job.fail(why.clone());
+            }
+            return;
         }
     }
     let committed = c.execute_batch("COMMIT").map_err(|e| {
