@@ -550,6 +550,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_sqlite_rolled_back_whole_fails_whole_and_runs_no_more() {
+        let dir = std::env::temp_dir().join(format!("rollcall-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = open(&dir);
+        db.write(|tx| {
+            Ok::<_, StoreError>(tx.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)
+        })
+        .await
+        .unwrap();
+        // What a full disk does: SQLite ends the transaction under the batch. (Here
+        // a job does it by hand.) Nothing of the batch may stay, and every job
+        // hears so; none runs outside the transaction.
+        let (a, lost, b) = tokio::join!(
+            db.write(insert(1)),
+            db.write(|tx| Ok::<_, StoreError>(tx.execute_batch("ROLLBACK")?)),
+            db.write(insert(2)),
+        );
+        assert!(
+            a.is_err() && lost.is_err() && b.is_err(),
+            "{a:?} {lost:?} {b:?}"
+        );
+        assert_eq!(rows(&db).await, Vec::<i64>::new());
+        db.write(insert(3)).await.unwrap();
+        assert_eq!(rows(&db).await, vec![3]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn an_in_memory_database_reads_what_it_wrote() {
         let db = std::sync::Arc::new(Sqlite::open("sqlite::memory:").unwrap());
         let n: Option<i64> = db
