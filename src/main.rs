@@ -197,12 +197,7 @@ enum TokenCommand {
     },
 }
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
-    #[cfg(not(feature = "mimalloc"))]
     rollcall::alloc::limit_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

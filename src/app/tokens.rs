@@ -119,6 +119,10 @@ pub async fn consent(
     decision: Decision,
 ) -> Result<String, ConsentError> {
     may_consent(member)?;
+    // Only a member of the workspace the code is for may consent for it.
+    if member.workspace_id != workspace.id {
+        return Err(ConsentError::NotAdmin);
+    }
     let req = &checked.request;
     match decision {
         Decision::Allow => {
@@ -760,6 +764,19 @@ mod tests {
             "http://localhost:8080",
             &acme.workspace,
             &viewer,
+            &checked,
+            Decision::Allow,
+        )
+        .await;
+        assert!(matches!(refused, Err(ConsentError::NotAdmin)));
+
+        // An admin of another workspace cannot consent for this one.
+        let globex = testing::workspace(&db, "globex").await;
+        let refused = consent(
+            &db,
+            "http://localhost:8080",
+            &acme.workspace,
+            &globex.admin,
             &checked,
             Decision::Allow,
         )
