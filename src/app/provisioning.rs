@@ -318,7 +318,7 @@ fn describe_patch(body: &Value) -> String {
 }
 
 /// Apply a PatchOp request. All or nothing, on the member read under a lock (the
-/// SQLite writer thread; `FOR UPDATE` on PostgreSQL), so concurrent PATCHes apply one
+/// SQLite write thread; `FOR UPDATE` on PostgreSQL), so concurrent PATCHes apply one
 /// after the other; `If-Match` that names another version is 412.
 pub async fn patch(
     db: &Db,

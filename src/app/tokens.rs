@@ -304,7 +304,7 @@ pub async fn token(
             redirect_uri,
             code_verifier,
         } => {
-            // The check runs where the store holds the code (on SQLite, its writer
+            // The check runs where the store holds the code (on SQLite, its write
             // thread), so it owns what it compares.
             let presented_by = client.id.clone();
             let check = move |c: &store::oauth::Code| {

@@ -62,7 +62,7 @@ enum Message {
 
 /// Entries are written by one task, many per transaction: on SQLite every write
 /// shares one connection, and a separate INSERT and commit per SCIM write was a
-/// sixth of the writer's time (rollcall-bench). Readers of the log flush first, so
+/// sixth of the write thread's time (rollcall-bench). Readers of the log flush first, so
 /// within a process an entry is visible as soon as its write has answered.
 #[derive(Debug, Default)]
 pub struct ActivityQueue {
@@ -175,7 +175,7 @@ pub async fn record(db: &Db, a: &NewActivity<'_>) -> Result<()> {
         detail: a.detail.chars().take(500).collect(),
     };
     if db.activity.sender(db).send(Message::Entry(entry)).is_err() {
-        tracing::warn!("the activity writer has stopped; an entry was dropped");
+        tracing::warn!("the activity queue has stopped; an entry was dropped");
     }
     Ok(())
 }

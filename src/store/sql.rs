@@ -3,9 +3,9 @@
 //!
 //! SQLite is reached through rusqlite only (see `sqlite`), PostgreSQL through sqlx
 //! only. A store function builds one `Sql` and hands it to `Db` (`read_*` on a
-//! reader, `write_*`/`execute` on the writer), so its SQL text exists once; a
+//! reader, `write_*`/`execute` on the write side), so its SQL text exists once; a
 //! transaction with several statements is written once per database, side by side,
-//! with the same `Sql` values (`lite_*` on the SQLite writer thread, `pg_*` on a
+//! with the same `Sql` values (`lite_*` on the SQLite write thread, `pg_*` on a
 //! PostgreSQL transaction).
 //!
 //! On SQLite values are stored the way earlier versions (through sqlx) stored them:

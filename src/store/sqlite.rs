@@ -492,6 +492,19 @@ mod tests {
         std::sync::Arc::new(Sqlite::open(&format!("sqlite://{}/w.db", dir.display())).unwrap())
     }
 
+    /// A fresh database file with one table `t (x)`.
+    async fn with_table() -> (std::path::PathBuf, std::sync::Arc<Sqlite>) {
+        let dir = std::env::temp_dir().join(format!("rollcall-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = open(&dir);
+        db.write(|tx| {
+            Ok::<_, StoreError>(tx.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)
+        })
+        .await
+        .unwrap();
+        (dir, db)
+    }
+
     fn insert(x: i64) -> impl FnOnce(&Tx<'_>) -> Result<u64> {
         move |tx| {
             sql("INSERT INTO t (x) VALUES ($1)")
@@ -508,14 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_write_stands_or_falls_alone_within_a_batch() {
-        let dir = std::env::temp_dir().join(format!("rollcall-writer-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = open(&dir);
-        db.write(|tx| {
-            Ok::<_, StoreError>(tx.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)
-        })
-        .await
-        .unwrap();
+        let (dir, db) = with_table().await;
         // Sent together, so they share transactions: a conflict, a refusal that
         // undoes its own insert, and a panic must not touch the others.
         let (a, dup, refused, panicked, b) = tokio::join!(
@@ -551,14 +557,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_sqlite_rolled_back_whole_fails_whole_and_runs_no_more() {
-        let dir = std::env::temp_dir().join(format!("rollcall-writer-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = open(&dir);
-        db.write(|tx| {
-            Ok::<_, StoreError>(tx.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)
-        })
-        .await
-        .unwrap();
+        let (dir, db) = with_table().await;
         // What a full disk does: SQLite ends the transaction under the batch. (Here
         // a job does it by hand.) Nothing of the batch may stay, and every job
         // hears so; none runs outside the transaction.

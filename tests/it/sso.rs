@@ -95,39 +95,46 @@ impl NodeIdp {
         let key_path = dir.join("idp-key.pem");
         std::fs::write(&cert_path, &cert).unwrap();
         std::fs::write(&key_path, &key).unwrap();
-        let port = free_port();
-        let port_s = port.to_string();
         let config = idp_dir().join("node_modules/saml-idp/config.js");
-        let mut child = node(&[
-            "node_modules/saml-idp/bin/run.js",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--cert",
-            cert_path.to_str().unwrap(),
-            "--key",
-            key_path.to_str().unwrap(),
-            "--issuer",
-            "urn:rollcall:test-idp",
-            "--acsUrl",
-            acs,
-            "--audience",
-            audience,
-            "--configFile",
-            config.to_str().unwrap(),
-        ]);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let idp = NodeIdp { child, port };
         let http = Http::new();
-        for _ in 0..150 {
-            if let Ok(r) = http.get(format!("{}/metadata", idp.issuer())).send().await
-                && r.status() == 200
-            {
-                return (idp, cert);
+        // The port is free when picked but not held: another test may take it
+        // before saml-idp listens (EADDRINUSE, and the child exits). Then pick again.
+        for _attempt in 0..3 {
+            let port = free_port();
+            let port_s = port.to_string();
+            let mut child = node(&[
+                "node_modules/saml-idp/bin/run.js",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port_s,
+                "--cert",
+                cert_path.to_str().unwrap(),
+                "--key",
+                key_path.to_str().unwrap(),
+                "--issuer",
+                "urn:rollcall:test-idp",
+                "--acsUrl",
+                acs,
+                "--audience",
+                audience,
+                "--configFile",
+                config.to_str().unwrap(),
+            ]);
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let mut idp = NodeIdp { child, port };
+            for _ in 0..150 {
+                if let Ok(r) = http.get(format!("{}/metadata", idp.issuer())).send().await
+                    && r.status() == 200
+                {
+                    return (idp, cert);
+                }
+                if let Ok(Some(_)) = idp.child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("saml-idp did not start");
     }
