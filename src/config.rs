@@ -45,6 +45,9 @@ pub struct Settings {
     pub session_absolute_secs: Option<u64>,
     /// SCIM requests per minute per token (with a burst); 0 turns the limit off.
     pub scim_rate_per_token: Option<u32>,
+    /// After an OAuth client's secret is rotated, the old secret keeps working this
+    /// long (default 24 hours; 0: it stops at once).
+    pub client_secret_overlap_secs: Option<u64>,
 }
 
 impl Settings {
@@ -73,6 +76,9 @@ impl Settings {
             sso_fetch_allow: self.sso_fetch_allow.or(lower.sso_fetch_allow),
             session_absolute_secs: self.session_absolute_secs.or(lower.session_absolute_secs),
             scim_rate_per_token: self.scim_rate_per_token.or(lower.scim_rate_per_token),
+            client_secret_overlap_secs: self
+                .client_secret_overlap_secs
+                .or(lower.client_secret_overlap_secs),
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct Config {
     /// Outgoing IdP fetches may reach these internal hosts (see `Settings`).
     pub sso_fetch_allow: Vec<String>,
     pub session_absolute: Duration,
+    /// How long a rotated client secret keeps working beside its successor.
+    pub client_secret_overlap: Duration,
 }
 
 /// Rate limits (counted in the database, so across every process sharing it).
@@ -254,6 +262,9 @@ impl Config {
             secret_key: s.secret_key,
             sso_fetch_allow,
             session_absolute: secs(s.session_absolute_secs, 12 * 3600, "session_absolute_secs")?,
+            client_secret_overlap: Duration::from_secs(
+                s.client_secret_overlap_secs.unwrap_or(24 * 3600),
+            ),
         })
     }
 

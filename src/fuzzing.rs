@@ -143,7 +143,7 @@ pub fn oauth_forms(data: &[u8]) {
     let _ = oauth::token::parse_grant(&params);
     if let Ok(creds) = oauth::client::credentials(header, &params) {
         let client = client();
-        let _ = oauth::client::authenticate(&creds, Some(&client));
+        let _ = oauth::client::authenticate(&creds, Some(&client), OffsetDateTime::UNIX_EPOCH);
     }
     let client = client();
     match oauth::authorize::validate(&params, Some(&client)) {
@@ -171,6 +171,12 @@ fn client() -> Client {
         ],
         scopes: "scim:read scim:write".into(),
         created_at: OffsetDateTime::UNIX_EPOCH,
+        workspace_id: None,
+        grant_types: "authorization_code".into(),
+        secret_generation: 1,
+        previous_secret_digest: None,
+        previous_secret_expires_at: None,
+        created_by: None,
     }
 }
 

@@ -101,14 +101,36 @@ enum ClientCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// The workspace the client belongs to: it authorizes into that workspace
+        /// only. Without it, a global client serving every workspace.
+        #[arg(long, value_name = "SUBDOMAIN")]
+        workspace: Option<String>,
         /// An exact redirect URI: https, or http for localhost/127.0.0.1/[::1]. Repeat
-        /// for more.
-        #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+        /// for more. Needed for the authorization code grant.
+        #[arg(long = "redirect-uri", value_name = "URI")]
         redirect_uris: Vec<String>,
         /// A public client (no secret; must use PKCE).
         #[arg(long)]
         public: bool,
+        /// A grant the client may use; repeat for both. Default: authorization_code.
+        /// client_credentials needs --workspace and a confidential client.
+        #[arg(long = "grant", value_name = "GRANT", value_parser = ["authorization_code", "client_credentials"])]
+        grants: Vec<String>,
+        /// A scope the client may have; repeat for both. Default: both.
+        #[arg(long = "scope", value_name = "SCOPE", value_parser = ["scim:read", "scim:write"])]
+        scopes: Vec<String>,
     },
+    /// List OAuth clients (never their secrets) as JSON: one workspace's, or all.
+    List {
+        #[arg(long, value_name = "SUBDOMAIN")]
+        workspace: Option<String>,
+    },
+    /// Give a confidential client a new secret; prints JSON {"client_id",
+    /// "client_secret", "previous_secret_expires_at"}. The old secret keeps working
+    /// until then (setting client_secret_overlap_secs, default 24 hours).
+    RotateSecret { client_id: String },
+    /// Delete a client: its grants and tokens end at once.
+    Delete { client_id: String },
 }
 
 #[derive(Subcommand)]
@@ -268,23 +290,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             sso_command(&config, &db, &subdomain, action).await
         }
-        Command::Client(ClientCommand::Create {
-            name,
-            redirect_uris,
-            public,
-        }) => {
+        Command::Client(command) => {
             let db = connect(&config).await?;
-            let created = admin::create_client(&db, &name, &redirect_uris, public).await?;
-            eprintln!(
-                "Registered OAuth client '{name}'.{}",
-                if public {
-                    ""
-                } else {
-                    " The secret is shown once:"
-                }
-            );
-            println!("{}", serde_json::to_string(&created)?);
-            Ok(())
+            client_command(&config, &db, command).await
         }
         Command::Token(TokenCommand::Create { workspace, name }) => {
             let db = connect(&config).await?;
@@ -295,6 +303,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn client_command(config: &Config, db: &Db, command: ClientCommand) -> anyhow::Result<()> {
+    use rollcall::oauth::Scopes;
+    use rollcall::oauth::client::GrantType;
+    use rollcall::store::oauth::ClientScope;
+    match command {
+        ClientCommand::Create {
+            name,
+            workspace,
+            redirect_uris,
+            public,
+            grants,
+            scopes,
+        } => {
+            let ws = match &workspace {
+                Some(sub) => Some(self::workspace(db, sub).await?),
+                None => None,
+            };
+            let grants: Vec<GrantType> =
+                grants.iter().filter_map(|g| GrantType::parse(g)).collect();
+            let scopes = (!scopes.is_empty())
+                .then(|| Scopes::parse(&scopes.join(" ")))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("scope: {e}"))?;
+            let spec = admin::ClientSpec {
+                name: &name,
+                redirect_uris: &redirect_uris,
+                public,
+                grants: &grants,
+                scopes,
+            };
+            let created = admin::register_client(db, ws.as_ref(), &spec, "cli").await?;
+            eprintln!(
+                "Registered OAuth client '{name}'{}.{}",
+                workspace
+                    .map(|w| format!(" for workspace '{w}'"))
+                    .unwrap_or_default(),
+                if public {
+                    ""
+                } else {
+                    " The secret is shown once:"
+                }
+            );
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        ClientCommand::List { workspace } => {
+            let ws = match &workspace {
+                Some(sub) => Some(self::workspace(db, sub).await?),
+                None => None,
+            };
+            let clients = admin::list_clients(db, ws.as_ref()).await?;
+            println!("{}", serde_json::to_string(&clients)?);
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let rotated = admin::rotate_client_secret(
+                db,
+                ClientScope::Any,
+                &client_id,
+                config.client_secret_overlap,
+                "cli",
+            )
+            .await?;
+            eprintln!(
+                "New secret for OAuth client '{client_id}' (shown once); the old one works until the time given:"
+            );
+            println!("{}", serde_json::to_string(&rotated)?);
+        }
+        ClientCommand::Delete { client_id } => {
+            admin::delete_client(db, ClientScope::Any, &client_id, "cli").await?;
+            eprintln!("Deleted OAuth client '{client_id}'; its grants and tokens have ended.");
+            println!(
+                "{}",
+                serde_json::json!({"client_id": client_id, "deleted": true})
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn sso_command(

@@ -4,9 +4,12 @@
 //! up again.
 
 use crate::domain::{Email, Role, Subdomain};
+use crate::oauth::Scopes;
+use crate::oauth::client::{self as oauth_client, GrantType};
 use crate::secrets;
+use crate::store::oauth::{self, ClientScope};
 use crate::store::workspaces::Workspace;
-use crate::store::{Db, StoreError, members, sso, tokens, workspaces};
+use crate::store::{Db, StoreError, activity, members, sso, tokens, workspaces};
 use serde_json::json;
 
 /// Why an administration use case did nothing.
@@ -15,6 +18,10 @@ pub enum AdminError {
     /// No workspace has this subdomain.
     #[error("no workspace '{0}'")]
     NoWorkspace(String),
+    /// No OAuth client with this id that the caller may change (another
+    /// workspace's, a deleted one; for a secret rotation, a public one).
+    #[error("no OAuth client '{0}' here")]
+    NoClient(String),
     /// What was given cannot be used. The message is safe to show on a page: it
     /// names what is wrong with what the admin gave, never what a fetch returned or
     /// a library said.
@@ -148,37 +155,263 @@ pub struct CreatedClient {
     pub client_secret: Option<String>,
 }
 
-/// Register an OAuth client allowed every scope. Redirect URIs are matched as exact
-/// strings later, so they are stored exactly as given.
+/// Register a global OAuth client (serving every workspace) for the authorization
+/// code grant, allowed every scope. Redirect URIs are matched as exact strings
+/// later, so they are stored exactly as given.
 pub async fn create_client(
     db: &Db,
     name: &str,
     redirect_uris: &[String],
     public: bool,
 ) -> Result<CreatedClient, AdminError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(refuse("name: a client needs a name"));
-    }
-    if redirect_uris.is_empty() {
-        return Err(refuse(
-            "redirect-uri: a client needs at least one redirect URI",
-        ));
-    }
-    for uri in redirect_uris {
-        crate::oauth::client::check_redirect_uri(uri)
-            .map_err(|e| refuse(format!("redirect-uri: {e}")))?;
-    }
+    let spec = ClientSpec {
+        name,
+        redirect_uris,
+        public,
+        grants: &[],
+        scopes: None,
+    };
+    register_client(db, None, &spec, "cli").await
+}
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub struct ClientSpec<'a> {
+    pub name: &'a str,
+    pub redirect_uris: &'a [String],
+    /// No secret; must use PKCE.
+    pub public: bool,
+    /// Empty: the authorization code grant only.
+    pub grants: &'a [GrantType],
+    /// None: every scope.
+    pub scopes: Option<Scopes>,
+}
+
+/// Register an OAuth client: a workspace client when `workspace` is given (it
+/// authorizes into that workspace only), else a global one. `created_by`: the admin
+/// or `cli`, for the activity log.
+pub async fn register_client(
+    db: &Db,
+    workspace: Option<&Workspace>,
+    spec: &ClientSpec<'_>,
+    created_by: &str,
+) -> Result<CreatedClient, AdminError> {
+    let grants = match spec.grants {
+        [] => vec![GrantType::AuthorizationCode],
+        some => some.to_vec(),
+    };
+    let scopes = spec.scopes.unwrap_or_else(Scopes::all);
+    let name = spec.name.trim();
+    oauth_client::check_registration(
+        name,
+        spec.public,
+        workspace.is_some(),
+        spec.redirect_uris,
+        &grants,
+        scopes,
+    )
+    .map_err(refuse)?;
     let id = format!("rc_client_{}", uuid::Uuid::new_v4().simple());
-    let secret = (!public).then(|| secrets::generate(secrets::Kind::ClientSecret));
+    let secret = (!spec.public).then(|| secrets::generate(secrets::Kind::ClientSecret));
     let digest = secret.as_deref().map(secrets::digest);
-    let scopes = crate::oauth::Scopes::all().to_string();
-    crate::store::oauth::create_client(db, &id, name, digest.as_deref(), redirect_uris, &scopes)
-        .await?;
+    let grant_types = GrantType::to_list(&grants);
+    let scope_text = scopes.to_string();
+    let client = oauth::create_client(
+        db,
+        &oauth::NewClient {
+            id: &id,
+            name,
+            secret_digest: digest.as_deref(),
+            redirect_uris: spec.redirect_uris,
+            scopes: &scope_text,
+            grant_types: &grant_types,
+            workspace_id: workspace.map(|w| w.id),
+            created_by: Some(created_by),
+        },
+    )
+    .await?;
+    log_client(
+        db,
+        &client,
+        created_by,
+        "register client",
+        201,
+        format!(
+            "OAuth client {} ({}) registered: {}, grants {}, scopes {}",
+            client.name,
+            client.id,
+            if client.public {
+                "public"
+            } else {
+                "confidential"
+            },
+            grant_types,
+            scope_text
+        ),
+    )
+    .await;
     Ok(CreatedClient {
         client_id: id,
         client_secret: secret,
     })
+}
+
+/// A workspace client's change, in its workspace's activity log.
+async fn log_client(
+    db: &Db,
+    client: &oauth::Client,
+    actor: &str,
+    operation: &str,
+    status: u16,
+    detail: String,
+) {
+    let Some(workspace_id) = client.workspace_id else {
+        return;
+    };
+    let entry = activity::NewActivity {
+        workspace_id,
+        actor,
+        operation,
+        member_id: None,
+        user_name: None,
+        status,
+        detail: &detail,
+    };
+    if let Err(e) = activity::record(db, &entry).await {
+        tracing::warn!(error = %e, "could not record a client change");
+    }
+}
+
+/// An OAuth client as an admin or a script sees it (never its secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    /// The workspace of a workspace client; null for a global client.
+    pub workspace: Option<String>,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<&'static str>,
+    pub scopes: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    pub created_by: Option<String>,
+    /// After a rotation: until when the replaced secret still works.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub previous_secret_expires_at: Option<time::OffsetDateTime>,
+}
+
+/// The clients of `workspace`, or (None) every client, global and of every
+/// workspace. Oldest first.
+pub async fn list_clients(
+    db: &Db,
+    workspace: Option<&Workspace>,
+) -> Result<Vec<ClientView>, AdminError> {
+    let now = crate::store::now();
+    let rows = oauth::list_clients(db, workspace.map(|w| w.id)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|l| {
+            let c = l.client;
+            ClientView {
+                grant_types: GrantType::parse_list(&c.grant_types)
+                    .into_iter()
+                    .map(GrantType::as_str)
+                    .collect(),
+                client_id: c.id,
+                name: c.name,
+                workspace: l.subdomain,
+                public: c.public,
+                redirect_uris: c.redirect_uris,
+                scopes: c.scopes,
+                created_at: c.created_at,
+                created_by: c.created_by,
+                previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now),
+            }
+        })
+        .collect())
+}
+
+/// A new secret, shown once, and until when the old one still works.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RotatedSecret {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub previous_secret_expires_at: time::OffsetDateTime,
+}
+
+/// Give a confidential client a new secret; the old one keeps working for
+/// `overlap` (then it stops, and the tokens it obtained by client credentials end).
+/// `scope`: `Workspace` for an admin (its own workspace's clients only), `Any` for
+/// the operator.
+pub async fn rotate_client_secret(
+    db: &Db,
+    scope: ClientScope,
+    client_id: &str,
+    overlap: std::time::Duration,
+    actor: &str,
+) -> Result<RotatedSecret, AdminError> {
+    let secret = secrets::generate(secrets::Kind::ClientSecret);
+    let overlap = time::Duration::try_from(overlap).unwrap_or(time::Duration::DAY);
+    let until = crate::store::now() + overlap;
+    let client = oauth::rotate_secret(db, scope, client_id, &secrets::digest(&secret), until)
+        .await
+        .map_err(|e| no_client(e, client_id))?;
+    log_client(
+        db,
+        &client,
+        actor,
+        "rotate client secret",
+        200,
+        format!(
+            "OAuth client {} ({}) has a new secret; the old one works until {}",
+            client.name,
+            client.id,
+            until
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ),
+    )
+    .await;
+    Ok(RotatedSecret {
+        client_id: client.id,
+        client_secret: secret,
+        previous_secret_expires_at: until,
+    })
+}
+
+/// Delete a client: its grants and tokens end at once. `scope` as for
+/// [`rotate_client_secret`].
+pub async fn delete_client(
+    db: &Db,
+    scope: ClientScope,
+    client_id: &str,
+    actor: &str,
+) -> Result<(), AdminError> {
+    let client = oauth::delete_client(db, scope, client_id)
+        .await
+        .map_err(|e| no_client(e, client_id))?;
+    log_client(
+        db,
+        &client,
+        actor,
+        "delete client",
+        200,
+        format!(
+            "OAuth client {} ({}) deleted; its grants and tokens ended",
+            client.name, client.id
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+fn no_client(e: StoreError, client_id: &str) -> AdminError {
+    match e {
+        StoreError::NotFound => AdminError::NoClient(client_id.chars().take(100).collect()),
+        other => other.into(),
+    }
 }
 
 pub struct Demo {

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::domain::Role;
 use crate::oauth::authorize::{self, AuthorizeRequest, Refusal};
-use crate::oauth::client::{self, AuthFailure};
+use crate::oauth::client::{self, AuthFailure, GrantType, Proof};
 use crate::oauth::token::{self, Grant, RefreshDecision, TokenFacts, TokenKind};
 use crate::oauth::{self, ErrorCode, OAuthError, Params, Scopes};
 use crate::secrets::{self, Kind};
@@ -70,12 +70,47 @@ pub async fn check_request(db: &Db, raw: &str) -> Result<CheckedRequest, Authori
     }
 }
 
+/// Where a checked request may go: a workspace client authorizes into its own
+/// workspace only, so the workspace question is skipped (`Some`); a global client
+/// asks (`None`).
+pub async fn bound_workspace(
+    db: &Db,
+    checked: &CheckedRequest,
+) -> Result<Option<Workspace>, AuthorizeError> {
+    match checked.client.workspace_id {
+        None => Ok(None),
+        Some(id) => match store::workspaces::by_id(db, id).await? {
+            Some(ws) => Ok(Some(ws)),
+            None => Err(AuthorizeError::Internal(
+                "a workspace client without its workspace",
+            )),
+        },
+    }
+}
+
+/// May this request go on in `workspace`? A workspace client's request that
+/// reached another workspace is refused (with a page, never a redirect: nothing
+/// the request says is trusted there).
+pub fn check_workspace(checked: &CheckedRequest, workspace: &Workspace) -> Result<(), String> {
+    if client::serves_workspace(&checked.client, workspace.id) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} belongs to another workspace and cannot be connected to {}.",
+            checked.client.name, workspace.name
+        ))
+    }
+}
+
 /// Why consent could not be given.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
     /// Only admins may hand out access to the SCIM API.
     #[error("only admins may allow access to the SCIM API")]
     NotAdmin,
+    /// A workspace client asked for another workspace.
+    #[error("{0}")]
+    OtherWorkspace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -123,6 +158,7 @@ pub async fn consent(
     if member.workspace_id != workspace.id {
         return Err(ConsentError::NotAdmin);
     }
+    check_workspace(checked, workspace).map_err(ConsentError::OtherWorkspace)?;
     let req = &checked.request;
     match decision {
         Decision::Allow => {
@@ -197,11 +233,12 @@ impl From<OAuthError> for TokenError {
     }
 }
 
-/// A new access and refresh token, to hand to the client once.
+/// A new access token and (except for client credentials) refresh token, to hand
+/// to the client once.
 #[derive(Debug, Clone)]
 pub struct IssuedTokens {
     pub access_token: String,
-    pub refresh_token: String,
+    pub refresh_token: Option<String>,
     /// The access token's lifetime.
     pub expires_in: Duration,
     pub scope: Scopes,
@@ -225,12 +262,12 @@ async fn limit(db: &Db, key: &str, max: u32) -> Result<(), TokenError> {
 }
 
 /// The common front of the client-authenticated endpoints: the per-address limit,
-/// a form body, and an authenticated client.
+/// a form body, and an authenticated client, with how it proved itself.
 async fn authenticated_client(
     db: &Db,
     config: &Config,
     req: &ClientRequest<'_>,
-) -> Result<(Params, Client), TokenError> {
+) -> Result<(Params, Client, Proof), TokenError> {
     limit(
         db,
         &format!("oauth:addr:{}", req.address),
@@ -246,9 +283,10 @@ async fn authenticated_client(
     let params = oauth::parse_params(req.body).map_err(OAuthError::invalid_request)?;
     let creds = client::credentials(req.authorization, &params).map_err(TokenError::Client)?;
     let found = store::oauth::client(db, &creds.client_id).await?;
-    client::authenticate(&creds, found.as_ref()).map_err(TokenError::Client)?;
+    let proof =
+        client::authenticate(&creds, found.as_ref(), store::now()).map_err(TokenError::Client)?;
     match found {
-        Some(c) => Ok((params, c)),
+        Some(c) => Ok((params, c, proof)),
         None => Err(TokenError::Internal("authenticated without a client")),
     }
 }
@@ -261,7 +299,7 @@ async fn confidential_client(
     config: &Config,
     req: &ClientRequest<'_>,
 ) -> Result<(Params, Client), TokenError> {
-    let (params, client) = authenticated_client(db, config, req).await?;
+    let (params, client, _) = authenticated_client(db, config, req).await?;
     if client.public {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -273,13 +311,14 @@ async fn confidential_client(
 }
 
 /// The token endpoint (RFC 6749 §3.2): redeem an authorization code, or use a
-/// refresh token, for a new access and refresh token.
+/// refresh token, for a new access and refresh token; or, for a confidential
+/// workspace client allowed it, client credentials for an access token.
 pub async fn token(
     db: &Db,
     config: &Config,
     req: &ClientRequest<'_>,
 ) -> Result<IssuedTokens, TokenError> {
-    let (params, client) = authenticated_client(db, config, req).await?;
+    let (params, client, proof) = authenticated_client(db, config, req).await?;
     // A public client authenticates by its id alone, which anyone can send: count
     // it per address too, so nobody can use up the limit of all its users.
     let client_key = if client.public {
@@ -289,6 +328,12 @@ pub async fn token(
     };
     limit(db, &client_key, config.limits.token_per_client).await?;
     let grant = token::parse_grant(&params)?;
+    if let Grant::ClientCredentials { scope } = grant {
+        return client_credentials(db, config, &client, proof, scope).await;
+    }
+    if !client::allows(&client, GrantType::AuthorizationCode) {
+        return Err(unauthorized("this client is not allowed the authorization code grant").into());
+    }
     let now = store::now();
     let access = secrets::generate(Kind::AccessToken);
     let refresh = secrets::generate(Kind::RefreshToken);
@@ -358,13 +403,84 @@ pub async fn token(
                 None => return Err(OAuthError::invalid_grant("unknown refresh token").into()),
             }
         }
+        Grant::ClientCredentials { .. } => return Err(TokenError::Internal("handled above")),
     };
     crate::metrics::token_issued(grant_type);
     Ok(IssuedTokens {
         access_token: access,
-        refresh_token: refresh,
+        refresh_token: Some(refresh),
         expires_in: config.access_token_ttl,
         scope: Scopes::parse(&issued.scope).unwrap_or_default(),
+    })
+}
+
+fn unauthorized(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::UnauthorizedClient, description)
+}
+
+/// RFC 6749 §4.4: an access token for the client itself, acting for its workspace
+/// with the scopes asked for, narrowed to the client's; no refresh token. Only a
+/// confidential workspace client allowed the grant gets one. The token belongs to
+/// the grant of the secret the client authenticated with, so it ends when a
+/// rotation's overlap ends, as well as when the client is deleted.
+async fn client_credentials(
+    db: &Db,
+    config: &Config,
+    client: &Client,
+    proof: Proof,
+    requested: Option<Scopes>,
+) -> Result<IssuedTokens, TokenError> {
+    let (Proof::Secret { generation }, Some(workspace_id)) = (proof, client.workspace_id) else {
+        return Err(
+            unauthorized("client credentials are for confidential workspace clients").into(),
+        );
+    };
+    if !client::allows(client, GrantType::ClientCredentials) {
+        return Err(unauthorized("this client is not allowed the client credentials grant").into());
+    }
+    let allowed = Scopes::parse(&client.scopes).unwrap_or_default();
+    let scope = token::client_credentials_scope(requested, allowed)?;
+    let access = secrets::generate(Kind::AccessToken);
+    let expires_at = store::now() + config.access_token_ttl;
+    let scope_text = scope.to_string();
+    let issued = store::oauth::issue_client_token(
+        db,
+        &client.id,
+        generation,
+        &scope_text,
+        &secrets::digest(&access),
+        expires_at,
+    )
+    .await?;
+    if issued.is_none() {
+        // Deleted between authentication and now.
+        return Err(TokenError::Client(AuthFailure {
+            error: OAuthError::invalid_client("client authentication failed"),
+            basic: false,
+        }));
+    }
+    crate::metrics::token_issued("client_credentials");
+    let detail = format!(
+        "Access token issued to OAuth client {} ({}) by client credentials, scope {scope_text}",
+        client.name, client.id
+    );
+    let entry = store::activity::NewActivity {
+        workspace_id,
+        actor: &format!("oauth:{}", client.name),
+        operation: "client credentials token",
+        member_id: None,
+        user_name: None,
+        status: 200,
+        detail: &detail,
+    };
+    if let Err(e) = store::activity::record(db, &entry).await {
+        tracing::warn!(error = %e, "could not record a client credentials token");
+    }
+    Ok(IssuedTokens {
+        access_token: access,
+        refresh_token: None,
+        expires_in: config.access_token_ttl,
+        scope,
     })
 }
 
@@ -434,7 +550,7 @@ pub async fn introspect(
             revoked: !t.live(),
             scope: t.scope,
             client_id: t.client_id,
-            member_id: t.member_id.to_string(),
+            member_id: t.member_id.map(|m| m.to_string()),
             workspace: t.subdomain,
             issued_at: t.issued_at,
             expires_at: t.expires_at,
@@ -549,7 +665,13 @@ mod tests {
             .await
             .expect("tokens for the code");
         assert!(issued.access_token.starts_with("rc_at_"));
-        assert!(issued.refresh_token.starts_with("rc_rt_"));
+        assert!(
+            issued
+                .refresh_token
+                .as_deref()
+                .unwrap()
+                .starts_with("rc_rt_")
+        );
         assert_eq!(issued.expires_in, config.access_token_ttl);
         let caller = provisioning::authenticate(&db, &issued.access_token)
             .await
@@ -567,7 +689,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let refresh = refresh_form(&okta, &issued.refresh_token);
+        let refresh = refresh_form(&okta, issued.refresh_token.as_deref().unwrap());
         let refreshed = token(&db, &config, &request(&refresh, "192.0.2.1")).await;
         assert!(invalid_grant(refreshed.unwrap_err()).contains("revoked"));
     }
@@ -627,16 +749,19 @@ mod tests {
             .await
             .unwrap();
 
-        let body = refresh_form(&okta, &first.refresh_token);
+        let body = refresh_form(&okta, first.refresh_token.as_deref().unwrap());
         let second = token(&db, &config, &request(&body, "192.0.2.1"))
             .await
             .expect("refreshed");
         assert_ne!(second.refresh_token, first.refresh_token);
         assert_ne!(second.access_token, first.access_token);
-        let stored = store::oauth::token(&db, &secrets::digest(&second.refresh_token))
-            .await
-            .unwrap()
-            .expect("the new refresh token is stored");
+        let stored = store::oauth::token(
+            &db,
+            &secrets::digest(second.refresh_token.as_deref().unwrap()),
+        )
+        .await
+        .unwrap()
+        .expect("the new refresh token is stored");
         // One newest refresh token per grant: the old one was retired.
         assert_eq!(
             store::oauth::newest_refresh_tokens(&db, stored.grant_id)
@@ -655,7 +780,7 @@ mod tests {
         let replay = token(&db, &config, &request(&body, "192.0.2.1")).await;
         assert!(invalid_grant(replay.unwrap_err()).contains("already used"));
         // The whole family is gone.
-        let body = refresh_form(&okta, &second.refresh_token);
+        let body = refresh_form(&okta, second.refresh_token.as_deref().unwrap());
         let after = token(&db, &config, &request(&body, "192.0.2.1")).await;
         assert!(invalid_grant(after.unwrap_err()).contains("revoked"));
         assert!(
@@ -744,6 +869,306 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer["active"], false);
+    }
+
+    /// A confidential client of `ws` allowed client credentials (and `scopes`).
+    async fn workspace_client(db: &Db, ws: &Workspace, scopes: &str) -> CreatedClient {
+        let spec = admin::ClientSpec {
+            name: "Script",
+            redirect_uris: &[],
+            public: false,
+            grants: &[GrantType::ClientCredentials],
+            scopes: Some(Scopes::parse(scopes).unwrap()),
+        };
+        admin::register_client(db, Some(ws), &spec, "admin@acme.test")
+            .await
+            .expect("workspace client")
+    }
+
+    fn credentials_form(c: &CreatedClient, secret: &str, scope: Option<&str>) -> Vec<u8> {
+        let mut pairs = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", c.client_id.as_str()),
+            ("client_secret", secret),
+        ];
+        if let Some(s) = scope {
+            pairs.push(("scope", s));
+        }
+        form(&pairs)
+    }
+
+    fn refused_with(e: TokenError) -> ErrorCode {
+        match e {
+            TokenError::Refused(e) => e.code,
+            TokenError::Client(f) => f.error.code,
+            other => panic!("expected an OAuth error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn client_credentials_give_a_workspace_client_its_own_access_token() {
+        let db = testing::db().await;
+        let config = testing::config(|_| {});
+        let acme = testing::workspace(&db, "acme").await;
+        let script = workspace_client(&db, &acme.workspace, "scim:read").await;
+        let secret = script.client_secret.clone().unwrap();
+
+        // Asked for more than the client may have: narrowed to its scopes.
+        let body = credentials_form(&script, &secret, Some("scim:read scim:write"));
+        let issued = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .expect("a token");
+        assert!(issued.refresh_token.is_none());
+        assert_eq!(issued.scope.to_string(), "scim:read");
+        assert_eq!(issued.expires_in, config.access_token_ttl);
+        let caller = provisioning::authenticate(&db, &issued.access_token)
+            .await
+            .unwrap()
+            .expect("the token works");
+        assert_eq!(caller.workspace.id, acme.workspace.id);
+        assert!(caller.can_read && !caller.can_write);
+        // Listed under the workspace's authorized apps, without a member.
+        let grants = store::oauth::list_grants(&db, acme.workspace.id)
+            .await
+            .unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].member_user_name, None);
+        // A second token joins the same grant.
+        let again = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .unwrap();
+        assert_ne!(again.access_token, issued.access_token);
+        assert_eq!(
+            store::oauth::list_grants(&db, acme.workspace.id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Introspection names the client as the subject; revocation ends one token.
+        let ask = form(&[
+            ("token", issued.access_token.as_str()),
+            ("client_id", &script.client_id),
+            ("client_secret", &secret),
+        ]);
+        let answer = introspect(&db, &config, &request(&ask, "192.0.2.1"))
+            .await
+            .unwrap();
+        assert_eq!(answer["active"], true);
+        assert_eq!(answer["sub"], script.client_id.as_str());
+        assert_eq!(answer["workspace"], "acme");
+        revoke(&db, &config, &request(&ask, "192.0.2.1"))
+            .await
+            .unwrap();
+        assert!(
+            provisioning::authenticate(&db, &issued.access_token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            provisioning::authenticate(&db, &again.access_token)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // The activity log says so.
+        let log = store::activity::recent(&db, acme.workspace.id, None, false, 10)
+            .await
+            .unwrap();
+        let ops: Vec<&str> = log.iter().map(|a| a.operation.as_str()).collect();
+        assert!(ops.contains(&"register client"), "{ops:?}");
+        assert!(ops.contains(&"client credentials token"), "{ops:?}");
+
+        // Nothing left after narrowing: invalid_scope.
+        let read_only = workspace_client(&db, &acme.workspace, "scim:read").await;
+        let body = credentials_form(
+            &read_only,
+            read_only.client_secret.as_deref().unwrap(),
+            Some("scim:write"),
+        );
+        let e = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused_with(e), ErrorCode::InvalidScope);
+    }
+
+    #[tokio::test]
+    async fn only_confidential_workspace_clients_allowed_the_grant_get_client_credentials() {
+        let db = testing::db().await;
+        let config = testing::config(|_| {});
+        let acme = testing::workspace(&db, "acme").await;
+        // A global client, and a workspace client allowed only the code grant.
+        let okta = client(&db).await;
+        let spec = admin::ClientSpec {
+            name: "Entra",
+            redirect_uris: &[REDIRECT.to_owned()],
+            public: false,
+            grants: &[],
+            scopes: None,
+        };
+        let entra = admin::register_client(&db, Some(&acme.workspace), &spec, "cli")
+            .await
+            .unwrap();
+        for c in [&okta, &entra] {
+            let body = credentials_form(c, c.client_secret.as_deref().unwrap(), None);
+            let e = token(&db, &config, &request(&body, "192.0.2.1"))
+                .await
+                .unwrap_err();
+            assert_eq!(refused_with(e), ErrorCode::UnauthorizedClient);
+        }
+        // A client allowed only client credentials gets no code grant.
+        let script = workspace_client(&db, &acme.workspace, "scim:read scim:write").await;
+        let body = form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "rc_ac_x"),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &script.client_id),
+            ("client_secret", script.client_secret.as_deref().unwrap()),
+        ]);
+        let e = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused_with(e), ErrorCode::UnauthorizedClient);
+        // A public client cannot even be registered for it.
+        let spec = admin::ClientSpec {
+            name: "CLI",
+            redirect_uris: &[],
+            public: true,
+            grants: &[GrantType::ClientCredentials],
+            scopes: None,
+        };
+        let e = admin::register_client(&db, Some(&acme.workspace), &spec, "cli").await;
+        assert!(matches!(e, Err(admin::AdminError::Refused(_))));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_works_until_the_overlap_ends_and_its_tokens_end_then() {
+        let db = testing::db().await;
+        let config = testing::config(|s| s.client_secret_overlap_secs = Some(2));
+        let acme = testing::workspace(&db, "acme").await;
+        let script = workspace_client(&db, &acme.workspace, "scim:read scim:write").await;
+        let old = script.client_secret.clone().unwrap();
+        let with = |secret: &str| credentials_form(&script, secret, None);
+        let before = token(&db, &config, &request(&with(&old), "192.0.2.1"))
+            .await
+            .unwrap();
+
+        let rotated = admin::rotate_client_secret(
+            &db,
+            store::oauth::ClientScope::Workspace(acme.workspace.id),
+            &script.client_id,
+            config.client_secret_overlap,
+            "admin@acme.test",
+        )
+        .await
+        .unwrap();
+        let new = rotated.client_secret;
+        // Both secrets work during the overlap, and so do the old secret's tokens.
+        let during_old = token(&db, &config, &request(&with(&old), "192.0.2.1"))
+            .await
+            .unwrap();
+        let during_new = token(&db, &config, &request(&with(&new), "192.0.2.1"))
+            .await
+            .unwrap();
+        for t in [&before, &during_old, &during_new] {
+            assert!(
+                provisioning::authenticate(&db, &t.access_token)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let e = token(&db, &config, &request(&with(&old), "192.0.2.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused_with(e), ErrorCode::InvalidClient);
+        for t in [&before, &during_old] {
+            assert!(
+                provisioning::authenticate(&db, &t.access_token)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert!(
+            provisioning::authenticate(&db, &during_new.access_token)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        token(&db, &config, &request(&with(&new), "192.0.2.1"))
+            .await
+            .expect("the new secret works");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_client_ends_its_tokens_and_grants_at_once() {
+        let db = testing::db().await;
+        let config = testing::config(|_| {});
+        let acme = testing::workspace(&db, "acme").await;
+        let globex = testing::workspace(&db, "globex").await;
+        let script = workspace_client(&db, &acme.workspace, "scim:read scim:write").await;
+        let secret = script.client_secret.clone().unwrap();
+        let body = credentials_form(&script, &secret, None);
+        let issued = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .unwrap();
+
+        // Another workspace cannot delete (or rotate) it.
+        let theirs = store::oauth::ClientScope::Workspace(globex.workspace.id);
+        let e = admin::delete_client(&db, theirs, &script.client_id, "admin@globex.test").await;
+        assert!(matches!(e, Err(admin::AdminError::NoClient(_))), "{e:?}");
+        let e = admin::rotate_client_secret(
+            &db,
+            theirs,
+            &script.client_id,
+            config.client_secret_overlap,
+            "x",
+        )
+        .await;
+        assert!(matches!(e, Err(admin::AdminError::NoClient(_))), "{e:?}");
+        assert!(
+            provisioning::authenticate(&db, &issued.access_token)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            admin::list_clients(&db, Some(&globex.workspace))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let ours = store::oauth::ClientScope::Workspace(acme.workspace.id);
+        admin::delete_client(&db, ours, &script.client_id, "admin@acme.test")
+            .await
+            .unwrap();
+        assert!(
+            provisioning::authenticate(&db, &issued.access_token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let e = token(&db, &config, &request(&body, "192.0.2.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused_with(e), ErrorCode::InvalidClient);
+        assert!(
+            admin::list_clients(&db, Some(&acme.workspace))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let ended = store::oauth::ended_grants(&db, acme.workspace.id, 10)
+            .await
+            .unwrap();
+        assert_eq!(ended[0].ended_reason.as_deref(), Some("deleted"));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The signed-in workspace pages: members, and for admins the settings (SSO and
-//! SCIM, Public API tokens, authorized apps) and the provisioning activity.
+//! SCIM, Public API tokens, OAuth clients, authorized apps) and the provisioning
+//! activity.
 
 use super::extract::PageQuery;
 use super::pages::{SignedIn, urlencode};
@@ -37,6 +38,12 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/api", get(api_settings))
         .route("/settings/api/tokens", post(create_token))
         .route("/settings/api/tokens/{id}/revoke", post(revoke_token))
+        .route(
+            "/settings/clients",
+            get(clients_settings).post(register_client),
+        )
+        .route("/settings/clients/{id}/rotate", post(rotate_client))
+        .route("/settings/clients/{id}/delete", post(delete_client))
         .route("/settings/apps", get(apps_settings))
         .route("/settings/apps/{id}/revoke", post(revoke_app))
         .route("/activity", get(activity_page))
@@ -573,16 +580,22 @@ async fn apps_settings(
     require_admin(&me)?;
     let grants = oauth::list_grants(&state.db, me.workspace.id).await?;
     let ended = oauth::ended_grants(&state.db, me.workspace.id, ENDED_GRANTS_SHOWN).await?;
-    let row = |g: oauth::GrantSummary| GrantRow {
-        id: g.id,
-        ended: g
-            .revoked_at
-            .map(|_| ended_because(g.ended_reason.as_deref(), &g.member_user_name)),
-        client: g.client_name,
-        by: g.member_user_name,
-        created: when(g.created_at),
-        scope: g.scope,
-        last_used: when_opt(g.last_used_at),
+    let row = |g: oauth::GrantSummary| {
+        let by = g
+            .member_user_name
+            .clone()
+            .unwrap_or_else(|| "client credentials, no user".to_owned());
+        GrantRow {
+            id: g.id,
+            ended: g
+                .ended_at()
+                .map(|_| ended_because(g.ended_reason.as_deref(), &by)),
+            client: g.client_name,
+            by,
+            created: when(g.created_at),
+            scope: g.scope,
+            last_used: when_opt(g.last_used_at),
+        }
     };
     Ok(AppsSettingsPage {
         grants: grants.into_iter().map(row).collect(),
@@ -602,6 +615,8 @@ fn ended_because(reason: Option<&str>, by: &str) -> String {
         Some("revoked") => "an admin revoked it".to_owned(),
         Some("client") => "the app revoked it".to_owned(),
         Some("reused") => "a used code or refresh token was presented again".to_owned(),
+        Some("deleted") => "an admin deleted the OAuth client".to_owned(),
+        Some("rotated") => "the client's secret was rotated and the old one expired".to_owned(),
         _ => "revoked".to_owned(),
     }
 }
@@ -621,6 +636,232 @@ async fn revoke_app(
     )
     .await;
     Ok(Redirect::to("/settings/apps"))
+}
+
+/// "24 hours", "90 minutes", "30 seconds".
+fn span(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+async fn clients_page(
+    state: &AppState,
+    me: &SignedIn,
+    new_secret: Option<NewClientSecret>,
+) -> Result<Response, AppError> {
+    let clients = admin::list_clients(&state.db, Some(&me.workspace))
+        .await
+        .map_err(admin_failure)?;
+    let page = ClientsSettingsPage {
+        clients: clients
+            .into_iter()
+            .map(|c| ClientRow {
+                kind: if c.public {
+                    "Public (PKCE)".into()
+                } else {
+                    "Confidential".into()
+                },
+                confidential: !c.public,
+                grants: c
+                    .grant_types
+                    .iter()
+                    .map(|g| g.replace('_', " "))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                scopes: c.scopes,
+                created: when(c.created_at),
+                created_by: c.created_by.unwrap_or_default(),
+                old_secret_until: c.previous_secret_expires_at.map(when),
+                redirect_uris: c.redirect_uris,
+                id: c.client_id,
+                name: c.name,
+            })
+            .collect(),
+        new_secret,
+        token_url: format!("{}/oauth2/token", state.config.base()),
+        authorize_url: format!("{}/oauth2/authorize", state.config.base()),
+        scim_url: scim_url(state),
+        overlap: span(state.config.client_secret_overlap),
+        shell: shell(me, "clients").await?,
+    };
+    let mut resp = page.into_response();
+    // The page may carry a secret shown once: never cache it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+async fn clients_settings(
+    State(state): State<AppState>,
+    me: SignedIn,
+) -> Result<Response, AppError> {
+    require_admin(&me)?;
+    clients_page(&state, &me, None).await
+}
+
+#[derive(Deserialize)]
+struct ClientForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    redirect_uris: String,
+    grant_authorization_code: Option<String>,
+    grant_client_credentials: Option<String>,
+    scope_read: Option<String>,
+    scope_write: Option<String>,
+}
+
+async fn register_client(
+    State(state): State<AppState>,
+    AdminPost { me, form }: AdminPost<ClientForm>,
+) -> Result<Response, AppError> {
+    use crate::oauth::client::GrantType;
+    use crate::oauth::{Scope, Scopes};
+    let uris: Vec<String> = form
+        .redirect_uris
+        .lines()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let grants: Vec<GrantType> = [
+        (
+            form.grant_authorization_code.is_some(),
+            GrantType::AuthorizationCode,
+        ),
+        (
+            form.grant_client_credentials.is_some(),
+            GrantType::ClientCredentials,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, g)| on.then_some(g))
+    .collect();
+    let scopes = [
+        (form.scope_read.is_some(), Scope::ScimRead),
+        (form.scope_write.is_some(), Scope::ScimWrite),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .fold(String::new(), |acc, (_, s)| format!("{acc} {}", s.as_str()));
+    let scopes = Scopes::parse(&scopes).unwrap_or_default();
+    if grants.is_empty() {
+        flash(
+            &me.session,
+            ERROR,
+            "Not registered: allow at least one grant.",
+        )
+        .await;
+        return Ok(Redirect::to("/settings/clients").into_response());
+    }
+    let spec = admin::ClientSpec {
+        name: &form.name,
+        redirect_uris: &uris,
+        public: form.kind == "public",
+        grants: &grants,
+        scopes: Some(scopes),
+    };
+    match admin::register_client(&state.db, Some(&me.workspace), &spec, &me.member.user_name).await
+    {
+        Ok(created) => {
+            let name = form.name.trim();
+            flash(&me.session, NOTICE, format!("Client “{name}” registered.")).await;
+            let note = match &created.client_secret {
+                Some(_) => {
+                    format!("{name}: give the client these values. The secret is shown only once.")
+                }
+                None => format!("{name}: a public client has no secret; it must use PKCE."),
+            };
+            clients_page(
+                &state,
+                &me,
+                Some(NewClientSecret {
+                    note,
+                    client_id: created.client_id,
+                    secret: created.client_secret,
+                }),
+            )
+            .await
+        }
+        Err(AdminError::Refused(why)) => {
+            flash(&me.session, ERROR, format!("Not registered: {why}")).await;
+            Ok(Redirect::to("/settings/clients").into_response())
+        }
+        Err(e) => Err(admin_failure(e)),
+    }
+}
+
+/// A client id from the path that cannot name one of this workspace's clients.
+fn no_such_client() -> AppError {
+    AppError::NotFound("There is no such OAuth client in this workspace.".into())
+}
+
+async fn rotate_client(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AdminPost { me, .. }: AdminPost<NoFields>,
+) -> Result<Response, AppError> {
+    let rotated = match admin::rotate_client_secret(
+        &state.db,
+        oauth::ClientScope::Workspace(me.workspace.id),
+        &id,
+        state.config.client_secret_overlap,
+        &me.member.user_name,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(AdminError::NoClient(_)) => return Err(no_such_client()),
+        Err(e) => return Err(admin_failure(e)),
+    };
+    flash(&me.session, NOTICE, "New secret generated.").await;
+    let note = format!(
+        "The new secret is shown only once. The old one keeps working until {}.",
+        when(rotated.previous_secret_expires_at)
+    );
+    clients_page(
+        &state,
+        &me,
+        Some(NewClientSecret {
+            note,
+            client_id: rotated.client_id,
+            secret: Some(rotated.client_secret),
+        }),
+    )
+    .await
+}
+
+async fn delete_client(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AdminPost { me, .. }: AdminPost<NoFields>,
+) -> Result<Redirect, AppError> {
+    match admin::delete_client(
+        &state.db,
+        oauth::ClientScope::Workspace(me.workspace.id),
+        &id,
+        &me.member.user_name,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(AdminError::NoClient(_)) => return Err(no_such_client()),
+        Err(e) => return Err(admin_failure(e)),
+    }
+    flash(
+        &me.session,
+        NOTICE,
+        "Client deleted. Its tokens no longer work.",
+    )
+    .await;
+    Ok(Redirect::to("/settings/clients"))
 }
 
 #[derive(Deserialize)]

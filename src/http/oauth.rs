@@ -83,6 +83,12 @@ async fn authorize_on_app_host(State(state): State<AppState>, RawQuery(q): RawQu
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
+    // A workspace client's workspace is known: no question, straight to its host.
+    match tokens::bound_workspace(&state.db, &checked).await {
+        Ok(Some(ws)) => return to_workspace(&state, &ws.subdomain, &checked.params),
+        Ok(None) => {}
+        Err(e) => return authorize_failure(e),
+    }
     OAuthWorkspacePage {
         client_name: checked.request.client_name,
         request: checked.params.to_query(),
@@ -90,6 +96,23 @@ async fn authorize_on_app_host(State(state): State<AppState>, RawQuery(q): RawQu
         error: None,
     }
     .into_response()
+}
+
+/// The same request on the workspace's host.
+fn to_workspace(state: &AppState, subdomain: &str, params: &crate::oauth::Params) -> Response {
+    Redirect::to(&format!(
+        "{}/oauth2/authorize?{}",
+        state.config.workspace_origin(subdomain),
+        params.to_query()
+    ))
+    .into_response()
+}
+
+fn authorize_failure(e: AuthorizeError) -> Response {
+    match e {
+        AuthorizeError::Store(e) => AppError::from(e).into_response(),
+        other => AppError::Internal(anyhow::anyhow!(other.to_string())).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -106,12 +129,13 @@ async fn choose_workspace(
     State(state): State<AppState>,
     PageForm(form): PageForm<WorkspaceForm>,
 ) -> Result<Response, AppError> {
-    let CheckedRequest {
-        params, request, ..
-    } = match check_request(&state, &form.request).await {
+    let checked = match check_request(&state, &form.request).await {
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
+    let CheckedRequest {
+        params, request, ..
+    } = &checked;
     let again = |error: String| {
         (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,19 +152,15 @@ async fn choose_workspace(
         Ok(s) => s,
         Err(e) => return Ok(again(e.0)),
     };
-    match admin::workspace(&state.db, &sub).await {
-        Ok(_) => {}
+    let ws = match admin::workspace(&state.db, &sub).await {
+        Ok(ws) => ws,
         Err(admin::AdminError::NoWorkspace(_)) => {
             return Ok(again(format!("There is no workspace called '{sub}'.")));
         }
         Err(e) => return Err(admin_failure(e)),
-    }
-    Ok(Redirect::to(&format!(
-        "{}/oauth2/authorize?{}",
-        state.config.workspace_origin(sub.as_str()),
-        params.to_query()
-    ))
-    .into_response())
+    };
+    tokens::check_workspace(&checked, &ws).map_err(AppError::BadRequest)?;
+    Ok(to_workspace(&state, sub.as_str(), params))
 }
 
 /// An administration use case failed where no refusal was expected.
@@ -166,6 +186,7 @@ fn consent_error(e: ConsentError, me: &SignedIn, req: &AuthorizeRequest) -> AppE
             me = me.member.user_name,
             role = me.member.role,
         )),
+        ConsentError::OtherWorkspace(why) => AppError::BadRequest(why),
         ConsentError::Store(e) => e.into(),
     }
 }
@@ -176,12 +197,15 @@ async fn authorize_on_workspace_host(
     RawQuery(q): RawQuery,
     signed_in: Result<SignedIn, Response>,
 ) -> Result<Response, AppError> {
-    let CheckedRequest {
-        params, request, ..
-    } = match check_request(&state, q.as_deref().unwrap_or("")).await {
+    let checked = match check_request(&state, q.as_deref().unwrap_or("")).await {
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
+    // A workspace client that reached another workspace goes no further here.
+    tokens::check_workspace(&checked, &ws).map_err(AppError::BadRequest)?;
+    let CheckedRequest {
+        params, request, ..
+    } = checked;
     // Not signed in: sign in first; the sign-in form brings the browser back here.
     let me = match signed_in {
         Ok(me) => me,
@@ -237,6 +261,7 @@ async fn consent(
         Ok(ok) => ok,
         Err(resp) => return Ok(resp),
     };
+    tokens::check_workspace(&checked, &me.workspace).map_err(AppError::BadRequest)?;
     admins_only(&me, &checked.request)?;
     let Some(decision) = Decision::parse(&form.decision) else {
         return Err(AppError::BadRequest("Choose Allow or Deny.".into()));
@@ -346,7 +371,7 @@ async fn token_endpoint(
             Json(token_response(
                 &t.access_token,
                 t.expires_in,
-                &t.refresh_token,
+                t.refresh_token.as_deref(),
                 t.scope,
             ))
             .into_response(),

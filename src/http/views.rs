@@ -119,6 +119,41 @@ pub struct ApiSettingsPage {
     pub tokens: Vec<TokenRow>,
 }
 
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    /// "Confidential" or "Public (PKCE)".
+    pub kind: String,
+    pub confidential: bool,
+    pub redirect_uris: Vec<String>,
+    pub grants: String,
+    pub scopes: String,
+    pub created: String,
+    pub created_by: String,
+    /// During a rotation's overlap: until when the old secret works.
+    pub old_secret_until: Option<String>,
+}
+
+/// A client's id and secret, shown once after registering or rotating.
+pub struct NewClientSecret {
+    pub note: String,
+    pub client_id: String,
+    pub secret: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings_clients.html")]
+pub struct ClientsSettingsPage {
+    pub shell: Shell,
+    pub clients: Vec<ClientRow>,
+    pub new_secret: Option<NewClientSecret>,
+    pub token_url: String,
+    pub authorize_url: String,
+    pub scim_url: String,
+    /// The rotation overlap, for people ("24 hours").
+    pub overlap: String,
+}
+
 pub struct GrantRow {
     pub id: i64,
     /// Why it ended, for grants that did.

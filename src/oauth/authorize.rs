@@ -65,6 +65,12 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthorizeReq
         state: state.clone(),
         error,
     };
+    if !super::client::allows(client, super::client::GrantType::AuthorizationCode) {
+        return Err(refuse(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client is not allowed the authorization code grant",
+        )));
+    }
 
     match params.get("response_type") {
         None => {
@@ -196,6 +202,12 @@ mod tests {
             redirect_uris: vec!["https://okta.example/cb".into()],
             scopes: "scim:read scim:write".into(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            workspace_id: None,
+            grant_types: "authorization_code".into(),
+            secret_generation: 1,
+            previous_secret_digest: None,
+            previous_secret_expires_at: None,
+            created_by: None,
         }
     }
 

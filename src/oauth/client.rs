@@ -125,9 +125,24 @@ fn form_decode(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-/// Check the credentials against the stored client (None: unknown id). Public
-/// clients send no secret; confidential ones must send theirs.
-pub fn authenticate(creds: &Credentials, client: Option<&Client>) -> Result<(), AuthFailure> {
+/// How a client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A public client: its id alone.
+    Public,
+    /// A confidential client's secret of this generation: the current one, or the
+    /// one a rotation replaced, during the overlap.
+    Secret { generation: i64 },
+}
+
+/// Check the credentials against the stored client (None: unknown id) at `now`.
+/// Public clients send no secret; confidential ones must send theirs, or during a
+/// rotation's overlap the one it replaced.
+pub fn authenticate(
+    creds: &Credentials,
+    client: Option<&Client>,
+    now: time::OffsetDateTime,
+) -> Result<Proof, AuthFailure> {
     let refused = || {
         fail(
             OAuthError::invalid_client("client authentication failed"),
@@ -138,16 +153,132 @@ pub fn authenticate(creds: &Credentials, client: Option<&Client>) -> Result<(), 
         return Err(refused());
     };
     match (&client.secret_digest, &creds.secret) {
-        (None, None) if client.public => Ok(()),
-        (Some(stored), Some(secret)) if !client.public => {
-            if secrets::constant_time_eq(stored, &secrets::digest(secret)) {
-                Ok(())
-            } else {
-                Err(refused())
+        (None, None) if client.public => Ok(Proof::Public),
+        (Some(current), Some(secret)) if !client.public => {
+            let presented = secrets::digest(secret);
+            // Both compared, in constant time, whichever matches.
+            let is_current = secrets::constant_time_eq(current, &presented);
+            let is_previous = match (
+                &client.previous_secret_digest,
+                client.previous_secret_expires_at,
+            ) {
+                (Some(previous), Some(until)) => {
+                    secrets::constant_time_eq(previous, &presented) && now < until
+                }
+                _ => false,
+            };
+            match (is_current, is_previous) {
+                (true, _) => Ok(Proof::Secret {
+                    generation: client.secret_generation,
+                }),
+                (false, true) => Ok(Proof::Secret {
+                    generation: client.secret_generation - 1,
+                }),
+                (false, false) => Err(refused()),
             }
         }
         _ => Err(refused()),
     }
+}
+
+/// The grants a client may be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// The authorization code grant, and the refresh tokens it brings.
+    AuthorizationCode,
+    /// RFC 6749 §4.4: the client's own access, for confidential workspace clients.
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::ClientCredentials];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// Stored grant types, space-separated; unknown words are ignored.
+    pub fn parse_list(raw: &str) -> Vec<GrantType> {
+        GrantType::ALL
+            .into_iter()
+            .filter(|g| raw.split(' ').any(|w| w == g.as_str()))
+            .collect()
+    }
+
+    pub fn to_list(grants: &[GrantType]) -> String {
+        GrantType::ALL
+            .into_iter()
+            .filter(|g| grants.contains(g))
+            .map(GrantType::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// May `client` use grant `g`?
+pub fn allows(client: &Client, g: GrantType) -> bool {
+    GrantType::parse_list(&client.grant_types).contains(&g)
+}
+
+/// May `client` act in workspace `workspace_id`? A global client serves every
+/// workspace; a workspace client only its own.
+pub fn serves_workspace(client: &Client, workspace_id: i64) -> bool {
+    client.workspace_id.is_none_or(|w| w == workspace_id)
+}
+
+/// What registering a client needs to be right, whoever registers it: a name,
+/// at least one grant; client credentials only for a confidential workspace client;
+/// the authorization code grant with at least one redirect URI, each allowed by
+/// [`check_redirect_uri`]; at least one scope. The message names the field.
+pub fn check_registration(
+    name: &str,
+    public: bool,
+    workspace: bool,
+    redirect_uris: &[String],
+    grants: &[GrantType],
+    scopes: super::Scopes,
+) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("name: a client needs a name".into());
+    }
+    if name.trim().chars().count() > 100 {
+        return Err("name: at most 100 characters".into());
+    }
+    if grants.is_empty() {
+        return Err("grant: allow at least one grant".into());
+    }
+    if grants.contains(&GrantType::ClientCredentials) {
+        if public {
+            return Err(
+                "grant: client credentials needs a confidential client (one with a secret)".into(),
+            );
+        }
+        if !workspace {
+            return Err(
+                "grant: client credentials is for workspace clients (its tokens act for the client's workspace)"
+                    .into(),
+            );
+        }
+    }
+    if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(
+            "redirect-uri: the authorization code grant needs at least one redirect URI".into(),
+        );
+    }
+    for uri in redirect_uris {
+        check_redirect_uri(uri).map_err(|e| format!("redirect-uri: {e}"))?;
+    }
+    if scopes.is_empty() {
+        return Err("scope: allow at least one scope".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,6 +295,12 @@ mod tests {
             redirect_uris: vec!["https://okta.example/cb".into()],
             scopes: "scim:read scim:write".into(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            workspace_id: None,
+            grant_types: "authorization_code".into(),
+            secret_generation: 1,
+            previous_secret_digest: None,
+            previous_secret_expires_at: None,
+            created_by: None,
         }
     }
 
@@ -240,11 +377,101 @@ mod tests {
             secret: secret.map(str::to_owned),
             basic: false,
         };
-        assert!(authenticate(&creds(Some("rc_cs_secret")), Some(&conf)).is_ok());
-        assert!(authenticate(&creds(Some("wrong")), Some(&conf)).is_err());
-        assert!(authenticate(&creds(None), Some(&conf)).is_err());
-        assert!(authenticate(&creds(None), Some(&public)).is_ok());
-        assert!(authenticate(&creds(Some("x")), Some(&public)).is_err());
-        assert!(authenticate(&creds(None), None).is_err());
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        assert!(authenticate(&creds(Some("rc_cs_secret")), Some(&conf), now).is_ok());
+        assert!(authenticate(&creds(Some("wrong")), Some(&conf), now).is_err());
+        assert!(authenticate(&creds(None), Some(&conf), now).is_err());
+        assert_eq!(
+            authenticate(&creds(None), Some(&public), now),
+            Ok(Proof::Public)
+        );
+        assert!(authenticate(&creds(Some("x")), Some(&public), now).is_err());
+        assert!(authenticate(&creds(None), None, now).is_err());
+    }
+
+    #[test]
+    fn a_replaced_secret_works_until_the_overlap_ends() {
+        let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let mut c = client(false, Some("rc_cs_new"));
+        c.secret_generation = 2;
+        c.previous_secret_digest = Some(secrets::digest("rc_cs_old"));
+        c.previous_secret_expires_at = Some(now + time::Duration::seconds(1));
+        let creds = |secret: &str| Credentials {
+            client_id: "c1".into(),
+            secret: Some(secret.into()),
+            basic: true,
+        };
+        assert_eq!(
+            authenticate(&creds("rc_cs_new"), Some(&c), now),
+            Ok(Proof::Secret { generation: 2 })
+        );
+        assert_eq!(
+            authenticate(&creds("rc_cs_old"), Some(&c), now),
+            Ok(Proof::Secret { generation: 1 })
+        );
+        let later = now + time::Duration::seconds(1);
+        let e = authenticate(&creds("rc_cs_old"), Some(&c), later).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::InvalidClient);
+        assert!(e.basic);
+        assert!(authenticate(&creds("rc_cs_new"), Some(&c), later).is_ok());
+    }
+
+    #[test]
+    fn registrations() {
+        use crate::oauth::Scopes;
+        let uris = vec!["https://example.com/cb".to_owned()];
+        let code = [GrantType::AuthorizationCode];
+        let cc = [GrantType::ClientCredentials];
+        let all = Scopes::all();
+        assert!(check_registration("Entra", false, true, &uris, &code, all).is_ok());
+        assert!(check_registration("Script", false, true, &[], &cc, all).is_ok());
+        assert!(check_registration("Okta", false, false, &uris, &code, all).is_ok());
+        for (why, r) in [
+            (
+                "no name",
+                check_registration(" ", false, true, &uris, &code, all),
+            ),
+            (
+                "no grant",
+                check_registration("X", false, true, &uris, &[], all),
+            ),
+            (
+                "public cc",
+                check_registration("X", true, true, &[], &cc, all),
+            ),
+            (
+                "global cc",
+                check_registration("X", false, false, &[], &cc, all),
+            ),
+            (
+                "code without uri",
+                check_registration("X", false, true, &[], &code, all),
+            ),
+            (
+                "bad uri",
+                check_registration(
+                    "X",
+                    false,
+                    true,
+                    &["http://evil.example/".into()],
+                    &code,
+                    all,
+                ),
+            ),
+            (
+                "no scope",
+                check_registration("X", false, true, &uris, &code, Scopes::default()),
+            ),
+        ] {
+            assert!(r.is_err(), "{why}");
+        }
+        assert_eq!(
+            GrantType::parse_list("client_credentials authorization_code nonsense"),
+            GrantType::ALL.to_vec()
+        );
+        assert_eq!(
+            GrantType::to_list(&[GrantType::ClientCredentials]),
+            "client_credentials"
+        );
     }
 }

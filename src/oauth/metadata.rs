@@ -14,7 +14,7 @@ pub fn document(issuer: &str) -> Value {
         "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         // RFC 7662 §2.1: these need an authenticated (confidential) client.
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -33,6 +33,7 @@ mod tests {
         assert_eq!(d["token_endpoint"], "https://id.example.com/oauth2/token");
         assert_eq!(d["code_challenge_methods_supported"][0], "S256");
         assert_eq!(d["scopes_supported"][1], "scim:write");
+        assert_eq!(d["grant_types_supported"][2], "client_credentials");
         let none = serde_json::json!("none");
         for endpoint in ["revocation", "introspection"] {
             let methods = d[format!("{endpoint}_endpoint_auth_methods_supported")]

@@ -71,6 +71,11 @@ impl Scopes {
         self.0 & !other.0 == 0
     }
 
+    /// The scopes in both sets.
+    pub fn intersection(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & other.0)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Scope> {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }

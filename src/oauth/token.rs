@@ -19,9 +19,18 @@ pub enum Grant {
         refresh_token: String,
         scope: Option<Scopes>,
     },
+    /// RFC 6749 §4.4: the client's own access.
+    ClientCredentials { scope: Option<Scopes> },
 }
 
 pub fn parse_grant(p: &Params) -> Result<Grant, OAuthError> {
+    let scope = || {
+        p.get("scope")
+            .map(Scopes::parse)
+            .transpose()
+            .map_err(OAuthError::invalid_scope)
+            .map(|s| s.filter(|s| !s.is_empty()))
+    };
     let required = |name: &str| {
         p.get(name)
             .map(str::to_owned)
@@ -36,17 +45,13 @@ pub fn parse_grant(p: &Params) -> Result<Grant, OAuthError> {
         }),
         Some("refresh_token") => Ok(Grant::RefreshToken {
             refresh_token: required("refresh_token")?,
-            scope: p
-                .get("scope")
-                .map(Scopes::parse)
-                .transpose()
-                .map_err(OAuthError::invalid_scope)?
-                .filter(|s| !s.is_empty()),
+            scope: scope()?,
         }),
+        Some("client_credentials") => Ok(Grant::ClientCredentials { scope: scope()? }),
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "grant_type '{other}' is not supported; use authorization_code or refresh_token"
+                "grant_type '{other}' is not supported; use authorization_code, refresh_token or client_credentials"
             ),
         )),
     }
@@ -114,6 +119,22 @@ pub fn refresh_scope(requested: Option<Scopes>, granted: Scopes) -> Result<Scope
             "the grant covers only '{granted}'"
         ))),
     }
+}
+
+/// The scope of a client-credentials token: what was asked, narrowed to what the
+/// client is allowed (RFC 6749 §3.3 lets the server issue less; the response says
+/// what); everything allowed when nothing was asked. Nothing left: `invalid_scope`.
+pub fn client_credentials_scope(
+    requested: Option<Scopes>,
+    allowed: Scopes,
+) -> Result<Scopes, OAuthError> {
+    let scope = requested.map_or(allowed, |r| r.intersection(allowed));
+    if scope.is_empty() {
+        return Err(OAuthError::invalid_scope(format!(
+            "this client may have only '{allowed}'"
+        )));
+    }
+    Ok(scope)
 }
 
 /// What presenting a (live, unexpired) refresh token does.
@@ -193,20 +214,24 @@ pub fn decide_refresh(
     }
 }
 
-/// The successful token response (RFC 6749 §5.1).
+/// The successful token response (RFC 6749 §5.1). Client credentials bring no
+/// refresh token (§4.4.3).
 pub fn token_response(
     access_token: &str,
     expires_in: Duration,
-    refresh_token: &str,
+    refresh_token: Option<&str>,
     scope: Scopes,
 ) -> Value {
-    json!({
+    let mut v = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": expires_in.as_secs(),
-        "refresh_token": refresh_token,
         "scope": scope.to_string(),
-    })
+    });
+    if let Some(r) = refresh_token {
+        v["refresh_token"] = json!(r);
+    }
+    v
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +263,8 @@ pub struct TokenFacts {
     pub kind: TokenKind,
     pub scope: String,
     pub client_id: String,
-    pub member_id: String,
+    /// The member who authorized the grant; None for client credentials.
+    pub member_id: Option<String>,
     pub workspace: String,
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -275,7 +301,8 @@ pub fn introspection(
             },
             "exp": t.expires_at.unix_timestamp(),
             "iat": t.issued_at.unix_timestamp(),
-            "sub": t.member_id,
+            // The client itself, for client credentials.
+            "sub": t.member_id.as_deref().unwrap_or(&t.client_id),
             "iss": issuer,
             "workspace": t.workspace,
         }),
@@ -324,6 +351,34 @@ mod tests {
             code(b"grant_type=refresh_token&refresh_token=r&scope=x"),
             ErrorCode::InvalidScope
         );
+        assert_eq!(
+            parse_grant(&parse_params(b"grant_type=client_credentials&scope=").unwrap()),
+            Ok(Grant::ClientCredentials { scope: None })
+        );
+        assert_eq!(
+            code(b"grant_type=client_credentials&scope=openid"),
+            ErrorCode::InvalidScope
+        );
+    }
+
+    #[test]
+    fn client_credentials_scopes_narrow_to_the_clients() {
+        let read = Scopes::parse("scim:read").unwrap();
+        let write = Scopes::parse("scim:write").unwrap();
+        assert_eq!(client_credentials_scope(None, read), Ok(read));
+        assert_eq!(
+            client_credentials_scope(Some(Scopes::all()), read),
+            Ok(read)
+        );
+        assert_eq!(
+            client_credentials_scope(Some(read), Scopes::all()),
+            Ok(read)
+        );
+        let e = client_credentials_scope(Some(write), read).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        let body = token_response("rc_at_x", Duration::from_secs(60), None, read);
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        assert_eq!(body["scope"], "scim:read");
     }
 
     fn binding(challenge: Option<&str>) -> CodeBinding<'_> {
@@ -456,7 +511,7 @@ mod tests {
             kind: TokenKind::Access,
             scope: "scim:read".into(),
             client_id: "c1".into(),
-            member_id: "m1".into(),
+            member_id: Some("m1".into()),
             workspace: "acme".into(),
             issued_at: now(),
             expires_at: now() + time::Duration::hours(1),

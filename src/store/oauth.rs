@@ -43,16 +43,20 @@ pub(crate) const REFRESH_FIND_SQL: &str =
 /// Note a grant used.
 pub(crate) const TOUCH_GRANT_SQL: &str = GRANT_LOCK_SQL;
 
-/// An OAuth token with its grant, client and workspace, by digest.
+/// An OAuth token with its grant, client and workspace, by digest. A grant without
+/// a member (client credentials) has no authorizer to lose.
 pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
              t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
-             g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain, \
+             g.ends_at AS grant_ends_at, g.client_id, c.name AS client_name, \
+             c.workspace_id AS client_workspace_id, c.deleted_at AS client_deleted_at, \
+             g.member_id, g.workspace_id, w.subdomain, \
              w.name AS workspace_name, w.scim_enabled, w.password_signin, \
              w.created_at AS workspace_created_at, \
-             (m.active AND m.role = 'admin') AS authorizer_is_admin \
+             CASE WHEN g.member_id IS NULL THEN TRUE ELSE (m.active AND m.role = 'admin') END \
+             AS authorizer_is_admin \
              FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
              JOIN oauth_clients c ON c.id = g.client_id JOIN workspaces w ON w.id = g.workspace_id \
-             JOIN members m ON m.id = g.member_id \
+             LEFT JOIN members m ON m.id = g.member_id \
              WHERE t.digest = $1";
 
 #[derive(Debug, Clone)]
@@ -65,6 +69,17 @@ pub struct Client {
     /// Allowed scopes, space-separated.
     pub scopes: String,
     pub created_at: OffsetDateTime,
+    /// The workspace a workspace client belongs to; None for a global client.
+    pub workspace_id: Option<i64>,
+    /// Allowed grants, space-separated (`authorization_code`, `client_credentials`).
+    pub grant_types: String,
+    /// Counts the client's secrets: 1 for the first, +1 at each rotation.
+    pub secret_generation: i64,
+    /// The secret a rotation replaced, and until when it still works.
+    pub previous_secret_digest: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// Who registered it (an admin's email, or `cli`).
+    pub created_by: Option<String>,
 }
 
 impl FromRow for Client {
@@ -78,31 +93,51 @@ impl FromRow for Client {
             redirect_uris: uris.0,
             scopes: r.get("scopes")?,
             created_at: r.get("created_at")?,
+            workspace_id: r.get("workspace_id")?,
+            grant_types: r.get("grant_types")?,
+            secret_generation: r.get("secret_generation")?,
+            previous_secret_digest: r.get("previous_secret_digest")?,
+            previous_secret_expires_at: r.get("previous_secret_expires_at")?,
+            created_by: r.get("created_by")?,
         })
     }
 }
 
-const CLIENT_COLUMNS: &str = "id, name, public, secret_digest, redirect_uris, scopes, created_at";
+const CLIENT_COLUMNS: &str = "id, name, public, secret_digest, redirect_uris, scopes, created_at, \
+     workspace_id, grant_types, secret_generation, previous_secret_digest, \
+     previous_secret_expires_at, created_by";
 
-pub async fn create_client(
-    db: &Db,
-    id: &str,
-    name: &str,
-    secret_digest: Option<&[u8]>,
-    redirect_uris: &[String],
-    scopes: &str,
-) -> Result<Client> {
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// None: a public client.
+    pub secret_digest: Option<&'a [u8]>,
+    pub redirect_uris: &'a [String],
+    pub scopes: &'a str,
+    pub grant_types: &'a str,
+    pub workspace_id: Option<i64>,
+    pub created_by: Option<&'a str>,
+}
+
+pub async fn create_client(db: &Db, c: &NewClient<'_>) -> Result<Client> {
     let q = sql(format!(
-        "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         RETURNING {CLIENT_COLUMNS}"
+        "INSERT INTO oauth_clients (id, name, public, secret_digest, redirect_uris, scopes, \
+         created_at, workspace_id, grant_types, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {CLIENT_COLUMNS}"
     ))
-    .bind(id)
-    .bind(name)
-    .bind(secret_digest.is_none())
-    .bind(secret_digest)
-    .bind(serde_json::json!(redirect_uris))
-    .bind(scopes)
-    .bind(now());
+    .bind(c.id)
+    .bind(c.name)
+    .bind(c.secret_digest.is_none())
+    .bind(c.secret_digest)
+    .bind(serde_json::json!(c.redirect_uris))
+    .bind(c.scopes)
+    .bind(now())
+    .bind(c.workspace_id)
+    .bind(c.grant_types)
+    .bind(c.created_by);
+    let id = c.id;
     db.write_one(q)
         .await
         .map_err(|e| match super::unique_violation(&e) {
@@ -112,15 +147,256 @@ pub async fn create_client(
 }
 
 pub(crate) fn client_sql() -> String {
-    format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1")
+    format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL")
 }
 
+/// A client that was not deleted.
 pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
     if !super::storable(id) {
         return Ok(None);
     }
     // Every token, revocation and introspection request authenticates its client.
     db.read_optional(sql(client_sql()).bind(id)).await
+}
+
+/// A client as a list shows it: with its workspace's subdomain.
+#[derive(Debug, Clone)]
+pub struct ListedClient {
+    pub client: Client,
+    pub subdomain: Option<String>,
+}
+
+impl FromRow for ListedClient {
+    fn from_row(r: &Row<'_>) -> Result<Self> {
+        Ok(ListedClient {
+            client: Client::from_row(r)?,
+            subdomain: r.get("subdomain")?,
+        })
+    }
+}
+
+/// The clients of one workspace (`Some`), or every client (`None`), oldest first.
+pub async fn list_clients(db: &Db, workspace_id: Option<i64>) -> Result<Vec<ListedClient>> {
+    let columns = CLIENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let q = sql(format!(
+        "SELECT {columns}, w.subdomain FROM oauth_clients c \
+         LEFT JOIN workspaces w ON w.id = c.workspace_id \
+         WHERE c.deleted_at IS NULL AND ($1 IS NULL OR c.workspace_id = $1) \
+         ORDER BY c.created_at, c.id"
+    ))
+    .bind(workspace_id)
+    .slow();
+    db.read_all(q).await
+}
+
+/// Which clients a change may reach: one workspace's, or any (the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientScope {
+    Workspace(i64),
+    Any,
+}
+
+impl ClientScope {
+    fn workspace_id(self) -> Option<i64> {
+        match self {
+            ClientScope::Workspace(id) => Some(id),
+            ClientScope::Any => None,
+        }
+    }
+}
+
+/// Give a confidential client a new secret (its digest). The current one keeps
+/// working until `overlap_ends`; the one before it (of an earlier rotation) stops
+/// now. Client-credentials grants follow their secret: the replaced secret's grant
+/// ends when the overlap does, older ones at once. `NotFound`: no such
+/// confidential client in `scope`.
+pub async fn rotate_secret(
+    db: &Db,
+    scope: ClientScope,
+    client_id: &str,
+    new_digest: &[u8],
+    overlap_ends: OffsetDateTime,
+) -> Result<Client> {
+    if !super::storable(client_id) {
+        return Err(StoreError::NotFound);
+    }
+    let at = now();
+    let rotate = sql(format!(
+        "UPDATE oauth_clients SET previous_secret_digest = secret_digest, \
+         previous_secret_expires_at = $1, secret_digest = $2, \
+         secret_generation = secret_generation + 1 \
+         WHERE id = $3 AND deleted_at IS NULL AND NOT public AND ($4 IS NULL OR workspace_id = $4) \
+         RETURNING {CLIENT_COLUMNS}"
+    ))
+    .bind(overlap_ends)
+    .bind(new_digest.to_vec())
+    .bind(client_id)
+    .bind(scope.workspace_id());
+    let grants = move |c: &Client| {
+        let replaced = c.secret_generation - 1;
+        [
+            sql(
+                "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'rotated' \
+                 WHERE client_id = $2 AND member_id IS NULL AND revoked_at IS NULL \
+                 AND secret_generation < $3",
+            )
+            .bind(at)
+            .bind(c.id.clone())
+            .bind(replaced),
+            sql(
+                "UPDATE oauth_grants SET ends_at = $1, ended_reason = 'rotated' \
+                 WHERE client_id = $2 AND member_id IS NULL AND revoked_at IS NULL \
+                 AND secret_generation = $3",
+            )
+            .bind(overlap_ends)
+            .bind(c.id.clone())
+            .bind(replaced),
+        ]
+    };
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                let c: Client = rotate.lite_optional(tx)?.ok_or(StoreError::NotFound)?;
+                for q in grants(&c) {
+                    q.lite_execute(tx)?;
+                }
+                Ok(c)
+            })
+            .await
+        }
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let c: Client = rotate
+                .pg_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            for q in grants(&c) {
+                q.pg_execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(c)
+        }
+    }
+}
+
+/// Delete a client: it is never found again, and every grant and token it holds
+/// ends now. (The row stays: grants, codes and tokens refer to it.) `NotFound`: no
+/// such client in `scope`.
+pub async fn delete_client(db: &Db, scope: ClientScope, client_id: &str) -> Result<Client> {
+    if !super::storable(client_id) {
+        return Err(StoreError::NotFound);
+    }
+    let at = now();
+    let delete = sql(format!(
+        "UPDATE oauth_clients SET deleted_at = $1, secret_digest = NULL, \
+         previous_secret_digest = NULL \
+         WHERE id = $2 AND deleted_at IS NULL AND ($3 IS NULL OR workspace_id = $3) \
+         RETURNING {CLIENT_COLUMNS}"
+    ))
+    .bind(at)
+    .bind(client_id)
+    .bind(scope.workspace_id());
+    let end = sql(
+        "UPDATE oauth_grants SET revoked_at = $1, ended_reason = 'deleted' \
+         WHERE client_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(at)
+    .bind(client_id);
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                let c: Client = delete.lite_optional(tx)?.ok_or(StoreError::NotFound)?;
+                end.lite_execute(tx)?;
+                Ok(c)
+            })
+            .await
+        }
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let c: Client = delete
+                .pg_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            end.pg_execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(c)
+        }
+    }
+}
+
+/// Find or open the client-credentials grant of a workspace client's secret
+/// `generation`.
+pub(crate) const CLIENT_GRANT_SQL: &str = "INSERT INTO oauth_grants (client_id, workspace_id, member_id, scope, \
+     created_at, last_used_at, secret_generation, ends_at, ended_reason) \
+     SELECT c.id, c.workspace_id, NULL, c.scopes, $1, $1, $2, \
+     CASE WHEN $2 < c.secret_generation THEN c.previous_secret_expires_at END, \
+     CASE WHEN $2 < c.secret_generation THEN 'rotated' END \
+     FROM oauth_clients c WHERE c.id = $3 AND c.deleted_at IS NULL AND c.workspace_id IS NOT NULL \
+     ON CONFLICT (client_id, secret_generation) WHERE member_id IS NULL AND revoked_at IS NULL \
+     DO NOTHING";
+
+/// Note the live client-credentials grant used; its id.
+pub(crate) const CLIENT_GRANT_USE_SQL: &str = "UPDATE oauth_grants SET last_used_at = $1 \
+     WHERE client_id = $2 AND secret_generation = $3 AND member_id IS NULL AND revoked_at IS NULL \
+     RETURNING id";
+
+/// An access token for a workspace client itself (client credentials): in the
+/// live grant of the secret it authenticated with (`generation`), opened if there
+/// is none. `None`: the client was deleted meanwhile.
+pub async fn issue_client_token(
+    db: &Db,
+    client_id: &str,
+    generation: i64,
+    scope: &str,
+    access_digest: &[u8],
+    expires_at: OffsetDateTime,
+) -> Result<Option<i64>> {
+    let at = now();
+    let open = sql(CLIENT_GRANT_SQL)
+        .bind(at)
+        .bind(generation)
+        .bind(client_id);
+    let use_grant = sql(CLIENT_GRANT_USE_SQL)
+        .bind(at)
+        .bind(client_id)
+        .bind(generation);
+    let (scope, digest) = (scope.to_owned(), access_digest.to_vec());
+    let token = move |grant_id: i64| {
+        sql(INSERT_TOKEN)
+            .bind(grant_id)
+            .bind("access")
+            .bind(digest)
+            .bind(scope)
+            .bind(at)
+            .bind(expires_at)
+    };
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            s.write(move |tx| {
+                open.lite_execute(tx)?;
+                let Some(grant_id) = use_grant.lite_optional::<i64>(tx)? else {
+                    return Ok(None);
+                };
+                token(grant_id).lite_execute(tx)?;
+                Ok(Some(grant_id))
+            })
+            .await
+        }
+        Engine::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            open.pg_execute(&mut *tx).await?;
+            let Some(grant_id) = use_grant.pg_optional::<i64>(&mut *tx).await? else {
+                return Ok(None);
+            };
+            token(grant_id).pg_execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Some(grant_id))
+        }
+    }
 }
 
 /// An authorization code to store (its digest) after consent.
@@ -547,9 +823,15 @@ pub struct StoredToken {
     pub revoked_at: Option<OffsetDateTime>,
     pub grant_revoked_at: Option<OffsetDateTime>,
     pub grant_last_used_at: Option<OffsetDateTime>,
+    /// When the grant ends by itself (a rotated secret's client-credentials grant).
+    pub grant_ends_at: Option<OffsetDateTime>,
     pub client_id: String,
     pub client_name: String,
-    pub member_id: Uuid,
+    /// The workspace of a workspace client (None: a global client).
+    pub client_workspace_id: Option<i64>,
+    pub client_deleted_at: Option<OffsetDateTime>,
+    /// The member who authorized the grant; None for client credentials.
+    pub member_id: Option<Uuid>,
     pub workspace_id: i64,
     pub subdomain: String,
     pub workspace_name: String,
@@ -571,8 +853,11 @@ crate::from_row!(StoredToken {
     revoked_at,
     grant_revoked_at,
     grant_last_used_at,
+    grant_ends_at,
     client_id,
     client_name,
+    client_workspace_id,
+    client_deleted_at,
     member_id,
     workspace_id,
     subdomain,
@@ -596,12 +881,20 @@ impl StoredToken {
         }
     }
 
-    /// Neither the token nor its grant was revoked, and the member who authorized
-    /// the grant is still an active admin. (Deactivating or demoting them revokes
-    /// the grant in the same transaction; this also covers a grant redeemed in the
-    /// moment between.)
+    /// Neither the token nor its grant was revoked or has ended, the member who
+    /// authorized the grant is still an active admin, and its client still exists
+    /// (and, for a workspace client, is the grant's workspace's own). (Deactivating or
+    /// demoting the member revokes the grant in the same transaction, as deleting the
+    /// client does; this also covers a grant made in the moment between.)
     pub fn live(&self) -> bool {
-        self.revoked_at.is_none() && self.grant_revoked_at.is_none() && self.authorizer_is_admin
+        self.revoked_at.is_none()
+            && self.grant_revoked_at.is_none()
+            && self.grant_ends_at.is_none_or(|end| now() < end)
+            && self.authorizer_is_admin
+            && self.client_deleted_at.is_none()
+            && self
+                .client_workspace_id
+                .is_none_or(|ws| ws == self.workspace_id)
     }
 }
 
@@ -656,16 +949,26 @@ pub struct GrantSummary {
     pub id: i64,
     pub client_id: String,
     pub client_name: String,
-    pub member_id: Uuid,
-    /// The member who authorized it.
-    pub member_user_name: String,
+    /// The member who authorized it; None for client credentials (the client's own).
+    pub member_id: Option<Uuid>,
+    pub member_user_name: Option<String>,
     pub scope: String,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// When it ends by itself (a rotated secret's client-credentials grant).
+    pub ends_at: Option<OffsetDateTime>,
     /// Why it ended: `deactivated`, `demoted` (the authorizing member), `revoked`
-    /// (an admin), `client` (the app itself), `reused` (a replayed code or token).
+    /// (an admin), `client` (the app itself), `reused` (a replayed code or token),
+    /// `deleted` (the client), `rotated` (the client's secret).
     pub ended_reason: Option<String>,
+}
+
+impl GrantSummary {
+    /// When it ended or ends, if it has or will by itself.
+    pub fn ended_at(&self) -> Option<OffsetDateTime> {
+        self.revoked_at.or(self.ends_at)
+    }
 }
 
 crate::from_row!(GrantSummary {
@@ -678,28 +981,33 @@ crate::from_row!(GrantSummary {
     created_at,
     last_used_at,
     revoked_at,
+    ends_at,
     ended_reason
 });
 
 const GRANT_SUMMARY_SQL: &str = "SELECT g.id, g.client_id, c.name AS client_name, g.member_id, \
      m.user_name AS member_user_name, g.scope, g.created_at, g.last_used_at, \
-     g.revoked_at, g.ended_reason \
+     g.revoked_at, g.ends_at, g.ended_reason \
      FROM oauth_grants g JOIN oauth_clients c ON c.id = g.client_id \
-     JOIN members m ON m.id = g.member_id WHERE g.workspace_id = $1";
+     LEFT JOIN members m ON m.id = g.member_id WHERE g.workspace_id = $1";
 
-/// The workspace's grants that have not been revoked, newest first.
+/// The workspace's grants that have not ended, newest first.
 pub async fn list_grants(db: &Db, workspace_id: i64) -> Result<Vec<GrantSummary>> {
-    let text = format!("{GRANT_SUMMARY_SQL} AND g.revoked_at IS NULL ORDER BY g.id DESC");
-    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).slow())
+    let text = format!(
+        "{GRANT_SUMMARY_SQL} AND g.revoked_at IS NULL AND (g.ends_at IS NULL OR g.ends_at > $2) \
+         ORDER BY g.id DESC"
+    );
+    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).bind(now()).slow())
         .await
 }
 
 /// The workspace's most recently ended grants (at most `limit`), newest first.
 pub async fn ended_grants(db: &Db, workspace_id: i64, limit: i64) -> Result<Vec<GrantSummary>> {
     let text = format!(
-        "{GRANT_SUMMARY_SQL} AND g.revoked_at IS NOT NULL ORDER BY g.revoked_at DESC, g.id DESC LIMIT $2"
+        "{GRANT_SUMMARY_SQL} AND (g.revoked_at IS NOT NULL OR g.ends_at <= $3) \
+         ORDER BY COALESCE(g.revoked_at, g.ends_at) DESC, g.id DESC LIMIT $2"
     );
-    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).bind(limit).slow())
+    db.read_all::<GrantSummary>(sql(text).bind(workspace_id).bind(limit).bind(now()).slow())
         .await
 }
 

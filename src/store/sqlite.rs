@@ -299,7 +299,10 @@ fn migrate(c: &Connection) -> Result<()> {
         }
         let started = Instant::now();
         c.execute_batch("BEGIN")?;
-        let done = c.execute_batch(&m.sql).and_then(|()| {
+        let done = c
+            .execute_batch(&m.sql)
+            .and_then(|()| foreign_keys_hold(c))
+            .and_then(|()| {
             c.execute(
                 "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
                  VALUES (?1, ?2, TRUE, ?3, ?4)",
@@ -311,8 +314,9 @@ fn migrate(c: &Connection) -> Result<()> {
                 ],
             )
         });
-        match done {
-            Ok(_) => c.execute_batch("COMMIT")?,
+        // A COMMIT refused (deferred foreign keys) leaves the transaction open.
+        match done.and_then(|_| c.execute_batch("COMMIT")) {
+            Ok(()) => {}
             Err(e) => {
                 let _ = c.execute_batch("ROLLBACK");
                 return Err(StoreError::Migrate(format!(
@@ -323,6 +327,26 @@ fn migrate(c: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every foreign key holds. Run before a migration commits: a migration that
+/// rebuilds a table (SQLite cannot drop NOT NULL) defers the checks, and this names
+/// what it broke, if anything, instead of COMMIT's bare refusal.
+fn foreign_keys_hold(c: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = c.prepare("PRAGMA foreign_key_check")?;
+    let broken: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match broken.first() {
+        None => Ok(()),
+        Some(table) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!(
+                "{} row(s) of {table} (and others) refer to rows that are gone",
+                broken.len()
+            )),
+        )),
+    }
 }
 
 /// A write transaction's view of the connection, inside its savepoint.

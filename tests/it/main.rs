@@ -3,6 +3,7 @@
 //! ROLLCALL_TEST_DATABASE_URL names a server (each test gets its own database).
 
 mod browser;
+mod clients;
 mod crash;
 mod foundation;
 mod fuzz_corpus;

@@ -100,7 +100,7 @@ async fn the_whole_flow_through_the_pages() {
         .unwrap();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].client_name, "Okta");
-    assert_eq!(grants[0].member_user_name, email);
+    assert_eq!(grants[0].member_user_name.as_deref(), Some(email.as_str()));
     assert_eq!(grants[0].scope, "scim:read scim:write");
 
     // Refresh (client_secret_post this time): a new pair.
@@ -1059,7 +1059,7 @@ async fn metadata_document() {
     assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(
         m["grant_types_supported"],
-        serde_json::json!(["authorization_code", "refresh_token"])
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
@@ -1254,7 +1254,7 @@ async fn demo_has_an_oauth_client() {
 
 /// The Python that has authlib: `ROLLCALL_TEST_PYTHON` (scripts/test sets it, and
 /// then the test must run), else the venv scripts/test makes under target/.
-fn authlib_python() -> Option<std::path::PathBuf> {
+pub(crate) fn authlib_python() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("ROLLCALL_TEST_PYTHON")
         && !p.is_empty()
     {
@@ -1265,7 +1265,7 @@ fn authlib_python() -> Option<std::path::PathBuf> {
 }
 
 /// Kills the server process when the test ends, however it ends.
-struct Server(std::process::Child);
+pub(crate) struct Server(pub(crate) std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {

@@ -277,3 +277,52 @@ pub(crate) async fn tokens_for(
     assert_eq!(status, 200, "{tokens}");
     tokens
 }
+
+/// `grant_type=client_credentials` with `secret`, by HTTP Basic or in the form.
+pub(crate) async fn client_credentials(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    basic: bool,
+    scope: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    if basic {
+        post(app, "/oauth2/token", Some((client_id, secret)), &form).await
+    } else {
+        form.extend([("client_id", client_id), ("client_secret", secret)]);
+        post(app, "/oauth2/token", None, &form).await
+    }
+}
+
+/// A client-credentials access token (Basic), which must be issued.
+pub(crate) async fn cc_token(app: &TestApp, c: &CreatedClient) -> String {
+    let (status, _, body) = client_credentials(
+        app,
+        &c.client_id,
+        c.client_secret.as_deref().expect("a secret"),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+/// The status of `GET /scim/v2/Users` with this bearer token.
+pub(crate) async fn scim_status(app: &TestApp, token: &str) -> u16 {
+    app.api()
+        .get(app.url("/scim/v2/Users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

@@ -8,8 +8,11 @@ use rollcall::store::Db;
 use rollcall::store::workspaces::Workspace;
 
 pub use rollcall::app::admin::{
-    CreatedClient, DEMO_REDIRECT_URI, SamlSource, create_client, local_member, seed_demo,
+    ClientSpec, CreatedClient, DEMO_REDIRECT_URI, SamlSource, create_client, local_member,
+    seed_demo,
 };
+pub use rollcall::oauth::client::GrantType;
+pub use rollcall::store::oauth::ClientScope;
 
 /// The workspace with this subdomain.
 pub async fn workspace(db: &Db, subdomain: &str) -> Result<Workspace, AdminError> {
@@ -88,4 +91,35 @@ pub async fn set_password_policy(
 
 pub async fn set_auto_create(db: &Db, subdomain: &str, on: bool) -> Result<(), AdminError> {
     admin::set_auto_create(db, &workspace(db, subdomain).await?, on).await
+}
+
+/// A client of workspace `subdomain` with these grants (none: the code grant) and
+/// every scope; confidential.
+pub async fn register_client(
+    db: &Db,
+    subdomain: &str,
+    name: &str,
+    redirect_uris: &[String],
+    grants: &[GrantType],
+) -> Result<CreatedClient, AdminError> {
+    let ws = workspace(db, subdomain).await?;
+    let spec = ClientSpec {
+        name,
+        redirect_uris,
+        public: false,
+        grants,
+        scopes: None,
+    };
+    admin::register_client(db, Some(&ws), &spec, "test").await
+}
+
+/// A client of workspace `subdomain` allowed only client credentials.
+pub async fn script_client(db: &Db, subdomain: &str, name: &str) -> CreatedClient {
+    register_client(db, subdomain, name, &[], &[GrantType::ClientCredentials])
+        .await
+        .expect("workspace client")
+}
+
+pub async fn delete_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
+    admin::delete_client(db, ClientScope::Any, client_id, "test").await
 }
