@@ -19,7 +19,10 @@
 //!   only ever act for A.
 //! - A session belongs to the workspace it signed in to: on B's host every page and
 //!   every form answers with a redirect to sign in, and nothing of B changes; on A's
-//!   host, B's ids (members, tokens, grants) are not found.
+//!   host, B's ids (members, tokens, grants, OAuth clients) are not found.
+//! - A workspace client (each side has one, with a client-credentials token) acts
+//!   for its own workspace only: its token is swept like the others, and it cannot
+//!   authorize into the other workspace.
 
 use crate::support::oauth::{authorize_query, code_for, exchange, register, revoke};
 use crate::support::ops::{self, CreatedClient};
@@ -44,6 +47,10 @@ struct Side {
     /// Okta's tokens for this workspace.
     access: String,
     refresh: String,
+    /// The workspace's own OAuth client (code and client credentials), and a
+    /// client-credentials token of it.
+    own: CreatedClient,
+    own_access: String,
     /// Members created through SCIM: (id, userName, externalId).
     people: Vec<(String, String, String)>,
 }
@@ -77,8 +84,8 @@ async fn world() -> World {
     })
     .await;
     let okta = register(&app, "Okta", false).await;
-    let a = side(&app, &okta, "acme", &["ada", "alan"]).await;
-    let b = side(&app, &okta, "globex", &["grace", "hopper"]).await;
+    let a = side(&app, &okta, "acme", &["ada", "alan", "anne"]).await;
+    let b = side(&app, &okta, "globex", &["grace", "hopper", "gwen"]).await;
     World { app, okta, a, b }
 }
 
@@ -119,6 +126,19 @@ async fn side(app: &TestApp, okta: &CreatedClient, sub: &'static str, people: &[
     };
     let (status, t) = exchange(app, okta, &code, None).await;
     assert_eq!(status, 200, "{t}");
+    let own = ops::register_client(
+        &app.db,
+        sub,
+        &format!("{sub} sync"),
+        &[REDIRECT.to_owned()],
+        &[
+            ops::GrantType::AuthorizationCode,
+            ops::GrantType::ClientCredentials,
+        ],
+    )
+    .await
+    .unwrap();
+    let own_access = crate::support::oauth::cc_token(app, &own).await;
     Side {
         sub,
         ws_id,
@@ -128,6 +148,8 @@ async fn side(app: &TestApp, okta: &CreatedClient, sub: &'static str, people: &[
         api,
         access: s(&t["access_token"]).to_owned(),
         refresh: s(&t["refresh_token"]).to_owned(),
+        own,
+        own_access,
         people: created,
     }
 }
@@ -198,6 +220,17 @@ async fn call(
     answer(req.send().await.unwrap()).await
 }
 
+/// A workspace's live grants that a member authorized (not its own client's
+/// client-credentials grant).
+async fn user_grants(db: &rollcall::store::Db, ws_id: i64) -> Vec<grants::GrantSummary> {
+    grants::list_grants(db, ws_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.member_id.is_some())
+        .collect()
+}
+
 /// The userNames of a ListResponse, checking `totalResults` against them.
 fn listed(a: &Answer) -> BTreeSet<String> {
     assert_eq!(a.status, 200, "{}", a.body);
@@ -233,9 +266,18 @@ async fn state_of(w: &World, side: &Side) -> String {
         .into_iter()
         .map(|g| (g.id, g.client_id, g.scope))
         .collect();
+    let clients: Vec<_> = grants::list_clients(db, Some(side.ws_id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.client.id, l.client.name, l.client.secret_generation))
+        .collect();
     let all = call(&w.app, &side.api, Method::GET, "/Users?count=1000", None).await;
     assert_eq!(all.status, 200, "{}", all.body);
-    format!("{ws:?}\n{sso_row:?}\n{toks:?}\n{live:?}\n{}", all.body)
+    format!(
+        "{ws:?}\n{sso_row:?}\n{toks:?}\n{live:?}\n{clients:?}\n{}",
+        all.body
+    )
 }
 
 /// The filters that find B's members, with how many of B's members each finds.
@@ -249,11 +291,11 @@ fn filters_on(b: &Side) -> Vec<(String, usize)> {
         (format!("id eq \"{}\"", b.admin_id), 1),
         (format!("emails.value eq \"{user_name}\""), 1),
         (format!("emails[value eq \"{user_name}\"]"), 1),
-        (format!("userName co \"{}\"", b.sub), 3),
+        (format!("userName co \"{}\"", b.sub), 4),
         (format!("userName sw \"{}\"", &user_name[..3]), 1),
         (
             format!("externalId pr and userName ew \"@{}.test\"", b.sub),
-            2,
+            3,
         ),
     ]
 }
@@ -489,6 +531,7 @@ async fn scim_reads_never_cross_workspaces() {
     let w = world().await;
     sweep_reads(&w, "A's API token", &w.a.api).await;
     sweep_reads(&w, "A's OAuth access token", &w.a.access).await;
+    sweep_reads(&w, "A's client-credentials token", &w.a.own_access).await;
     // And the other way round, so neither direction is special.
     let swapped = World {
         app: w.app,
@@ -505,6 +548,7 @@ async fn scim_writes_never_cross_workspaces() {
     let w = world().await;
     sweep_writes(&w, "A's API token", &w.a.api, 0).await;
     sweep_writes(&w, "A's OAuth access token", &w.a.access, 1).await;
+    sweep_writes(&w, "A's client-credentials token", &w.a.own_access, 2).await;
     w.app.stop().await;
 }
 
@@ -703,14 +747,8 @@ async fn oauth_grants_codes_and_refreshes_stay_in_their_workspace() {
     );
     assert_eq!(i["sub"], json!(a.admin_id));
     // Every token minted so far belongs to A's grants; B still has exactly its one.
-    assert_eq!(
-        grants::list_grants(&app.db, b.ws_id).await.unwrap().len(),
-        1
-    );
-    assert_eq!(
-        grants::list_grants(&app.db, a.ws_id).await.unwrap().len(),
-        2
-    );
+    assert_eq!(user_grants(&app.db, b.ws_id).await.len(), 1);
+    assert_eq!(user_grants(&app.db, a.ws_id).await.len(), 2);
 
     // Another client ("Solo") with a grant for A only.
     let solo = register(app, "Solo", false).await;
@@ -802,12 +840,7 @@ async fn oauth_grants_codes_and_refreshes_stay_in_their_workspace() {
         401,
         None,
     );
-    assert!(
-        grants::list_grants(&app.db, b.ws_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(user_grants(&app.db, b.ws_id).await.is_empty());
     // A's other grants live on.
     assert_eq!(
         call(app, &code_access, Method::GET, "/Users", None)
@@ -898,10 +931,7 @@ async fn consent_on_another_workspace_host_is_refused() {
     let to = location(&r);
     assert!(to.starts_with(REDIRECT) && to.contains("code="), "{to}");
     assert_eq!(state_of(&w, b).await, before);
-    assert_eq!(
-        grants::list_grants(&app.db, b.ws_id).await.unwrap().len(),
-        1
-    );
+    assert_eq!(user_grants(&app.db, b.ws_id).await.len(), 1);
     w.app.stop().await;
 }
 
@@ -968,6 +998,7 @@ fn pages_of(side: &Side) -> Vec<String> {
         format!("/members/{}", person.0),
         "/settings/sso".into(),
         "/settings/api".into(),
+        "/settings/clients".into(),
         "/settings/apps".into(),
         "/activity".into(),
         "/activity?outcome=failures".into(),
@@ -1008,7 +1039,7 @@ async fn a_session_changes_nothing_in_another_workspace() {
     let (app, a, b) = (&w.app, &w.a, &w.b);
     let (cookie, csrf) = a_session(&w).await;
     let b_token_id = tokens::list(&app.db, b.ws_id).await.unwrap()[0].id;
-    let b_grant_id = grants::list_grants(&app.db, b.ws_id).await.unwrap()[0].id;
+    let b_grant_id = user_grants(&app.db, b.ws_id).await[0].id;
     let b_admin_version = call(
         app,
         &b.api,
@@ -1076,6 +1107,24 @@ async fn a_session_changes_nothing_in_another_workspace() {
             vec![("csrf", csrf.as_str())],
         ),
         (format!("/members/{}", b.admin_id), member_form.to_vec()),
+        (
+            format!("/settings/clients/{}/rotate", b.own.client_id),
+            vec![("csrf", csrf.as_str())],
+        ),
+        (
+            format!("/settings/clients/{}/delete", b.own.client_id),
+            vec![("csrf", csrf.as_str())],
+        ),
+        (
+            "/settings/clients".into(),
+            vec![
+                ("csrf", csrf.as_str()),
+                ("name", "evil"),
+                ("kind", "confidential"),
+                ("grant_client_credentials", "on"),
+                ("scope_read", "on"),
+            ],
+        ),
     ];
     // On B's host: each is sent to sign in, and B is exactly as before.
     for (path, form) in &posts {
@@ -1095,8 +1144,9 @@ async fn a_session_changes_nothing_in_another_workspace() {
         200
     );
 
-    // On A's own host, B's ids are not found: no member edit, token or grant revoked.
-    for (path, form) in &posts[7..] {
+    // On A's own host, B's ids are not found: no member edit, token or grant revoked,
+    // no client rotated or deleted.
+    for (path, form) in &posts[7..12] {
         let (status, body, _) = post_with(&w, &cookie, a.sub, path, form).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
@@ -1168,5 +1218,89 @@ async fn a_session_changes_nothing_in_another_workspace() {
         200
     );
     assert_eq!(state_of(&w, b).await, before, "B changed");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn workspace_clients_stay_in_their_workspace() {
+    let w = world().await;
+    let (app, a, b) = (&w.app, &w.a, &w.b);
+    // A's admin sees A's client on the clients page, never B's.
+    let (cookie, csrf) = a_session(&w).await;
+    let (status, page, _) = get_with(&w, &cookie, a.sub, "/settings/clients").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&a.own.client_id), "{page}");
+    assert!(!page.contains(&b.own.client_id), "{page}");
+    assert!(!page.contains(&format!("{} sync", b.sub)), "{page}");
+
+    // A's client sent to B's host: an error page there, never a redirect; from the
+    // app host it goes to A's host only.
+    let query = authorize_query(&a.own.client_id, "");
+    let b_admin = sign_in(app, b.sub, &b.email, &b.password).await;
+    for browser in [app.browser(), b_admin.clone()] {
+        let r = browser
+            .get(app.ws_url(b.sub, &format!("/oauth2/authorize?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.headers().get("location").is_none());
+    }
+    let r = app
+        .browser()
+        .get(app.url(&format!("/oauth2/authorize?{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        location(&r).starts_with(&app.ws_url(a.sub, "/oauth2/authorize?")),
+        "{}",
+        location(&r)
+    );
+
+    // B's client learns nothing of A's token and cannot revoke it; neither can Okta.
+    for other in [&b.own, &w.okta] {
+        assert_eq!(
+            introspect(app, other, &a.own_access).await,
+            json!({"active": false})
+        );
+        assert_eq!(revoke(app, other, &a.own_access).await, 200);
+    }
+    assert_eq!(
+        call(app, &a.own_access, Method::GET, "/Users", None)
+            .await
+            .status,
+        200
+    );
+    // A's admin cannot rotate or delete B's client (not found), and B's works on.
+    for action in ["rotate", "delete"] {
+        let path = format!("/settings/clients/{}/{action}", b.own.client_id);
+        let (status, _, _) = post_with(&w, &cookie, a.sub, &path, &[("csrf", csrf.as_str())]).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let b_token = crate::support::oauth::cc_token(app, &b.own).await;
+    assert_eq!(
+        call(app, &b_token, Method::GET, "/Users", None)
+            .await
+            .status,
+        200
+    );
+    // Deleting A's own client ends its token and leaves B's untouched.
+    let path = format!("/settings/clients/{}/delete", a.own.client_id);
+    let (status, _, to) = post_with(&w, &cookie, a.sub, &path, &[("csrf", csrf.as_str())]).await;
+    assert_eq!((status, to.as_str()), (303, "/settings/clients"));
+    assert_eq!(
+        call(app, &a.own_access, Method::GET, "/Users", None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(app, &b.own_access, Method::GET, "/Users", None)
+            .await
+            .status,
+        200
+    );
     w.app.stop().await;
 }

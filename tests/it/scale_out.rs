@@ -85,3 +85,45 @@ async fn two_servers_share_codes_tokens_sessions_and_uniqueness() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Deleting a workspace client on one server ends its tokens on the other at once
+/// (nothing about it is cached in a process).
+#[tokio::test]
+async fn a_deleted_clients_tokens_end_at_once_on_every_server() {
+    use crate::support::oauth::{cc_token, scim_status};
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(&a.database_url, |_| {}).await;
+    a.workspace("acme").await;
+    crate::support::ops::set_scim(&a.db, "acme", true)
+        .await
+        .unwrap();
+    let script = crate::support::ops::script_client(&a.db, "acme", "Script").await;
+    // Issued by A, used on B, and the other way round.
+    let from_a = cc_token(&a, &script).await;
+    let from_b = cc_token(&b, &script).await;
+    for token in [&from_a, &from_b] {
+        assert_eq!(scim_status(&a, token).await, 200);
+        assert_eq!(scim_status(&b, token).await, 200);
+    }
+    crate::support::ops::delete_client(&a.db, &script.client_id)
+        .await
+        .unwrap();
+    for token in [&from_a, &from_b] {
+        assert_eq!(scim_status(&b, token).await, 401);
+        assert_eq!(scim_status(&a, token).await, 401);
+    }
+    let (status, _, body) = crate::support::oauth::client_credentials(
+        &b,
+        &script.client_id,
+        script.client_secret.as_deref().unwrap(),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    b.stop().await;
+    a.stop().await;
+}
