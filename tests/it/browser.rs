@@ -480,6 +480,140 @@ async fn admin_revokes_an_authorized_app() {
     app.stop().await;
 }
 
+/// `grant_type=client_credentials` by HTTP Basic: the status, and the token if any.
+async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> (u16, Option<String>) {
+    let r = app
+        .api()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (status, body["access_token"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn admin_registers_rotates_and_deletes_an_oauth_client() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    crate::support::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    b.sign_in(&app, "acme", &email, &password).await;
+    b.goto(&app.ws_url("acme", "/members")).await;
+    b.click("a[href='/settings/clients']").await;
+    assert!(b.text().await.contains("No clients yet."));
+
+    // Register a client-credentials client (no authorization code, so no URI).
+    b.fill("#client-name", "Nightly sync").await;
+    for css in [
+        "input[name=grant_authorization_code]",
+        "input[name=grant_client_credentials]",
+        "input[name=scope_write]",
+    ] {
+        b.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    b.click("form[action='/settings/clients'] button[type=submit]")
+        .await;
+    let page = b.text().await;
+    assert!(page.contains("Client “Nightly sync” registered."), "{page}");
+    assert!(page.contains("shown only once"), "{page}");
+    let id = b.value("#new-client-id").await;
+    let secret = b.value("#new-secret").await;
+    assert!(id.starts_with("rc_client_") && secret.starts_with("rc_cs_"));
+    // Copy: the button says so.
+    b.client
+        .find(Locator::Css("button[data-copy=new-secret]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut copied = false;
+    for _ in 0..40 {
+        let label = b
+            .client
+            .find(Locator::Css("button[data-copy=new-secret]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if label == "Copied" {
+            copied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(copied, "the Copy button did not confirm");
+    b.screenshot("15-oauth-client-registered").await;
+    let (status, first) = client_credentials(&app, &id, &secret).await;
+    assert_eq!(status, 200);
+    let first = first.unwrap();
+    assert_eq!(scim_status(&app, &first).await, 200);
+    // Listed, without its secret, and under Authorized apps as the client's own.
+    b.goto(&app.ws_url("acme", "/settings/clients")).await;
+    let page = b.text().await;
+    assert!(
+        page.contains(&id) && page.contains("client credentials"),
+        "{page}"
+    );
+    assert!(!page.contains(&secret));
+    b.goto(&app.ws_url("acme", "/settings/apps")).await;
+    let page = b.text().await;
+    assert!(
+        page.contains("Nightly sync") && page.contains("client credentials, no user"),
+        "{page}"
+    );
+
+    // Rotate: a new secret, shown once; both work during the overlap.
+    b.goto(&app.ws_url("acme", "/settings/clients")).await;
+    b.click("button[aria-label='Rotate secret of Nightly sync']")
+        .await;
+    let page = b.text().await;
+    assert!(page.contains("New secret generated."), "{page}");
+    assert!(page.contains("The old one keeps working until"), "{page}");
+    let rotated = b.value("#new-secret").await;
+    assert!(rotated.starts_with("rc_cs_") && rotated != secret);
+    b.screenshot("16-oauth-client-rotated").await;
+    assert_eq!(client_credentials(&app, &id, &secret).await.0, 200);
+    assert_eq!(client_credentials(&app, &id, &rotated).await.0, 200);
+
+    // Delete: its tokens stop at once, and the client is gone.
+    b.goto(&app.ws_url("acme", "/settings/clients")).await;
+    b.click("button[aria-label='Delete Nightly sync']").await;
+    let page = b.text().await;
+    assert!(page.contains("Client deleted."), "{page}");
+    assert!(page.contains("No clients yet."), "{page}");
+    b.screenshot("17-oauth-client-deleted").await;
+    assert_eq!(scim_status(&app, &first).await, 401);
+    assert_eq!(client_credentials(&app, &id, &rotated).await.0, 401);
+    b.goto(&app.ws_url("acme", "/activity")).await;
+    let page = b.text().await;
+    for op in [
+        "register client",
+        "rotate client secret",
+        "delete client",
+        "client credentials token",
+    ] {
+        assert!(page.contains(op), "{op}: {page}");
+    }
+    b.close().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn non_admins_get_a_403_page_and_errors_share_the_look() {
     let Some(b) = Browser::start().await else {
