@@ -330,9 +330,9 @@ pub async fn delete_client(db: &Db, scope: ClientScope, client_id: &str) -> Resu
 
 /// Find or open the client-credentials grant of a workspace client's secret
 /// `generation`.
-pub(crate) const CLIENT_GRANT_SQL: &str = "INSERT INTO oauth_grants (client_id, workspace_id, member_id, scope, \
+pub(crate) const CLIENT_GRANT_SQL: &str = "INSERT INTO oauth_grants (client_id, workspace_id, scope, \
      created_at, last_used_at, secret_generation, ends_at, ended_reason) \
-     SELECT c.id, c.workspace_id, NULL, c.scopes, $1, $1, $2, \
+     SELECT c.id, c.workspace_id, c.scopes, $1, $1, $2, \
      CASE WHEN $2 < c.secret_generation THEN c.previous_secret_expires_at END, \
      CASE WHEN $2 < c.secret_generation THEN 'rotated' END \
      FROM oauth_clients c WHERE c.id = $3 AND c.deleted_at IS NULL AND c.workspace_id IS NOT NULL \

@@ -631,6 +631,97 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Migration 0014 rebuilds oauth_grants (member_id becomes nullable) under codes
+    /// and tokens that refer to it: every row survives, with its id, and the foreign
+    /// keys hold and are enforced after.
+    #[test]
+    fn the_grants_rebuild_keeps_grants_codes_and_tokens() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(PRAGMAS).unwrap();
+        c.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        )
+        .unwrap();
+        for m in MIGRATIONS.iter().filter(|m| m.version < 14) {
+            c.execute_batch(&m.sql).unwrap();
+            c.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, 0)",
+                rusqlite::params![m.version, m.description.as_ref(), m.checksum.as_ref()],
+            )
+            .unwrap();
+        }
+        let t = "2026-01-01T00:00:00Z";
+        c.execute_batch(&format!(
+            "INSERT INTO workspaces (id, subdomain, name, created_at) VALUES (1, 'acme', 'Acme', '{t}');
+             INSERT INTO members (id, workspace_id, user_name, user_name_ci, role, resource, created_at, updated_at)
+               VALUES (x'01', 1, 'a@acme.test', 'a@acme.test', 'admin', '{{}}', '{t}', '{t}');
+             INSERT INTO oauth_clients (id, name, public, secret_digest, redirect_uris, scopes, created_at)
+               VALUES ('c', 'Okta', FALSE, x'00', '[]', 'scim:read', '{t}');
+             INSERT INTO oauth_grants (id, client_id, workspace_id, member_id, scope, created_at, revoked_at, ended_reason)
+               VALUES (7, 'c', 1, x'01', 'scim:read', '{t}', NULL, NULL),
+                      (9, 'c', 1, x'01', 'scim:read', '{t}', '{t}', 'revoked');
+             INSERT INTO oauth_codes (digest, client_id, workspace_id, member_id, redirect_uri, scope, created_at, expires_at, grant_id)
+               VALUES (x'aa', 'c', 1, x'01', 'https://x/cb', 'scim:read', '{t}', '{t}', 9);
+             INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at)
+               VALUES (7, 'access', x'b1', 'scim:read', '{t}', '{t}'), (9, 'refresh', x'b2', 'scim:read', '{t}', '{t}');"
+        ))
+        .unwrap();
+        migrate(&c).unwrap();
+        let grants: Vec<(i64, Option<Vec<u8>>, Option<String>)> = c
+            .prepare("SELECT id, member_id, ended_reason FROM oauth_grants ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            grants,
+            vec![
+                (7, Some(vec![1]), None),
+                (9, Some(vec![1]), Some("revoked".into()))
+            ]
+        );
+        let tokens: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tokens, 2);
+        assert!(foreign_keys_hold(&c).is_ok());
+        // Still enforced: a token of no grant, a grant neither member's nor a client's own.
+        assert!(c.execute_batch(&format!(
+            "INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at) VALUES (99, 'access', x'b3', '', '{t}', '{t}')"
+        )).is_err());
+        assert!(c.execute_batch(&format!(
+            "INSERT INTO oauth_grants (client_id, workspace_id, scope, created_at) VALUES ('c', 1, '', '{t}')"
+        )).is_err());
+        c.execute_batch(&format!(
+            "INSERT INTO oauth_grants (client_id, workspace_id, scope, created_at, secret_generation) VALUES ('c', 1, '', '{t}', 1)"
+        ))
+        .unwrap();
+    }
+
+    /// A migration that leaves a reference dangling is rolled back whole.
+    #[test]
+    fn a_migration_that_breaks_a_foreign_key_is_refused() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); \
+             CREATE TABLE k (p INTEGER REFERENCES p (id)); INSERT INTO p VALUES (1); INSERT INTO k VALUES (1);",
+        )
+        .unwrap();
+        c.execute_batch("BEGIN; PRAGMA defer_foreign_keys = ON; DELETE FROM p;")
+            .unwrap();
+        assert!(foreign_keys_hold(&c).is_err());
+        c.execute_batch("ROLLBACK").unwrap();
+        assert!(foreign_keys_hold(&c).is_ok());
+    }
+
     /// The two raw calls into SQLite's C API (the only `unsafe` in the store).
     #[test]
     fn heap_calls() {
