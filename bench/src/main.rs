@@ -9,6 +9,7 @@
 //! target/release/rollcall-bench [--members 100000] [--concurrency 32] [--seconds 5]
 //!                               [--database-url postgres://USER@HOST/DB]
 //! target/release/rollcall-bench --members 10000 --soak 600 [--soak-interval 10]
+//! target/release/rollcall-bench --only client-credentials [--seconds 5]
 //! ```
 //!
 //! `--soak` replaces the cases with one mixed load for that many seconds, samples the
@@ -70,6 +71,10 @@ struct Args {
     /// See --soak-max-growth-pct.
     #[arg(long, default_value_t = 10.0, value_name = "MB")]
     soak_max_growth_mb: f64,
+    /// Run only this case, on an empty workspace (no seeding):
+    /// `client-credentials` (case 9).
+    #[arg(long, value_name = "CASE", value_parser = ["client-credentials"])]
+    only: Option<String>,
 }
 
 const REDIRECT: &str = "http://localhost:9999/callback";
@@ -582,6 +587,45 @@ async fn op_introspect(o: &OAuthLoad, w: usize) -> Result<(), String> {
     }
 }
 
+/// `grant_type=client_credentials` with HTTP Basic: an access token, no refresh token.
+async fn op_client_credentials(
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+) -> Result<(), String> {
+    let r = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if status == 200 && v["access_token"].is_string() && v.get("refresh_token").is_none() {
+        Ok(())
+    } else {
+        Err(format!("{status}: {v}"))
+    }
+}
+
+/// Case 9, the client credentials grant of a workspace client: each token is a new
+/// row, and an activity-log entry.
+async fn case_client_credentials(
+    a: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+) -> Report {
+    let (http, base, client) = (http.clone(), base.to_owned(), Arc::new(client.clone()));
+    let (s, e) = run_case(a.concurrency, a.seconds, move |_, _| {
+        let (http, base, client) = (http.clone(), base.clone(), client.clone());
+        async move { op_client_credentials(&http, &base, &client).await }
+    })
+    .await;
+    report("9. POST /oauth2/token (client credentials)", s, e)
+}
+
 async fn case_existence(ctx: &Ctx, n: usize, a: &Args) -> Report {
     let c = ctx.clone();
     let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
@@ -660,6 +704,7 @@ fn location(r: &reqwest::Response) -> Result<String> {
         .to_owned())
 }
 
+#[derive(Clone)]
 struct OAuthClient {
     id: String,
     secret: String,
@@ -872,7 +917,7 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
     };
     println!(
         "rollcall-bench: {backend}, {} members, {} connections, {} s per case, {} cores",
-        args.members,
+        if args.only.is_some() { 0 } else { args.members },
         args.concurrency,
         args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -903,9 +948,43 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
             .unwrap_or_default()
             .to_owned(),
     };
+    let created: Value = serde_json::from_str(&env.cli(&[
+        "client",
+        "create",
+        "--workspace",
+        WS,
+        "--name",
+        "Bench script",
+        "--grant",
+        "client_credentials",
+    ])?)?;
+    let script = OAuthClient {
+        id: created["client_id"].as_str().unwrap_or_default().to_owned(),
+        secret: created["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
 
     let (server, ready) = env.serve().await?;
-    let result = drive(args, env, &server, ready, token, client, password).await;
+    let result = if args.only.is_some() {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency * 2)
+            .http1_only()
+            .tcp_nodelay(true)
+            .build()?;
+        case_client_credentials(args, &http, &server.base(), &script).await;
+        Ok(())
+    } else {
+        drive(args, env, &server, ready, token, client, password).await?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency * 2)
+            .http1_only()
+            .tcp_nodelay(true)
+            .build()?;
+        case_client_credentials(args, &http, &server.base(), &script).await;
+        Ok(())
+    };
     let (_, peak) = server.memory();
     println!(
         "peak resident memory (VmHWM)                 {:>9.1} MB",
