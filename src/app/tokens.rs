@@ -445,7 +445,7 @@ async fn client_credentials(
     let scope_text = scope.to_string();
     let issued = store::oauth::issue_client_token(
         db,
-        &client.id,
+        client,
         generation,
         &scope_text,
         &secrets::digest(&access),

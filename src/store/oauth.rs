@@ -328,41 +328,46 @@ pub async fn delete_client(db: &Db, scope: ClientScope, client_id: &str) -> Resu
     }
 }
 
-/// Find or open the client-credentials grant of a workspace client's secret
-/// `generation`.
+/// Open the client-credentials grant of a workspace client's secret `generation`,
+/// unless it is open. (One row of VALUES: an INSERT ... SELECT would make SQLite
+/// look for orphaned codes of the new grant with a scan of oauth_codes.)
 pub(crate) const CLIENT_GRANT_SQL: &str = "INSERT INTO oauth_grants (client_id, workspace_id, scope, \
      created_at, last_used_at, secret_generation, ends_at, ended_reason) \
-     SELECT c.id, c.workspace_id, c.scopes, $1, $1, $2, \
-     CASE WHEN $2 < c.secret_generation THEN c.previous_secret_expires_at END, \
-     CASE WHEN $2 < c.secret_generation THEN 'rotated' END \
-     FROM oauth_clients c WHERE c.id = $3 AND c.deleted_at IS NULL AND c.workspace_id IS NOT NULL \
+     VALUES ($1, $2, $3, $4, $4, $5, $6, $7) \
      ON CONFLICT (client_id, secret_generation) WHERE member_id IS NULL AND revoked_at IS NULL \
      DO NOTHING";
 
-/// Note the live client-credentials grant used; its id.
+/// Note the live client-credentials grant used, while its client exists; its id.
 pub(crate) const CLIENT_GRANT_USE_SQL: &str = "UPDATE oauth_grants SET last_used_at = $1 \
      WHERE client_id = $2 AND secret_generation = $3 AND member_id IS NULL AND revoked_at IS NULL \
+     AND EXISTS (SELECT 1 FROM oauth_clients c WHERE c.id = $2 AND c.deleted_at IS NULL) \
      RETURNING id";
 
 /// An access token for a workspace client itself (client credentials): in the
-/// live grant of the secret it authenticated with (`generation`), opened if there
-/// is none. `None`: the client was deleted meanwhile.
+/// live grant of the secret it authenticated with (`generation`: the current one,
+/// or the one a rotation replaced, whose grant ends with the overlap), opened if
+/// there is none. `None`: the client was deleted meanwhile.
 pub async fn issue_client_token(
     db: &Db,
-    client_id: &str,
+    client: &Client,
     generation: i64,
     scope: &str,
     access_digest: &[u8],
     expires_at: OffsetDateTime,
 ) -> Result<Option<i64>> {
     let at = now();
+    let replaced = generation < client.secret_generation;
     let open = sql(CLIENT_GRANT_SQL)
+        .bind(client.id.clone())
+        .bind(client.workspace_id)
+        .bind(client.scopes.clone())
         .bind(at)
         .bind(generation)
-        .bind(client_id);
+        .bind(client.previous_secret_expires_at.filter(|_| replaced))
+        .bind(replaced.then_some("rotated"));
     let use_grant = sql(CLIENT_GRANT_USE_SQL)
         .bind(at)
-        .bind(client_id)
+        .bind(client.id.clone())
         .bind(generation);
     let (scope, digest) = (scope.to_owned(), access_digest.to_vec());
     let token = move |grant_id: i64| {

@@ -79,6 +79,24 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             vec![at(), Bind::Int(1)],
         ),
         q(
+            "client credentials grant",
+            oauth::CLIENT_GRANT_SQL,
+            vec![
+                Bind::Text("c".into()),
+                Bind::Int(workspace_id),
+                Bind::Text("scim:read".into()),
+                at(),
+                Bind::Int(1),
+                at(),
+                Bind::Text("rotated".into()),
+            ],
+        ),
+        q(
+            "client credentials grant use",
+            oauth::CLIENT_GRANT_USE_SQL,
+            vec![at(), Bind::Text("c".into()), Bind::Int(1)],
+        ),
+        q(
             "rate limit hit",
             rate_limits::HIT_SQL,
             vec![Bind::Text("k".into()), Bind::Int(0)],
