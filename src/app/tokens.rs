@@ -1172,6 +1172,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_workspace_clients_request_goes_only_to_its_workspace() {
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let globex = testing::workspace(&db, "globex").await;
+        let spec = admin::ClientSpec {
+            name: "Entra",
+            redirect_uris: &[REDIRECT.to_owned()],
+            public: false,
+            grants: &[],
+            scopes: None,
+        };
+        let entra = admin::register_client(&db, Some(&acme.workspace), &spec, "cli")
+            .await
+            .unwrap();
+        let raw = String::from_utf8(form(&[
+            ("response_type", "code"),
+            ("client_id", &entra.client_id),
+            ("redirect_uri", REDIRECT),
+        ]))
+        .unwrap();
+        let checked = check_request(&db, &raw).await.unwrap();
+        let bound = bound_workspace(&db, &checked).await.unwrap();
+        assert_eq!(bound.map(|w| w.id), Some(acme.workspace.id));
+        assert!(check_workspace(&checked, &acme.workspace).is_ok());
+        assert!(check_workspace(&checked, &globex.workspace).is_err());
+        // Globex's own admin cannot consent for it on globex.
+        let refused = consent(
+            &db,
+            "http://localhost:8080",
+            &globex.workspace,
+            &globex.admin,
+            &checked,
+            Decision::Allow,
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(ConsentError::OtherWorkspace(_))),
+            "{refused:?}"
+        );
+        // A global client asks which workspace.
+        let okta = client(&db).await;
+        let raw = raw.replace(&entra.client_id, &okta.client_id);
+        let checked = check_request(&db, &raw).await.unwrap();
+        assert!(bound_workspace(&db, &checked).await.unwrap().is_none());
+        assert!(check_workspace(&checked, &globex.workspace).is_ok());
+    }
+
+    #[tokio::test]
     async fn only_admins_consent() {
         let db = testing::db().await;
         let acme = testing::workspace(&db, "acme").await;
