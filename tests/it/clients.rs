@@ -617,3 +617,21 @@ async fn authlib_uses_client_credentials_and_the_cli_manages_clients() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn client_credentials_count_against_the_token_endpoint_limits() {
+    let app = TestApp::spawn_with(|s| s.token_rate_per_client = Some(2)).await;
+    acme(&app).await;
+    let script = ops::script_client(&app.db, "acme", "Script").await;
+    let secret = script.client_secret.as_deref().unwrap();
+    for _ in 0..2 {
+        let (status, _, body) =
+            client_credentials(&app, &script.client_id, secret, true, None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) =
+        client_credentials(&app, &script.client_id, secret, false, None).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    app.stop().await;
+}
