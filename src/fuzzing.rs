@@ -117,6 +117,7 @@ fn check_canonical(canonical: &Value) {
             last_modified: now,
             version: 1,
             location: "http://localhost/scim/v2/Users/0190c0de-0000-7000-8000-000000000000",
+            groups: &[],
         },
     );
     assert!(

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod scim;
+pub mod scim_groups;
 pub mod serve;
 pub mod sso;
 pub mod views;

@@ -79,7 +79,7 @@ pub struct PatchOp {
     pub value: Option<Value>,
 }
 
-fn prefixed(prefix: &str, e: ScimError) -> ScimError {
+pub(crate) fn prefixed(prefix: &str, e: ScimError) -> ScimError {
     ScimError {
         detail: format!("{prefix}: {}", e.detail),
         ..e
@@ -160,6 +160,18 @@ pub fn parse_path(path: &str) -> Result<PatchPath, ScimError> {
 /// a non-empty array. A path that is just a schema URN is turned into the equivalent
 /// pathless op (`add`/`replace`) or into removes of each attribute of the extension.
 pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
+    let ops = operations(body)?;
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        parse_op(op, &mut out).map_err(|e| prefixed(&format!("Operations[{i}]"), e))?;
+    }
+    Ok(out)
+}
+
+/// The `Operations` of a PatchOp request body, after checking its envelope: an
+/// object whose `schemas` (when sent) names the PatchOp schema, with a non-empty
+/// `Operations` array.
+pub(crate) fn operations(body: &Value) -> Result<&Vec<Value>, ScimError> {
     let Value::Object(body) = body else {
         return Err(ScimError::invalid_syntax(
             "a PATCH request body must be a JSON object",
@@ -190,11 +202,7 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
         Some(_) => return Err(ScimError::invalid_syntax("'Operations' must be an array")),
         None => return Err(ScimError::invalid_syntax("missing 'Operations'")),
     };
-    let mut out = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        parse_op(op, &mut out).map_err(|e| prefixed(&format!("Operations[{i}]"), e))?;
-    }
-    Ok(out)
+    Ok(ops)
 }
 
 fn parse_op(op: &Value, out: &mut Vec<PatchOp>) -> Result<(), ScimError> {
@@ -961,7 +969,7 @@ fn is_empty(v: &Value) -> bool {
 // JSON helpers (keys matched ASCII case-insensitively, written in canonical case)
 // ---------------------------------------------------------------------------
 
-fn get_ci_map<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+pub(crate) fn get_ci_map<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
     map.get(key).or_else(|| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))

@@ -5,7 +5,8 @@
 //! Canonical stored form: a JSON object with keys in canonical case; core attributes at
 //! the top level; enterprise attributes in an object under [`ENTERPRISE_USER_SCHEMA`];
 //! `externalId` when set; never `id`, `meta`, `schemas`, `password` or `groups`; no nulls,
-//! no empty strings, no empty arrays or objects; `active` and `roles` present only when the client sent them.
+//! no empty strings, no empty arrays or objects; `active` present only when the client
+//! sent it; `roles` always (a member created without roles is a contributor, said so).
 
 use crate::domain::Role;
 use std::collections::BTreeMap;
@@ -93,11 +94,11 @@ pub fn normalize_user(body: &Value) -> Result<Value, ScimError> {
     if !matches!(core.get("userName"), Some(Value::String(s)) if !s.is_empty()) {
         return Err(ScimError::invalid_value("userName is required"));
     }
-    // No `active` and no `roles` stay absent: what a client sends comes back as sent.
-    // The member is still active with role contributor (see `facts`).
-    if let Some(roles) = normalize_roles(core.remove("roles"))? {
-        core.insert("roles".to_owned(), roles);
-    }
+    // No `active` stays absent: the member is active (see `facts`). No `roles` is a
+    // contributor, and the resource says so (an IdP's import shows the real role;
+    // filters on roles find the member).
+    let roles = normalize_roles(core.remove("roles"))?.unwrap_or_else(default_roles);
+    core.insert("roles".to_owned(), roles);
     if !ext.is_empty() {
         core.insert(ENTERPRISE_USER_SCHEMA.to_owned(), Value::Object(ext));
     }
@@ -464,6 +465,8 @@ pub struct Meta<'a> {
     pub version: i64,
     /// The resource's full URL, like "http://localhost:8080/scim/v2/Users/<id>".
     pub location: &'a str,
+    /// The User's teams, as `groups` entries (see [`group_ref`]).
+    pub groups: &'a [Value],
 }
 
 /// A SCIM dateTime: RFC 3339 in UTC with milliseconds, like `2026-11-22T10:49:21.123Z`.
@@ -481,18 +484,38 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// The resource as returned: `schemas`, `id`, the canonical attributes, `groups: []` and
-/// `meta`.
+/// The roles of a member created without any: a contributor.
+pub fn default_roles() -> Value {
+    json!([{"value": DEFAULT_ROLE.as_str(), "type": DEFAULT_ROLE_TYPE, "primary": true}])
+}
+
+/// A User's `groups` entry for one of its teams (RFC 7643 §4.1.2).
+pub fn group_ref(base_url: &str, team_id: &str, name: &str) -> Value {
+    json!({
+        "value": team_id,
+        "display": name,
+        "$ref": format!("{base_url}/scim/v2/Groups/{team_id}"),
+        "type": "direct",
+    })
+}
+
+/// The resource as returned: `schemas`, `id`, the canonical attributes, the effective
+/// role when the client sent none (a contributor, said so, so an IdP's import shows the
+/// real role), `groups` and `meta`.
 pub fn render_user(canonical: &Value, meta: &Meta) -> Value {
     let mut out = canonical.as_object().cloned().unwrap_or_default();
     out.remove("password");
+    // Members stored before roles were always written down.
+    if !out.contains_key("roles") {
+        out.insert("roles".to_owned(), default_roles());
+    }
     let mut schemas = vec![Value::from(USER_SCHEMA)];
     if out.contains_key(ENTERPRISE_USER_SCHEMA) {
         schemas.push(Value::from(ENTERPRISE_USER_SCHEMA));
     }
     out.insert("schemas".to_owned(), Value::Array(schemas));
     out.insert("id".to_owned(), Value::from(meta.id));
-    out.insert("groups".to_owned(), json!([]));
+    out.insert("groups".to_owned(), Value::Array(meta.groups.to_vec()));
     out.insert(
         "meta".to_owned(),
         json!({
@@ -556,6 +579,22 @@ impl Projection {
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> Result<Projection, ScimError> {
+        Self::parse_with(attributes, excluded, list_paths)
+    }
+
+    /// [`Projection::parse`] for Group resources.
+    pub fn parse_group(
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Projection, ScimError> {
+        Self::parse_with(attributes, excluded, group_list_paths)
+    }
+
+    fn parse_with(
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+        list_paths: fn(&str) -> Vec<Vec<&'static str>>,
+    ) -> Result<Projection, ScimError> {
         let include = attributes.filter(|s| !s.trim().is_empty()).map(|s| {
             let mut mask = Mask::default();
             for path in list_paths(s) {
@@ -576,6 +615,40 @@ impl Projection {
     /// True when [`Projection::apply`] returns resources unchanged.
     pub fn is_identity(&self) -> bool {
         self.include.is_none() && self.exclude.is_empty()
+    }
+
+    /// Does the projection keep (some of) the top-level attribute `key`?
+    pub fn keeps(&self, key: &str) -> bool {
+        if self.exclude.children.get(key).is_some_and(|m| m.all) {
+            return false;
+        }
+        match &self.include {
+            None => true,
+            Some(m) => m.all || m.children.contains_key(key),
+        }
+    }
+
+    /// Project one element of the multi-valued top-level attribute `key` (which
+    /// [`Projection::keeps`]); None when nothing of it is kept. For resources whose
+    /// elements are rendered one at a time (a team's members are streamed).
+    pub fn element(&self, key: &str, element: Value) -> Option<Value> {
+        let mut element = match &self.include {
+            Some(m) if !m.all => match m.children.get(key) {
+                Some(child) => keep(&element, child)?,
+                None => return None,
+            },
+            _ => element,
+        };
+        if let Some(child) = self.exclude.children.get(key) {
+            if child.all {
+                return None;
+            }
+            prune_value(&mut element, child);
+            if is_empty_container(&element) {
+                return None;
+            }
+        }
+        Some(element)
     }
 
     /// Project a rendered resource.
@@ -628,6 +701,20 @@ fn list_paths(list: &str) -> Vec<Vec<&'static str>> {
             }
             _ => paths.extend(schema::resolve(item).map(|r| r.json_path())),
         }
+    }
+    paths
+}
+
+/// The canonical key paths named by a comma-separated list of Group attributes.
+fn group_list_paths(list: &str) -> Vec<Vec<&'static str>> {
+    let mut paths = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case(schema::GROUP_SCHEMA) {
+            paths.extend(schema::GROUP.attributes.iter().map(|a| vec![a.name]));
+            paths.push(vec!["externalId"]);
+            continue;
+        }
+        paths.extend(schema::resolve_group(item).map(|r| r.json_path()));
     }
     paths
 }
@@ -733,21 +820,36 @@ pub fn service_provider_config(base: &str, max_results: u64) -> Value {
     })
 }
 
-/// The ResourceTypes (RFC 7643 §6): only "User".
+/// The ResourceTypes (RFC 7643 §6): "User" and "Group" (a workspace's teams).
 pub fn resource_types(base: &str) -> Vec<Value> {
-    vec![json!({
+    let group = json!({
         "schemas": [RESOURCE_TYPE_SCHEMA],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "User Account",
-        "schema": USER_SCHEMA,
-        "schemaExtensions": [{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "Group: a team of the workspace",
+        "schema": schema::GROUP_SCHEMA,
         "meta": {
             "resourceType": "ResourceType",
-            "location": format!("{}/ResourceTypes/User", base.trim_end_matches('/')),
+            "location": format!("{}/ResourceTypes/Group", base.trim_end_matches('/')),
         },
-    })]
+    });
+    vec![
+        json!({
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": "User",
+            "name": "User",
+            "endpoint": "/Users",
+            "description": "User Account",
+            "schema": USER_SCHEMA,
+            "schemaExtensions": [{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }],
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": format!("{}/ResourceTypes/User", base.trim_end_matches('/')),
+            },
+        }),
+        group,
+    ]
 }
 
 #[cfg(test)]
@@ -779,10 +881,16 @@ mod tests {
         e.detail
     }
 
-    /// A single contributor role in canonical form (what an explicit `contributor` becomes;
-    /// never injected when the client sends no roles).
+    /// A single contributor role in canonical form (what an explicit `contributor`
+    /// becomes, and what a member created without roles gets).
     fn contributor_roles() -> Value {
         json!([{"value": "contributor", "type": "role", "primary": true}])
+    }
+
+    /// A canonical resource with the default role written down, as every stored one is.
+    fn plain(mut v: Value) -> Value {
+        v["roles"] = contributor_roles();
+        v
     }
 
     fn meta() -> Meta<'static> {
@@ -792,6 +900,7 @@ mod tests {
             last_modified: datetime!(2026-11-22 12:49:21.5 +02:00),
             version: 7,
             location: "http://localhost:8080/scim/v2/Users/0192f0e4-1111-7000-8000-000000000001",
+            groups: &[],
         }
     }
 
@@ -845,14 +954,14 @@ mod tests {
         }));
         assert_eq!(
             v,
-            json!({
+            plain(json!({
                 "userName": "Alice@Example.COM",
                 "emails": [{"value": "alice@example.com", "type": "work", "primary": true}],
                 "name": {"givenName": "Alice", "familyName": "Liddell"},
                 "active": false,
                 "externalId": "ext-1",
                 "displayName": "Alice L"
-            })
+            }))
         );
     }
 
@@ -865,11 +974,11 @@ mod tests {
         }));
         assert_eq!(
             v,
-            json!({
+            plain(json!({
                 "userName": "bob@x.io",
                 "displayName": "Bob",
                 "name": {"givenName": "Bob"}
-            })
+            }))
         );
     }
 
@@ -897,8 +1006,8 @@ mod tests {
             v[ENT],
             json!({"department": "Sales", "costCenter": "42", "manager": {"value": "m-1"}})
         );
-        // userName and the extension only: no injected `active` or `roles`.
-        assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+        // userName, the extension and the default role only: no injected `active`.
+        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
     }
 
     #[test]
@@ -966,10 +1075,10 @@ mod tests {
         }));
         assert_eq!(
             v,
-            json!({
+            plain(json!({
                 "userName": "a@b.c",
                 "name": {"givenName": "A"}
-            })
+            }))
         );
     }
 
@@ -1122,7 +1231,7 @@ mod tests {
             "externalId": "",
             ENT: {"department": "", "manager": {"value": ""}}
         }));
-        assert_eq!(v, json!({"userName": "a@b.c"}));
+        assert_eq!(v, plain(json!({"userName": "a@b.c"})));
     }
 
     #[test]
@@ -1173,9 +1282,9 @@ mod tests {
     #[test]
     fn user_name_case_kept_and_defaults_not_stored() {
         let v = norm(json!({"userName": "Alice@Example.COM"}));
-        // Neither `active` nor `roles` is injected into the canonical form...
-        assert_eq!(v, json!({"userName": "Alice@Example.COM"}));
-        assert!(v.get("active").is_none() && v.get("roles").is_none(), "{v}");
+        // `active` is not written into the canonical form; the default role is...
+        assert_eq!(v, plain(json!({"userName": "Alice@Example.COM"})));
+        assert!(v.get("active").is_none(), "{v}");
         // ...but the member is still active, with role contributor.
         let f = facts(&v);
         assert_eq!(f.user_name, "Alice@Example.COM");
@@ -1194,7 +1303,7 @@ mod tests {
     // --- roles ------------------------------------------------------------
 
     #[test]
-    fn absent_roles_stay_absent_and_role_defaults_to_contributor() {
+    fn absent_roles_are_written_down_as_contributor() {
         for roles in [
             json!(null),
             json!([]),
@@ -1202,11 +1311,11 @@ mod tests {
             json!([{"type": "x"}]),
         ] {
             let v = norm(json!({"userName": "a@b.c", "roles": roles}));
-            assert!(v.get("roles").is_none(), "{roles} -> {v}");
+            assert_eq!(v["roles"], contributor_roles(), "{roles} -> {v}");
             assert_eq!(facts(&v).role.as_str(), "contributor", "{roles}");
         }
         let v = norm(json!({"userName": "a@b.c"}));
-        assert!(v.get("roles").is_none(), "{v}");
+        assert_eq!(v["roles"], contributor_roles(), "{v}");
         assert_eq!(facts(&v).role.as_str(), "contributor");
         // An explicit contributor role is stored, normalized like any other.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "Contributor"}]}));
@@ -1410,7 +1519,7 @@ mod tests {
         let v = norm(okta_create());
         assert_eq!(
             v,
-            json!({
+            plain(json!({
                 "userName": "test.user@okta.local",
                 "name": {"givenName": "Test", "familyName": "User"},
                 "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
@@ -1418,7 +1527,7 @@ mod tests {
                 "locale": "en-US",
                 "externalId": "00ujl29u0le5T6Aj10h7",
                 "active": true
-            })
+            }))
         );
         let f = facts(&v);
         assert_eq!(f.external_id.as_deref(), Some("00ujl29u0le5T6Aj10h7"));
@@ -1431,7 +1540,7 @@ mod tests {
         let v = norm(entra_create());
         assert_eq!(
             v,
-            json!({
+            plain(json!({
                 "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
                 "userName": "Test_User_ab6490ee@testuser.com",
                 "active": true,
@@ -1442,7 +1551,7 @@ mod tests {
                     "department": "Sales",
                     "manager": {"value": "0192f0e4-2222-7000-8000-000000000002"}
                 }
-            })
+            }))
         );
         // "roles": [] is absent, so the member gets the default role.
         assert_eq!(facts(&v).role.as_str(), "contributor");
@@ -1497,6 +1606,7 @@ mod tests {
                 "id": "0192f0e4-1111-7000-8000-000000000001",
                 "userName": "a@b.c",
                 "externalId": "e1",
+                "roles": [{"value": "contributor", "type": "role", "primary": true}],
                 "groups": [],
                 "meta": {
                     "resourceType": "User",
@@ -1740,8 +1850,14 @@ mod tests {
     #[test]
     fn resource_types_shape() {
         let v = resource_types("https://x.io/scim/v2/");
+        assert_eq!(v[1]["endpoint"], "/Groups");
+        assert_eq!(v[1]["schema"], schema::GROUP_SCHEMA);
         assert_eq!(
-            v,
+            v[1]["meta"]["location"],
+            "https://x.io/scim/v2/ResourceTypes/Group"
+        );
+        assert_eq!(
+            v[..1],
             vec![json!({
                 "schemas": [RESOURCE_TYPE_SCHEMA],
                 "id": "User",

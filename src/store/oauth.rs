@@ -47,7 +47,7 @@ pub(crate) const TOUCH_GRANT_SQL: &str = GRANT_LOCK_SQL;
 pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
              t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
              g.client_id, c.name AS client_name, g.member_id, g.workspace_id, w.subdomain, \
-             w.name AS workspace_name, w.scim_enabled, w.password_signin, \
+             w.name AS workspace_name, w.scim_enabled, w.scim_teams, w.password_signin, \
              w.created_at AS workspace_created_at, \
              (m.active AND m.role = 'admin') AS authorizer_is_admin \
              FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
@@ -554,6 +554,7 @@ pub struct StoredToken {
     pub subdomain: String,
     pub workspace_name: String,
     pub scim_enabled: bool,
+    pub scim_teams: bool,
     pub password_signin: bool,
     pub workspace_created_at: OffsetDateTime,
     /// The member who authorized the grant is still an active admin.
@@ -578,6 +579,7 @@ crate::from_row!(StoredToken {
     subdomain,
     workspace_name,
     scim_enabled,
+    scim_teams,
     password_signin,
     workspace_created_at,
     authorizer_is_admin
@@ -591,6 +593,7 @@ impl StoredToken {
             subdomain: self.subdomain.clone(),
             name: self.workspace_name.clone(),
             scim_enabled: self.scim_enabled,
+            scim_teams: self.scim_teams,
             password_signin: self.password_signin,
             created_at: self.workspace_created_at,
         }

@@ -1,0 +1,402 @@
+//! SCIM Groups at `<base>/scim/v2/Groups` (RFC 7644): the workspace's teams. Thin,
+//! like the Users handlers: parse, call `app::teams`, render.
+//!
+//! A Group's members are never held in memory whole: bodies with members are
+//! written in pages of [`PAGE`] members read one after the other (a team of
+//! 100,000 members is about 15 MB of JSON), so a large team costs the server a
+//! page's worth of memory, not the whole list.
+
+use super::AppState;
+use super::scim::{Caller, ListParams, ScimBody, Segment, if_match, int_param};
+use crate::app::teams::{self, ListRequest};
+use crate::scim::error::ScimError;
+use crate::scim::filter::{self, Filter};
+use crate::scim::group;
+use crate::scim::resource::{self, Projection};
+use crate::scim::schema;
+use crate::store::Db;
+use crate::store::teams::Team;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::VecDeque;
+use uuid::Uuid;
+
+/// Members read and written at a time.
+const PAGE: i64 = 1000;
+/// A body chunk is sent once it is at least this long.
+const CHUNK: usize = 64 * 1024;
+
+fn scim_base(state: &AppState) -> String {
+    format!("{}/scim/v2", state.config.base())
+}
+
+/// One piece of a Group body: literal JSON text, or a team's members to read.
+enum Part {
+    Text(String),
+    Members {
+        team: Uuid,
+        after: Option<Uuid>,
+        first: bool,
+    },
+}
+
+/// What the body writer needs.
+struct Writer {
+    db: Db,
+    base: String,
+    projection: Projection,
+    parts: VecDeque<Part>,
+}
+
+impl Writer {
+    /// The next chunk of the body; None at the end.
+    async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        let mut buf = String::new();
+        while buf.len() < CHUNK {
+            let Some(part) = self.parts.pop_front() else {
+                break;
+            };
+            match part {
+                Part::Text(t) => buf.push_str(&t),
+                Part::Members { team, after, first } => {
+                    let page = match crate::store::teams::members_page(&self.db, team, after, PAGE)
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            // The status line is gone: all that is left is to cut the body short.
+                            tracing::error!(error = %e, "reading a team's members failed mid-response");
+                            return Some(Err(std::io::Error::other("team members unavailable")));
+                        }
+                    };
+                    let mut first = first;
+                    for m in &page {
+                        let entry = teams::member_entry(&self.base, m);
+                        let Some(entry) = self.projection.element("members", entry) else {
+                            continue;
+                        };
+                        if !first {
+                            buf.push(',');
+                        }
+                        first = false;
+                        buf.push_str(&entry.to_string());
+                    }
+                    if page.len() as i64 == PAGE
+                        && let Some(last) = page.last()
+                    {
+                        self.parts.push_front(Part::Members {
+                            team,
+                            after: Some(last.id),
+                            first,
+                        });
+                    }
+                }
+            }
+        }
+        (!buf.is_empty()).then(|| Ok(Bytes::from(buf)))
+    }
+}
+
+/// The parts of one Group: its attributes (projected), then its members when the
+/// projection keeps them.
+fn group_parts(team: &Team, base: &str, projection: &Projection, out: &mut VecDeque<Part>) {
+    let id = team.id.to_string();
+    let head = projection.apply(group::render_head(&teams::view(team, &id, base)));
+    let text = head.to_string();
+    if !projection.keeps("members") {
+        out.push_back(Part::Text(text));
+        return;
+    }
+    // `{"a":1,...}` becomes `{"a":1,...,"members":[` + entries + `]}`.
+    let open = text.strip_suffix('}').unwrap_or(&text);
+    let sep = if open.ends_with('{') { "" } else { "," };
+    out.push_back(Part::Text(format!("{open}{sep}\"members\":[")));
+    out.push_back(Part::Members {
+        team: team.id,
+        after: None,
+        first: true,
+    });
+    out.push_back(Part::Text("]}".into()));
+}
+
+/// A body written from `parts` in chunks.
+fn streamed(state: &AppState, projection: Projection, parts: VecDeque<Part>) -> Body {
+    let writer = Writer {
+        db: state.db.clone(),
+        base: scim_base(state),
+        projection,
+        parts,
+    };
+    Body::from_stream(futures_util::stream::unfold(writer, |mut w| async move {
+        let chunk = w.next().await?;
+        Some((chunk, w))
+    }))
+}
+
+fn with_type(status: StatusCode, body: Body) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(super::scim::SCIM_JSON),
+    );
+    resp
+}
+
+/// One Group, with its ETag (and Location when created).
+fn group_response(
+    state: &AppState,
+    status: StatusCode,
+    team: &Team,
+    projection: Projection,
+) -> Response {
+    let base = scim_base(state);
+    let mut parts = VecDeque::new();
+    group_parts(team, &base, &projection, &mut parts);
+    let mut resp = with_type(status, streamed(state, projection, parts));
+    if let Ok(v) = HeaderValue::from_str(&resource::etag(team.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    let location = format!("{base}/Groups/{}", team.id);
+    if let (StatusCode::CREATED, Ok(v)) = (status, HeaderValue::from_str(&location)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The projection asked for; `None` when the query names neither parameter.
+fn asked_projection(q: Option<&str>) -> Result<Option<Projection>, ScimError> {
+    let p = ListParams::from_query(q)?;
+    if p.attributes.is_none() && p.excluded_attributes.is_none() {
+        return Ok(None);
+    }
+    Projection::parse_group(p.attributes.as_deref(), p.excluded_attributes.as_deref()).map(Some)
+}
+
+fn projection_from(q: Option<&str>) -> Projection {
+    asked_projection(q).ok().flatten().unwrap_or_default()
+}
+
+async fn list_with(
+    state: &AppState,
+    caller: &Caller,
+    p: ListParams,
+) -> Result<Response, ScimError> {
+    let filter: Option<Filter> = match p.filter.as_deref().map(str::trim).filter(|f| !f.is_empty())
+    {
+        Some(f) => Some(filter::parse_group(f)?),
+        None => None,
+    };
+    let by_name = match p
+        .sort_by
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => false,
+        Some(s) => {
+            let attr = schema::resolve_group(s).ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "unknown sortBy attribute '{}'",
+                    s.chars().take(80).collect::<String>()
+                ))
+            })?;
+            attr.attr.name == "displayName"
+        }
+    };
+    let descending = match p
+        .sort_order
+        .as_deref()
+        .map(|s| s.trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(s) if s.is_empty() || s == "ascending" => false,
+        Some(s) if s == "descending" => true,
+        Some(s) => {
+            return Err(ScimError::invalid_value(format!(
+                "sortOrder is ascending or descending, not '{s}'"
+            )));
+        }
+    };
+    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)?.max(1);
+    let count = int_param("count", p.count.as_deref(), super::scim::DEFAULT_COUNT)?
+        .clamp(0, super::scim::MAX_RESULTS);
+    let projection =
+        Projection::parse_group(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
+    let req = ListRequest {
+        filter: filter.as_ref(),
+        by_name,
+        descending,
+        start_index,
+        count,
+    };
+    let (total, found) = teams::list(&state.db, &caller.0, &req).await?;
+    let base = scim_base(state);
+    let envelope = resource::list_response(Vec::new(), total.max(0) as u64, start_index as u64);
+    // The envelope with `itemsPerPage` set and `Resources` opened: the resources
+    // follow as parts.
+    let mut envelope = envelope;
+    envelope["itemsPerPage"] = found.len().into();
+    if let Some(obj) = envelope.as_object_mut() {
+        obj.remove("Resources");
+    }
+    let text = envelope.to_string();
+    let open = text.strip_suffix('}').unwrap_or(&text);
+    let mut parts = VecDeque::new();
+    parts.push_back(Part::Text(format!("{open},\"Resources\":[")));
+    for (i, team) in found.iter().enumerate() {
+        if i > 0 {
+            parts.push_back(Part::Text(",".into()));
+        }
+        group_parts(team, &base, &projection, &mut parts);
+    }
+    parts.push_back(Part::Text("]}".into()));
+    Ok(with_type(
+        StatusCode::OK,
+        streamed(state, projection, parts),
+    ))
+}
+
+pub async fn list_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Some(r) = caller.denied(false) {
+        return r;
+    }
+    let result = async {
+        let params = ListParams::from_query(q.as_deref())?;
+        list_with(&state, &caller, params).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn search_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(false) {
+        return r;
+    }
+    let result = async {
+        let ScimBody(b) = body?;
+        let params = ListParams::from_search_body(&b)?;
+        list_with(&state, &caller, params).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn get_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Some(r) = caller.denied(false) {
+        return r;
+    }
+    match teams::get(&state.db, &caller.0, &id).await {
+        Ok(t) => group_response(&state, StatusCode::OK, &t, projection_from(q.as_deref())),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn create_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    match teams::create(&state.db, &caller.0, &body).await {
+        Ok(t) => group_response(
+            &state,
+            StatusCode::CREATED,
+            &t,
+            projection_from(q.as_deref()),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn replace_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    match teams::replace(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
+        Ok(t) => group_response(&state, StatusCode::OK, &t, projection_from(q.as_deref())),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// PATCH answers 204 (no member list, however large the team), or 200 with the
+/// Group when the request names `attributes` or `excludedAttributes`.
+pub async fn patch_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    let body = match body {
+        Ok(ScimBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    let asked = match asked_projection(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match teams::patch(&state.db, &caller.0, &id, &body, if_match(&headers)).await {
+        Ok(t) => match asked {
+            Some(p) => group_response(&state, StatusCode::OK, &t, p),
+            None => {
+                let mut resp = StatusCode::NO_CONTENT.into_response();
+                if let Ok(v) = HeaderValue::from_str(&resource::etag(t.version)) {
+                    resp.headers_mut().insert(header::ETAG, v);
+                }
+                resp
+            }
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn delete_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+) -> Response {
+    if let Some(r) = caller.denied(true) {
+        return r;
+    }
+    match teams::delete(&state.db, &caller.0, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
