@@ -33,7 +33,3 @@ CREATE INDEX team_members_by_member ON team_members (member_id, team_id);
 ALTER TABLE scim_activity ADD COLUMN team_id UUID;
 ALTER TABLE scim_activity ADD COLUMN team_name TEXT;
 
--- A member created without roles is a contributor, and its resource now says so.
-UPDATE members SET resource = jsonb_set(resource, '{roles}',
-    '[{"value":"contributor","type":"role","primary":true}]'::jsonb)
-WHERE NOT (resource ? 'roles');

@@ -31,7 +31,3 @@ CREATE INDEX team_members_by_member ON team_members (member_id, team_id);
 ALTER TABLE scim_activity ADD COLUMN team_id BLOB;
 ALTER TABLE scim_activity ADD COLUMN team_name TEXT;
 
--- A member created without roles is a contributor, and its resource now says so.
-UPDATE members SET resource = json_set(resource, '$.roles',
-    json('[{"value":"contributor","type":"role","primary":true}]'))
-WHERE json_type(resource, '$.roles') IS NULL;

@@ -38,8 +38,11 @@ pub fn routes() -> Router<AppState> {
                 .post(create_user)
                 .fallback(method_not_allowed),
         )
-        // RFC 7644 3.4.3: a search at the root covers every resource type (Users here).
-        .route("/.search", post(search_users).fallback(method_not_allowed))
+        // RFC 7644 3.4.3: a search at the root covers every resource type.
+        .route(
+            "/.search",
+            post(scim_groups::search_root).fallback(method_not_allowed),
+        )
         .route(
             "/Users/.search",
             post(search_users).fallback(method_not_allowed),

@@ -400,3 +400,119 @@ pub async fn delete_group(
         Err(e) => e.into_response(),
     }
 }
+
+/// `POST /.search` at the SCIM root (RFC 7644 §3.4.3): Users, then (while the
+/// workspace manages teams with SCIM) Groups, paged as one list. A filter applies
+/// to the resource types whose attributes it names; `sortBy` applies to neither
+/// (each type keeps its own order).
+pub async fn search_root(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<ScimBody, ScimError>,
+) -> Response {
+    if let Some(r) = caller.denied(false) {
+        return r;
+    }
+    let result = async {
+        let ScimBody(b) = body?;
+        let p = ListParams::from_search_body(&b)?;
+        search_all(&state, &caller, p).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn search_all(
+    state: &AppState,
+    caller: &Caller,
+    p: ListParams,
+) -> Result<Response, ScimError> {
+    use crate::app::provisioning;
+    let who = &caller.0;
+    let text = p.filter.as_deref().map(str::trim).filter(|f| !f.is_empty());
+    let (user_filter, group_filter) = match text {
+        None => (None, None),
+        Some(f) => {
+            let users = filter::parse(f);
+            let groups = filter::parse_group(f).ok();
+            match (users, groups) {
+                (Err(e), None) => return Err(e),
+                (users, groups) => (users.ok(), groups),
+            }
+        }
+    };
+    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)?.max(1);
+    let count = int_param("count", p.count.as_deref(), super::scim::DEFAULT_COUNT)?
+        .clamp(0, super::scim::MAX_RESULTS);
+    let user_projection =
+        Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
+    let group_projection =
+        Projection::parse_group(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
+    let (users_total, members) = if text.is_some() && user_filter.is_none() {
+        (0, Vec::new())
+    } else {
+        let req = provisioning::ListRequest {
+            filter: user_filter.as_ref(),
+            sort: None,
+            descending: false,
+            start_index,
+            count,
+        };
+        provisioning::list(&state.db, who.workspace.id, &req).await?
+    };
+    let with_groups = who.workspace.scim_teams && !(text.is_some() && group_filter.is_none());
+    let (groups_total, found) = if with_groups {
+        let req = ListRequest {
+            filter: group_filter.as_ref(),
+            by_name: false,
+            descending: false,
+            start_index: (start_index - users_total).max(1),
+            count: count - members.len() as i64,
+        };
+        teams::list(&state.db, who, &req).await?
+    } else {
+        (0, Vec::new())
+    };
+    let users = provisioning::render_all(
+        &state.db,
+        who.workspace.id,
+        &members,
+        state.config.base(),
+        user_projection.keeps("groups"),
+    )
+    .await?;
+    let mut envelope = resource::list_response(
+        Vec::new(),
+        (users_total + groups_total).max(0) as u64,
+        start_index as u64,
+    );
+    envelope["itemsPerPage"] = (users.len() + found.len()).into();
+    if let Some(obj) = envelope.as_object_mut() {
+        obj.remove("Resources");
+    }
+    let text = envelope.to_string();
+    let open = text.strip_suffix('}').unwrap_or(&text);
+    let mut parts = VecDeque::new();
+    parts.push_back(Part::Text(format!("{open},\"Resources\":[")));
+    let base = scim_base(state);
+    let mut first = true;
+    for u in users {
+        if !first {
+            parts.push_back(Part::Text(",".into()));
+        }
+        first = false;
+        parts.push_back(Part::Text(user_projection.apply(u).to_string()));
+    }
+    for team in &found {
+        if !first {
+            parts.push_back(Part::Text(",".into()));
+        }
+        first = false;
+        group_parts(team, &base, &group_projection, &mut parts);
+    }
+    parts.push_back(Part::Text("]}".into()));
+    Ok(with_type(
+        StatusCode::OK,
+        streamed(state, group_projection, parts),
+    ))
+}

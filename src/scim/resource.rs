@@ -5,8 +5,8 @@
 //! Canonical stored form: a JSON object with keys in canonical case; core attributes at
 //! the top level; enterprise attributes in an object under [`ENTERPRISE_USER_SCHEMA`];
 //! `externalId` when set; never `id`, `meta`, `schemas`, `password` or `groups`; no nulls,
-//! no empty strings, no empty arrays or objects; `active` present only when the client
-//! sent it; `roles` always (a member created without roles is a contributor, said so).
+//! no empty strings, no empty arrays or objects; `active` and `roles` present only when
+//! the client sent them (rendering adds the effective role when none is stored).
 
 use crate::domain::Role;
 use std::collections::BTreeMap;
@@ -94,11 +94,12 @@ pub fn normalize_user(body: &Value) -> Result<Value, ScimError> {
     if !matches!(core.get("userName"), Some(Value::String(s)) if !s.is_empty()) {
         return Err(ScimError::invalid_value("userName is required"));
     }
-    // No `active` stays absent: the member is active (see `facts`). No `roles` is a
-    // contributor, and the resource says so (an IdP's import shows the real role;
-    // filters on roles find the member).
-    let roles = normalize_roles(core.remove("roles"))?.unwrap_or_else(default_roles);
-    core.insert("roles".to_owned(), roles);
+    // No `active` and no `roles` stay absent in the stored form: what a client sends
+    // is what it changes. The member is still active with role contributor (see
+    // `facts`), and the rendered resource says so (`render_user`).
+    if let Some(roles) = normalize_roles(core.remove("roles"))? {
+        core.insert("roles".to_owned(), roles);
+    }
     if !ext.is_empty() {
         core.insert(ENTERPRISE_USER_SCHEMA.to_owned(), Value::Object(ext));
     }
@@ -505,7 +506,8 @@ pub fn group_ref(base_url: &str, team_id: &str, name: &str) -> Value {
 pub fn render_user(canonical: &Value, meta: &Meta) -> Value {
     let mut out = canonical.as_object().cloned().unwrap_or_default();
     out.remove("password");
-    // Members stored before roles were always written down.
+    // No roles stored: the member is a contributor, and the resource says so (an
+    // IdP's import shows the real role; filters see the same, see `scim_sql`).
     if !out.contains_key("roles") {
         out.insert("roles".to_owned(), default_roles());
     }
@@ -881,16 +883,10 @@ mod tests {
         e.detail
     }
 
-    /// A single contributor role in canonical form (what an explicit `contributor`
-    /// becomes, and what a member created without roles gets).
+    /// A single contributor role in canonical form (what an explicit `contributor` becomes;
+    /// never injected when the client sends no roles).
     fn contributor_roles() -> Value {
         json!([{"value": "contributor", "type": "role", "primary": true}])
-    }
-
-    /// A canonical resource with the default role written down, as every stored one is.
-    fn plain(mut v: Value) -> Value {
-        v["roles"] = contributor_roles();
-        v
     }
 
     fn meta() -> Meta<'static> {
@@ -954,14 +950,14 @@ mod tests {
         }));
         assert_eq!(
             v,
-            plain(json!({
+            json!({
                 "userName": "Alice@Example.COM",
                 "emails": [{"value": "alice@example.com", "type": "work", "primary": true}],
                 "name": {"givenName": "Alice", "familyName": "Liddell"},
                 "active": false,
                 "externalId": "ext-1",
                 "displayName": "Alice L"
-            }))
+            })
         );
     }
 
@@ -974,11 +970,11 @@ mod tests {
         }));
         assert_eq!(
             v,
-            plain(json!({
+            json!({
                 "userName": "bob@x.io",
                 "displayName": "Bob",
                 "name": {"givenName": "Bob"}
-            }))
+            })
         );
     }
 
@@ -1006,8 +1002,8 @@ mod tests {
             v[ENT],
             json!({"department": "Sales", "costCenter": "42", "manager": {"value": "m-1"}})
         );
-        // userName, the extension and the default role only: no injected `active`.
-        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+        // userName and the extension only: no injected `active` or `roles`.
+        assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
     }
 
     #[test]
@@ -1075,10 +1071,10 @@ mod tests {
         }));
         assert_eq!(
             v,
-            plain(json!({
+            json!({
                 "userName": "a@b.c",
                 "name": {"givenName": "A"}
-            }))
+            })
         );
     }
 
@@ -1231,7 +1227,7 @@ mod tests {
             "externalId": "",
             ENT: {"department": "", "manager": {"value": ""}}
         }));
-        assert_eq!(v, plain(json!({"userName": "a@b.c"})));
+        assert_eq!(v, json!({"userName": "a@b.c"}));
     }
 
     #[test]
@@ -1282,9 +1278,9 @@ mod tests {
     #[test]
     fn user_name_case_kept_and_defaults_not_stored() {
         let v = norm(json!({"userName": "Alice@Example.COM"}));
-        // `active` is not written into the canonical form; the default role is...
-        assert_eq!(v, plain(json!({"userName": "Alice@Example.COM"})));
-        assert!(v.get("active").is_none(), "{v}");
+        // Neither `active` nor `roles` is injected into the canonical form...
+        assert_eq!(v, json!({"userName": "Alice@Example.COM"}));
+        assert!(v.get("active").is_none() && v.get("roles").is_none(), "{v}");
         // ...but the member is still active, with role contributor.
         let f = facts(&v);
         assert_eq!(f.user_name, "Alice@Example.COM");
@@ -1303,7 +1299,7 @@ mod tests {
     // --- roles ------------------------------------------------------------
 
     #[test]
-    fn absent_roles_are_written_down_as_contributor() {
+    fn absent_roles_stay_absent_and_role_defaults_to_contributor() {
         for roles in [
             json!(null),
             json!([]),
@@ -1311,11 +1307,11 @@ mod tests {
             json!([{"type": "x"}]),
         ] {
             let v = norm(json!({"userName": "a@b.c", "roles": roles}));
-            assert_eq!(v["roles"], contributor_roles(), "{roles} -> {v}");
+            assert!(v.get("roles").is_none(), "{roles} -> {v}");
             assert_eq!(facts(&v).role.as_str(), "contributor", "{roles}");
         }
         let v = norm(json!({"userName": "a@b.c"}));
-        assert_eq!(v["roles"], contributor_roles(), "{v}");
+        assert!(v.get("roles").is_none(), "{v}");
         assert_eq!(facts(&v).role.as_str(), "contributor");
         // An explicit contributor role is stored, normalized like any other.
         let v = norm(json!({"userName": "a@b.c", "roles": [{"value": "Contributor"}]}));
@@ -1519,7 +1515,7 @@ mod tests {
         let v = norm(okta_create());
         assert_eq!(
             v,
-            plain(json!({
+            json!({
                 "userName": "test.user@okta.local",
                 "name": {"givenName": "Test", "familyName": "User"},
                 "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
@@ -1527,7 +1523,7 @@ mod tests {
                 "locale": "en-US",
                 "externalId": "00ujl29u0le5T6Aj10h7",
                 "active": true
-            }))
+            })
         );
         let f = facts(&v);
         assert_eq!(f.external_id.as_deref(), Some("00ujl29u0le5T6Aj10h7"));
@@ -1540,7 +1536,7 @@ mod tests {
         let v = norm(entra_create());
         assert_eq!(
             v,
-            plain(json!({
+            json!({
                 "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
                 "userName": "Test_User_ab6490ee@testuser.com",
                 "active": true,
@@ -1551,7 +1547,7 @@ mod tests {
                     "department": "Sales",
                     "manager": {"value": "0192f0e4-2222-7000-8000-000000000002"}
                 }
-            }))
+            })
         );
         // "roles": [] is absent, so the member gets the default role.
         assert_eq!(facts(&v).role.as_str(), "contributor");
@@ -1580,15 +1576,21 @@ mod tests {
         let updated = norm(put);
         let mut expect = stored.clone();
         expect["active"] = json!(false);
+        expect["roles"] = contributor_roles();
         assert_eq!(updated, expect);
-        // Unchanged PUT: identical canonical form.
-        assert_eq!(norm(rendered), stored);
+        // Unchanged PUT: identical canonical form, but for the effective role, which
+        // the client now sends back.
+        let mut with_role = stored.clone();
+        with_role["roles"] = contributor_roles();
+        assert_eq!(norm(rendered), with_role);
     }
 
     #[test]
     fn render_then_normalize_is_fixed_point() {
         for body in [okta_create(), entra_create(), json!({"userName": "x"})] {
-            let c = norm(body);
+            // Once the effective role came back, rendering and normalising again
+            // changes nothing.
+            let c = norm(render_user(&norm(body), &meta()));
             assert_eq!(norm(render_user(&c, &meta())), c);
             assert_eq!(norm(c.clone()), c);
         }
@@ -2007,7 +2009,16 @@ mod tests {
             if let Ok(c) = normalize_user(&b) {
                 assert_canonical(&c);
                 prop_assert_eq!(&normalize_user(&c).unwrap(), &c);
-                prop_assert_eq!(&normalize_user(&render_user(&c, &meta())).unwrap(), &c);
+                let round = normalize_user(&render_user(&c, &meta())).unwrap();
+                if c.get("roles").is_some() {
+                    prop_assert_eq!(&round, &c);
+                } else {
+                    // The effective role comes back; nothing else changes.
+                    let mut with_role = c.clone();
+                    with_role["roles"] = contributor_roles();
+                    prop_assert_eq!(&round, &with_role);
+                }
+                prop_assert_eq!(facts(&round), facts(&c));
                 let f = facts(&c);
                 prop_assert_eq!(f.user_name.as_str(), c["userName"].as_str().unwrap());
                 let roles = c.get("roles").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -88,13 +88,27 @@ impl SqlBuilder {
         let alias = format!("e{}", self.binds.len() + base.len());
         let element = format!("{alias}.value");
         let cond = inner(self, &element);
+        // A member with no roles stored is a contributor, and is rendered so: filters
+        // see the same list.
+        let default = (base == MEMBER && key == "roles").then(|| {
+            crate::scim::resource::default_roles()
+                .to_string()
+                .replace('\'', "''")
+        });
         if self.sqlite() {
-            format!(
-                "EXISTS (SELECT 1 FROM json_each({base}, '$.\"{}\"') {alias} WHERE {cond})",
-                quote_key(key)
-            )
+            let each = match default {
+                Some(d) => format!(
+                    "json_each(COALESCE(json_extract({base}, '$.\"{}\"'), '{d}'))",
+                    quote_key(key)
+                ),
+                None => format!("json_each({base}, '$.\"{}\"')", quote_key(key)),
+            };
+            format!("EXISTS (SELECT 1 FROM {each} {alias} WHERE {cond})")
         } else {
-            let arr = format!("({base}->'{}')", quote_key(key));
+            let arr = match default {
+                Some(d) => format!("COALESCE({base}->'{}', '{d}'::jsonb)", quote_key(key)),
+                None => format!("({base}->'{}')", quote_key(key)),
+            };
             format!(
                 "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' \
                  THEN {arr} ELSE '[]'::jsonb END) {alias} WHERE {cond})"
