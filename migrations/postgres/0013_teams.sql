@@ -32,4 +32,5 @@ CREATE INDEX team_members_by_member ON team_members (member_id, team_id);
 -- Team changes in the provisioning activity log.
 ALTER TABLE scim_activity ADD COLUMN team_id UUID;
 ALTER TABLE scim_activity ADD COLUMN team_name TEXT;
+CREATE INDEX scim_activity_team ON scim_activity (workspace_id, team_id, id) WHERE team_id IS NOT NULL;
 

@@ -109,7 +109,7 @@ pub async fn members_page(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<TeamMember>, ScimError> {
-    teams::members_page(db, team.id, after, limit)
+    teams::members_page(db, team.workspace_id, team.id, after, limit)
         .await
         .map_err(store_error)
 }
@@ -414,7 +414,7 @@ pub async fn patch(
 pub async fn delete(db: &Db, who: &Principal, id: &str) -> Result<(), ScimError> {
     check_enabled(who)?;
     let uuid = parse_id(id)?;
-    match teams::delete(db, who.workspace.id, uuid).await {
+    match teams::delete(db, who.workspace.id, uuid, false).await {
         Ok(Some(t)) => {
             let detail = format!("deleted; it had {} member(s)", t.member_count);
             log(
@@ -649,9 +649,13 @@ pub async fn delete_team(
     if !may_edit(ws, &team) {
         return Err(TeamError::Managed);
     }
-    let team = teams::delete(db, ws.id, id)
-        .await?
-        .ok_or(TeamError::NotFound)?;
+    let Some(team) = teams::delete(db, ws.id, id, ws.scim_teams).await? else {
+        // Gone, or SCIM took it over since it was read.
+        return match teams::by_id(db, ws.id, id).await? {
+            Some(_) => Err(TeamError::Managed),
+            None => Err(TeamError::NotFound),
+        };
+    };
     let detail = format!("deleted; it had {} member(s)", team.member_count);
     log(
         db,
@@ -746,7 +750,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status, 400);
         assert!(err.detail.contains(&stranger.to_string()), "{}", err.detail);
-        let page = teams::members_page(&db, team.id, None, 10).await.unwrap();
+        let page = teams::members_page(&db, acme.workspace.id, team.id, None, 10)
+            .await
+            .unwrap();
         assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [ada]);
         assert_eq!(
             get(&db, &who, &team.id.to_string()).await.unwrap().version,
@@ -782,7 +788,7 @@ mod tests {
         let remove = json!({"Operations": [{"op": "Remove", "path": "members", "value": [{"value": ids[0].to_string()}]}]});
         let t = patch(&db, &who, &id, &remove, None).await.unwrap();
         assert_eq!(t.member_count, 2);
-        let listed: Vec<Uuid> = teams::members_page(&db, team.id, None, 10)
+        let listed: Vec<Uuid> = teams::members_page(&db, acme.workspace.id, team.id, None, 10)
             .await
             .unwrap()
             .iter()

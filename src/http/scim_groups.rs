@@ -45,6 +45,7 @@ enum Part {
 /// What the body writer needs.
 struct Writer {
     db: Db,
+    workspace_id: i64,
     base: String,
     projection: Projection,
     parts: VecDeque<Part>,
@@ -61,13 +62,21 @@ impl Writer {
             match part {
                 Part::Text(t) => buf.push_str(&t),
                 Part::Members { team, after, first } => {
-                    let page = match crate::store::teams::members_page(&self.db, team, after, PAGE)
-                        .await
+                    let page = match crate::store::teams::members_page(
+                        &self.db,
+                        self.workspace_id,
+                        team,
+                        after,
+                        PAGE,
+                    )
+                    .await
                     {
                         Ok(p) => p,
                         Err(e) => {
-                            // The status line is gone: all that is left is to cut the body short.
+                            // The status line is gone: all that is left is to cut the
+                            // body short (and never write its end after it).
                             tracing::error!(error = %e, "reading a team's members failed mid-response");
+                            self.parts.clear();
                             return Some(Err(std::io::Error::other("team members unavailable")));
                         }
                     };
@@ -113,18 +122,26 @@ fn group_parts(team: &Team, base: &str, projection: &Projection, out: &mut VecDe
     let open = text.strip_suffix('}').unwrap_or(&text);
     let sep = if open.ends_with('{') { "" } else { "," };
     out.push_back(Part::Text(format!("{open}{sep}\"members\":[")));
-    out.push_back(Part::Members {
-        team: team.id,
-        after: None,
-        first: true,
-    });
+    if team.member_count > 0 {
+        out.push_back(Part::Members {
+            team: team.id,
+            after: None,
+            first: true,
+        });
+    }
     out.push_back(Part::Text("]}".into()));
 }
 
 /// A body written from `parts` in chunks.
-fn streamed(state: &AppState, projection: Projection, parts: VecDeque<Part>) -> Body {
+fn streamed(
+    state: &AppState,
+    workspace_id: i64,
+    projection: Projection,
+    parts: VecDeque<Part>,
+) -> Body {
     let writer = Writer {
         db: state.db.clone(),
+        workspace_id,
         base: scim_base(state),
         projection,
         parts,
@@ -154,7 +171,10 @@ fn group_response(
     let base = scim_base(state);
     let mut parts = VecDeque::new();
     group_parts(team, &base, &projection, &mut parts);
-    let mut resp = with_type(status, streamed(state, projection, parts));
+    let mut resp = with_type(
+        status,
+        streamed(state, team.workspace_id, projection, parts),
+    );
     if let Ok(v) = HeaderValue::from_str(&resource::etag(team.version)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -231,7 +251,10 @@ async fn list_with(
         start_index,
         count,
     };
-    let (total, found) = teams::list(&state.db, &caller.0, &req).await?;
+    let (total, mut found) = teams::list(&state.db, &caller.0, &req).await?;
+    if projection.keeps("members") {
+        budget(&mut found);
+    }
     let base = scim_base(state);
     let envelope = resource::list_response(Vec::new(), total.max(0) as u64, start_index as u64);
     // The envelope with `itemsPerPage` set and `Resources` opened: the resources
@@ -254,8 +277,25 @@ async fn list_with(
     parts.push_back(Part::Text("]}".into()));
     Ok(with_type(
         StatusCode::OK,
-        streamed(state, projection, parts),
+        streamed(state, caller.0.workspace.id, projection, parts),
     ))
+}
+
+/// Most members written into one list response: a page of large teams is cut short
+/// after the team that passes it (RFC 7644 lets a page hold fewer resources than
+/// `count`; `itemsPerPage` says how many, and the client asks for the next page).
+const LIST_MEMBER_BUDGET: i64 = 100_000;
+
+fn budget(found: &mut Vec<Team>) {
+    let mut total = 0;
+    let keep = found
+        .iter()
+        .position(|t| {
+            total += t.member_count;
+            total >= LIST_MEMBER_BUDGET
+        })
+        .map_or(found.len(), |i| i + 1);
+    found.truncate(keep);
 }
 
 pub async fn list_groups(
@@ -265,6 +305,9 @@ pub async fn list_groups(
 ) -> Response {
     if let Some(r) = caller.denied(false) {
         return r;
+    }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
     }
     let result = async {
         let params = ListParams::from_query(q.as_deref())?;
@@ -281,6 +324,9 @@ pub async fn search_groups(
 ) -> Response {
     if let Some(r) = caller.denied(false) {
         return r;
+    }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
     }
     let result = async {
         let ScimBody(b) = body?;
@@ -300,6 +346,9 @@ pub async fn get_group(
     if let Some(r) = caller.denied(false) {
         return r;
     }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
+    }
     match teams::get(&state.db, &caller.0, &id).await {
         Ok(t) => group_response(&state, StatusCode::OK, &t, projection_from(q.as_deref())),
         Err(e) => e.into_response(),
@@ -314,6 +363,9 @@ pub async fn create_group(
 ) -> Response {
     if let Some(r) = caller.denied(true) {
         return r;
+    }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
     }
     let body = match body {
         Ok(ScimBody(b)) => b,
@@ -341,6 +393,9 @@ pub async fn replace_group(
     if let Some(r) = caller.denied(true) {
         return r;
     }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
+    }
     let body = match body {
         Ok(ScimBody(b)) => b,
         Err(e) => return e.into_response(),
@@ -363,6 +418,9 @@ pub async fn patch_group(
 ) -> Response {
     if let Some(r) = caller.denied(true) {
         return r;
+    }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
     }
     let body = match body {
         Ok(ScimBody(b)) => b,
@@ -394,6 +452,9 @@ pub async fn delete_group(
 ) -> Response {
     if let Some(r) = caller.denied(true) {
         return r;
+    }
+    if let Err(e) = teams::check_enabled(&caller.0) {
+        return e.into_response();
     }
     match teams::delete(&state.db, &caller.0, &id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -461,7 +522,7 @@ async fn search_all(
         provisioning::list(&state.db, who.workspace.id, &req).await?
     };
     let with_groups = who.workspace.scim_teams && !(text.is_some() && group_filter.is_none());
-    let (groups_total, found) = if with_groups {
+    let (groups_total, mut found) = if with_groups {
         let req = ListRequest {
             filter: group_filter.as_ref(),
             by_name: false,
@@ -473,6 +534,9 @@ async fn search_all(
     } else {
         (0, Vec::new())
     };
+    if group_projection.keeps("members") {
+        budget(&mut found);
+    }
     let users = provisioning::render_all(
         &state.db,
         who.workspace.id,
@@ -513,6 +577,6 @@ async fn search_all(
     parts.push_back(Part::Text("]}".into()));
     Ok(with_type(
         StatusCode::OK,
-        streamed(state, group_projection, parts),
+        streamed(state, who.workspace.id, group_projection, parts),
     ))
 }

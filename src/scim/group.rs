@@ -21,6 +21,8 @@ use uuid::Uuid;
 
 /// Longest team name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
+/// Most operations in one Group PATCH (each may list any number of members).
+pub const MAX_OPS: usize = 1000;
 
 /// A Group body of a POST or PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +219,12 @@ pub fn parse_group(body: &Value) -> Result<GroupInput, ScimError> {
 /// the whole request.
 pub fn parse_patch(body: &Value) -> Result<GroupPatch, ScimError> {
     let ops = patch::operations(body)?;
+    if ops.len() > MAX_OPS {
+        return Err(ScimError::invalid_value(format!(
+            "at most {MAX_OPS} operations in one PATCH ({} sent); list several members in one operation",
+            ops.len()
+        )));
+    }
     let mut out = GroupPatch::default();
     for (i, op) in ops.iter().enumerate() {
         parse_op(op, &mut out).map_err(|e| patch::prefixed(&format!("Operations[{i}]"), e))?;
@@ -337,10 +345,12 @@ fn with_path(
                     out.members.push(MembersOp::RemoveAll);
                     out.members.push(MembersOp::Add(ids));
                 }
-                // Entra's older shape: remove only the members listed.
-                (OpKind::Remove, Some(v)) if !is_blank(v) => {
+                // Entra's older shape: remove only the members listed (none listed:
+                // none removed, never all of them).
+                (OpKind::Remove, Some(v)) if !v.is_null() => {
                     out.members.push(MembersOp::Remove(member_list(v)?))
                 }
+                // No value (or null, which RFC 7643 reads as no value): every member.
                 (OpKind::Remove, _) => out.members.push(MembersOp::RemoveAll),
                 (_, None) => return Err(ScimError::invalid_value("a 'value' is needed")),
             }
@@ -372,14 +382,6 @@ fn with_path(
             "'{}' cannot be changed by itself: change whole members",
             attr.json_path().join(".")
         ))),
-    }
-}
-
-fn is_blank(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        _ => false,
     }
 }
 
@@ -510,6 +512,9 @@ mod tests {
         assert_eq!(p.members, [MembersOp::Remove(vec![id(A)])]);
         let p = patch_of(json!([{"op": "remove", "path": "members"}])).unwrap();
         assert_eq!(p.members, [MembersOp::RemoveAll]);
+        // An empty list removes nobody (a client that found none to remove).
+        let p = patch_of(json!([{"op": "Remove", "path": "members", "value": []}])).unwrap();
+        assert_eq!(p.members, [MembersOp::Remove(vec![])]);
         let p = patch_of(json!([{"op": "add", "value": {"members": [{"value": A}]}}])).unwrap();
         assert_eq!(p.members, [MembersOp::Add(vec![id(A)])]);
         let p = patch_of(json!([{"op": "remove", "path": format!("members[value eq \"{A}\" or value eq \"{B}\"]")}])).unwrap();

@@ -421,8 +421,18 @@ fn apply_path(
         return Ok(());
     }
     if r.attr.mutability == Mutability::ReadOnly || leaf.mutability == Mutability::ReadOnly {
-        if pathless {
+        // A whole resource sent back in a pathless op carries id, meta and an empty
+        // `groups`: skipped. A pathless op that sets `groups` to something tries to
+        // change team membership through the User.
+        let sets_groups = r.attr.name == "groups"
+            && value.is_some_and(|v| !is_blank(v) && v.as_array().is_none_or(|a| !a.is_empty()));
+        if pathless && !sets_groups {
             return Ok(());
+        }
+        if r.attr.name == "groups" {
+            return Err(ScimError::mutability(
+                "'groups' is readOnly: change a team's members through /Groups",
+            ));
         }
         return Err(ScimError::mutability(format!("'{name}' is readOnly")));
     }
@@ -1574,7 +1584,7 @@ mod tests {
                 "schemas": [schema::USER_SCHEMA],
                 "id": "hijack",
                 "meta": {"created": "2020-01-01T00:00:00Z"},
-                "groups": [{"value": "g"}],
+                "groups": [],
                 "password": "secret",
                 "externalId": "ext-2",
                 ENT: {"manager": {"value": "m", "displayName": "ignored"}}
@@ -1584,6 +1594,13 @@ mod tests {
         expected["externalId"] = json!("ext-2");
         expected[ENT]["manager"] = json!({"value": "m"});
         assert_eq!(out, expected);
+        // Setting groups is changing team membership through the User: refused.
+        let ops = parse_request(&json!({"Operations": [
+            {"op": "add", "value": {"groups": [{"value": "g"}]}}
+        ]}))
+        .unwrap();
+        let refused = apply(&mut user(), &ops).unwrap_err();
+        assert_eq!(refused.scim_type, Some(ScimType::Mutability), "{refused:?}");
     }
 
     #[test]

@@ -488,14 +488,23 @@ pub async fn modify<E: Send + 'static>(
     }
 }
 
-/// Delete a team and its memberships; the deleted team, or None.
-pub async fn delete(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Team>> {
+/// Delete a team and its memberships; the deleted team, or None (no such team, or
+/// with `unless_managed`, one SCIM manages: checked in the same statement, so a
+/// SCIM write in between cannot slip a managed team under a page's delete).
+pub async fn delete(
+    db: &Db,
+    workspace_id: i64,
+    id: Uuid,
+    unless_managed: bool,
+) -> Result<Option<Team>> {
     db.write_optional(
         sql(format!(
-            "DELETE FROM teams WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
+            "DELETE FROM teams WHERE workspace_id = $1 AND id = $2 AND NOT ($3 AND scim_managed) \
+             RETURNING {COLUMNS}"
         ))
         .bind(workspace_id)
-        .bind(id),
+        .bind(id)
+        .bind(unless_managed),
     )
     .await
 }
@@ -516,18 +525,22 @@ pub async fn by_id(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<Team>>
 /// having read it through [`by_id`]).
 pub async fn members_page(
     db: &Db,
+    workspace_id: i64,
     team_id: Uuid,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<TeamMember>> {
+    // The workspace is checked here too, not only by the caller's read of the team.
     let q = sql(
         "SELECT m.id, m.user_name, m.display_name, m.active, m.scim_managed \
          FROM team_members tm JOIN members m ON m.id = tm.member_id \
-         WHERE tm.team_id = $1 AND tm.member_id > $2 ORDER BY tm.member_id LIMIT $3",
+         WHERE tm.team_id = $1 AND tm.member_id > $2 AND m.workspace_id = $4 \
+         ORDER BY tm.member_id LIMIT $3",
     )
     .bind(team_id)
     .bind(after.unwrap_or(Uuid::nil()))
-    .bind(limit);
+    .bind(limit)
+    .bind(workspace_id);
     db.read_all(if limit > 100 { q.slow() } else { q }).await
 }
 
@@ -544,6 +557,8 @@ pub async fn teams_of(db: &Db, workspace_id: i64, member_ids: &[Uuid]) -> Result
         ))
         .bind(workspace_id)
         .bind_all(chunk.iter().map(|id| Bind::Uuid(*id)));
+        // One member's teams is an index probe; a page of members' is a scan's worth.
+        let q = if chunk.len() > 1 { q.slow() } else { q };
         out.extend(db.read_all::<Membership>(q).await?);
     }
     Ok(out)
