@@ -548,7 +548,10 @@ async fn edit_team(
 ) -> Result<Changed, TeamError> {
     let scim_teams = ws.scim_teams;
     let new_name = edit.display_name.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
     let outcome = teams::modify(db, ws.id, id, move |current| {
+        // The name before a rename, for the log.
+        let _ = tx.send(current.display_name.clone());
         if scim_teams && current.scim_managed {
             Err(TeamError::Managed)
         } else {
@@ -556,6 +559,7 @@ async fn edit_team(
         }
     })
     .await;
+    let old_name = rx.try_recv().unwrap_or_default();
     let changed = match outcome {
         Ok(Ok(c)) => c,
         Ok(Err(Refused::Caller(e))) => return Err(e),
@@ -563,24 +567,34 @@ async fn edit_team(
         Err(StoreError::Conflict(_)) => return Err(TeamError::Taken(new_name.unwrap_or_default())),
         Err(e) => return Err(e.into()),
     };
-    let detail = describe(operation.trim_start_matches("team "), &changed, None);
-    let detail = match changed.named.first() {
-        Some(n) if changed.named.len() == 1 => format!(
-            "{} {}; {detail}",
-            operation.trim_start_matches("team "),
-            n.user_name
+    let now = changed.team.member_count;
+    let named = changed.named.first();
+    let who = named.map_or("?", |n| n.user_name.as_str());
+    let detail = match operation {
+        "team add" if changed.added == 0 => format!("{who} was already a member"),
+        "team add" => format!("added {who}; {now} member(s) now"),
+        "team remove" if changed.removed == 0 => format!("{who} was not a member"),
+        "team remove" => format!("removed {who}; {now} member(s) now"),
+        "team rename" => format!(
+            "renamed from '{old_name}' to '{}'",
+            changed.team.display_name
         ),
-        _ => detail,
+        _ => describe(operation, &changed, None),
     };
-    log(
-        db,
-        ws.id,
-        &actor(admin),
+    let entry = activity::NewActivity {
+        workspace_id: ws.id,
+        actor: &actor(admin),
         operation,
-        Some((changed.team.id, &changed.team.display_name)),
-        Ok(&detail),
-    )
-    .await;
+        member_id: named.map(|n| n.id),
+        user_name: named.map(|n| n.user_name.as_str()),
+        team_id: Some(changed.team.id),
+        team_name: Some(&changed.team.display_name),
+        status: 200,
+        detail: &detail,
+    };
+    if let Err(e) = activity::record(db, &entry).await {
+        tracing::warn!(error = %e, "could not record provisioning activity");
+    }
     Ok(changed)
 }
 

@@ -14,6 +14,7 @@ pub mod scim;
 pub mod scim_groups;
 pub mod serve;
 pub mod sso;
+pub mod teams;
 pub mod views;
 
 use crate::config::Config;

@@ -89,3 +89,8 @@ pub async fn set_password_policy(
 pub async fn set_auto_create(db: &Db, subdomain: &str, on: bool) -> Result<(), AdminError> {
     admin::set_auto_create(db, &workspace(db, subdomain).await?, on).await
 }
+
+/// "Manage teams with SCIM" (issue 14): `/Groups` answers only while it is on.
+pub async fn set_scim_teams(db: &Db, subdomain: &str, on: bool) -> Result<(), AdminError> {
+    admin::set_scim_teams(db, &workspace(db, subdomain).await?, on).await
+}
