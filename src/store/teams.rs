@@ -531,10 +531,12 @@ pub async fn members_page(
     limit: i64,
 ) -> Result<Vec<TeamMember>> {
     // The workspace is checked here too, not only by the caller's read of the team.
+    // `m.id > $2` as well: PostgreSQL otherwise plans a merge join that reads the
+    // members index from its start on every page (quadratic over a large team).
     let q = sql(
         "SELECT m.id, m.user_name, m.display_name, m.active, m.scim_managed \
          FROM team_members tm JOIN members m ON m.id = tm.member_id \
-         WHERE tm.team_id = $1 AND tm.member_id > $2 AND m.workspace_id = $4 \
+         WHERE tm.team_id = $1 AND tm.member_id > $2 AND m.id > $2 AND m.workspace_id = $4 \
          ORDER BY tm.member_id LIMIT $3",
     )
     .bind(team_id)
