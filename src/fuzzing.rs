@@ -7,7 +7,7 @@
 //! fuzzer reports.
 
 use crate::oauth::{self, Scopes};
-use crate::scim::{filter, patch, resource};
+use crate::scim::{filter, group, patch, resource};
 use crate::store::Backend;
 use crate::store::oauth::Client;
 use crate::store::scim_sql::{self, SqlBuilder};
@@ -50,14 +50,26 @@ fn text(data: &[u8]) -> Option<&str> {
 /// parameter per `$n` in the SQL text.
 pub fn scim_filter(data: &[u8]) {
     let Some(input) = text(data) else { return };
+    // The text as a Group filter, compiled for the teams table.
+    if let Ok(parsed) = filter::parse_group(input) {
+        check_sql(&parsed, scim_sql::compile_team);
+    }
     let Ok(parsed) = filter::parse(input) else {
         return;
     };
     let member = resource::normalize_user(&sample_member()).expect("the sample member is valid");
     let _ = filter::matches(&parsed, &member);
+    check_sql(&parsed, scim_sql::compile);
+}
+
+/// A compiled filter binds exactly the parameters its SQL text names.
+fn check_sql(
+    parsed: &filter::Filter,
+    compile: fn(&mut SqlBuilder, &filter::Filter) -> Result<String, crate::store::StoreError>,
+) {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let mut b = SqlBuilder::new(backend);
-        if let Ok(sql) = scim_sql::compile(&mut b, &parsed) {
+        if let Ok(sql) = compile(&mut b, parsed) {
             for n in 1..=b.binds.len() {
                 assert!(sql.contains(&format!("${n}")), "unused bind ${n} in {sql}");
             }
@@ -71,11 +83,24 @@ pub fn scim_filter(data: &[u8]) {
 
 /// The PATCH engine applied to a member, as `app::provisioning::patch` does it: parse the
 /// PatchOp body, apply it, normalise the result. Whatever comes out must be a valid
-/// member: normalising it again changes nothing, and rendering it works.
+/// member: normalising it again changes nothing, and rendering it works. The same
+/// body goes through the Group PATCH reader (`app::teams::patch`): it refuses with a
+/// 4xx or names only valid member ids and a valid name.
 pub fn scim_patch(data: &[u8]) {
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    match group::parse_patch(&body) {
+        Ok(p) => {
+            if let Some(name) = &p.display_name {
+                assert!(
+                    group::check_name(name).is_ok(),
+                    "a bad name got through: {name:?}"
+                );
+            }
+        }
+        Err(e) => assert!((400..500).contains(&e.status), "{e:?}"),
+    }
     let Ok(ops) = patch::parse_request(&body) else {
         return;
     };
@@ -117,6 +142,7 @@ fn check_canonical(canonical: &Value) {
             last_modified: now,
             version: 1,
             location: "http://localhost/scim/v2/Users/0190c0de-0000-7000-8000-000000000000",
+            groups: &[],
         },
     );
     assert!(

@@ -149,6 +149,14 @@ enum WorkspaceCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// "Manage teams with SCIM": while on, the IdP manages teams through SCIM Groups
+    /// and the teams it manages are read-only on the pages; while off, /Groups
+    /// answers 403.
+    ScimTeams {
+        subdomain: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Sign-in through the workspace's identity provider (OIDC or SAML).
     Sso {
         subdomain: String,
@@ -284,6 +292,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             admin::set_scim(&db, &workspace(&db, &subdomain).await?, state == "on").await?;
             eprintln!("SCIM is {state} for workspace '{subdomain}'.");
+            Ok(())
+        }
+        Command::Workspace(WorkspaceCommand::ScimTeams { subdomain, state }) => {
+            let db = connect(&config).await?;
+            admin::set_scim_teams(&db, &workspace(&db, &subdomain).await?, state == "on").await?;
+            eprintln!("Managing teams with SCIM is {state} for workspace '{subdomain}'.");
             Ok(())
         }
         Command::Workspace(WorkspaceCommand::Sso { subdomain, action }) => {

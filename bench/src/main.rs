@@ -8,6 +8,7 @@
 //! cargo build --release --bins
 //! target/release/rollcall-bench [--members 100000] [--concurrency 32] [--seconds 5]
 //!                               [--database-url postgres://USER@HOST/DB]
+//!                               [--no-scaling] [--no-groups] [--teams 10000]
 //! target/release/rollcall-bench --members 10000 --soak 600 [--soak-interval 10]
 //! target/release/rollcall-bench --only client-credentials [--seconds 5]
 //! ```
@@ -52,6 +53,12 @@ struct Args {
     /// Skip the scaling runs of cases 1 and 3 at 1,000 and 10,000 members.
     #[arg(long)]
     no_scaling: bool,
+    /// Skip the SCIM Groups (teams) cases 9 to 14.
+    #[arg(long)]
+    no_groups: bool,
+    /// Teams created (and then listed) by cases 13 and 14.
+    #[arg(long, default_value_t = 10_000)]
+    teams: usize,
     /// Upper bound on the time spent seeding, in seconds.
     #[arg(long, default_value_t = 1800)]
     seed_timeout: u64,
@@ -932,6 +939,9 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
         "admin@bench.example",
     ])?;
     env.cli(&["workspace", "scim", WS, "on"])?;
+    if !args.no_groups && args.soak.is_none() {
+        env.cli(&["workspace", "scim-teams", WS, "on"])?;
+    }
     let token = env.cli(&["token", "create", "--workspace", WS])?;
     let created: Value = serde_json::from_str(&env.cli(&[
         "client",
@@ -1125,6 +1135,380 @@ async fn drive(
         })
         .await;
         report("8. POST /oauth2/introspect", s, e);
+    }
+
+    if !args.no_groups {
+        groups(args, server, &ctx, &ids).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// SCIM Groups (teams, issue 14): an "Everyone" team of every seeded member.
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// Floors from issue 14 (SQLite, 2 shared cores).
+const FLOOR_PATCH_1000_MS: f64 = 250.0;
+const FLOOR_ONE_MEMBER_P99_MS: f64 = 10.0;
+const FLOOR_FULL_GET_PEAK_MB: f64 = 150.0;
+
+fn floor_note(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn member_patch(op: &str, path: Option<&str>, ids: &[String]) -> Value {
+    let mut one = json!({"op": op});
+    if let Some(p) = path {
+        one["path"] = json!(p);
+    }
+    if !ids.is_empty() {
+        one["value"] = Value::Array(ids.iter().map(|id| json!({"value": id})).collect());
+    }
+    json!({"schemas": [PATCH_OP], "Operations": [one]})
+}
+
+/// `POST /Groups` with no members; the new team's id.
+async fn create_team(c: &Ctx, name: &str) -> Result<String, String> {
+    let body = json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []});
+    let r = Ctx::with_body(c.scim(reqwest::Method::POST, "/Groups"), &body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    match v["id"].as_str() {
+        Some(id) if status == 201 => Ok(id.to_owned()),
+        _ => Err(format!("create team {name}: {status} {v}")),
+    }
+}
+
+/// Worker `w`'s member of the big team: removed on even `i`, added back on odd.
+async fn op_team_toggle(c: &Ctx, team: &str, member: &str, i: u64) -> Result<(), String> {
+    let body = if i.is_multiple_of(2) {
+        member_patch(
+            "remove",
+            Some(&format!("members[value eq \"{member}\"]")),
+            &[],
+        )
+    } else {
+        member_patch("add", Some("members"), &[member.to_owned()])
+    };
+    expect(
+        Ctx::with_body(
+            c.scim(reqwest::Method::PATCH, &format!("/Groups/{team}")),
+            &body,
+        )
+        .send()
+        .await,
+        204,
+    )
+    .await
+}
+
+/// `GET /Groups/{id}?excludedAttributes=members`.
+async fn op_team_get(c: &Ctx, team: &str) -> Result<(), String> {
+    expect(
+        c.scim(reqwest::Method::GET, &format!("/Groups/{team}"))
+            .query(&[("excludedAttributes", "members")])
+            .send()
+            .await,
+        200,
+    )
+    .await
+}
+
+async fn groups(args: &Args, server: &Server, ctx: &Ctx, ids: &Arc<Vec<String>>) -> Result<()> {
+    let n = ids.len();
+    let conc = args.concurrency;
+    if n < conc {
+        bail!("the group cases need at least as many --members as --concurrency");
+    }
+    println!("-- SCIM Groups (teams): an \"Everyone\" team of all {n} members");
+
+    // 9. The big team, filled by PATCH adds of 1,000 members each, one at a time.
+    let team = create_team(ctx, "Everyone").await.map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let mut lat = Sample::default();
+    for chunk in ids.chunks(1000) {
+        let body = member_patch("add", Some("members"), chunk);
+        let t = Instant::now();
+        let res = expect(
+            Ctx::with_body(
+                ctx.scim(reqwest::Method::PATCH, &format!("/Groups/{team}")),
+                &body,
+            )
+            .send()
+            .await,
+            204,
+        )
+        .await;
+        let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if let Err(e) = res {
+            bail!("adding {} members to Everyone: {e}", chunk.len());
+        }
+        lat.latencies.push(us);
+    }
+    let fill = started.elapsed();
+    let mut sorted = lat.latencies.clone();
+    sorted.sort_unstable();
+    let patches = sorted.len();
+    let median_ms = f64::from(sorted[patches / 2]) / 1000.0;
+    let max_ms = f64::from(*sorted.last().unwrap_or(&0)) / 1000.0;
+    report(
+        &format!("9. PATCH add 1,000 members ({patches} PATCHes)"),
+        lat,
+        fill,
+    );
+    println!(
+        "{:<44} median {:>7.1} ms   max {:>7.1} ms   ({:.1} s for {n} members; floor {FLOOR_PATCH_1000_MS} ms: {})",
+        "9. PATCH add 1,000 members, per PATCH",
+        median_ms,
+        max_ms,
+        fill.as_secs_f64(),
+        floor_note(max_ms <= FLOOR_PATCH_1000_MS)
+    );
+
+    // 10. Add or remove one member of the big team, each worker its own member.
+    {
+        let (c, members, big) = (ctx.clone(), ids.clone(), team.clone());
+        let (s, e) = run_case(conc, args.seconds, move |w, i| {
+            let (c, members, big) = (c.clone(), members.clone(), big.clone());
+            async move { op_team_toggle(&c, &big, &members[w], i).await }
+        })
+        .await;
+        let r = report(
+            &format!("10. PATCH add/remove 1 member (team of {n})"),
+            s,
+            e,
+        );
+        println!(
+            "{:<44} p99 {:.2} ms (floor {FLOOR_ONE_MEMBER_P99_MS} ms: {})",
+            "10. one member of the big team",
+            r.p99_ms,
+            floor_note(r.errors == 0 && r.p99_ms <= FLOOR_ONE_MEMBER_P99_MS)
+        );
+        // Every worker's member back in (adding one already there changes nothing).
+        let body = member_patch("add", Some("members"), &ids[..conc]);
+        expect(
+            Ctx::with_body(
+                ctx.scim(reqwest::Method::PATCH, &format!("/Groups/{team}")),
+                &body,
+            )
+            .send()
+            .await,
+            204,
+        )
+        .await
+        .map_err(|e| anyhow!("re-adding the workers' members: {e}"))?;
+    }
+
+    // 11. The big team without its members, next to GET /Users/{id}.
+    {
+        let (c, team) = (ctx.clone(), team.clone());
+        let (s, e) = run_case(conc, args.seconds, move |_, _| {
+            let (c, team) = (c.clone(), team.clone());
+            async move { op_team_get(&c, &team).await }
+        })
+        .await;
+        let g = report(
+            &format!("11. GET /Groups/{{id}}?excl..=members ({n})"),
+            s,
+            e,
+        );
+        let u = case_get(ctx, ids, n, args).await;
+        println!(
+            "{:<44} {:.2}x the req/s of GET /Users/{{id}}",
+            "11. team without members vs a member",
+            g.rps / u.rps
+        );
+    }
+
+    // 12. One GET of the big team with every member: time, bytes, server memory.
+    {
+        let (rss_before, hwm_before) = server.memory();
+        let sampling = Arc::new(AtomicU64::new(1));
+        let max_rss = Arc::new(AtomicU64::new(rss_before));
+        let pid = server.child.id();
+        let sampler = {
+            let (sampling, max_rss) = (sampling.clone(), max_rss.clone());
+            tokio::spawn(async move {
+                while sampling.load(Ordering::Relaxed) == 1 {
+                    let status =
+                        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    if let Some(kb) = status
+                        .lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        max_rss.fetch_max(kb, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let t = Instant::now();
+        let mut resp = ctx
+            .scim(reqwest::Method::GET, &format!("/Groups/{team}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        let first_byte = t.elapsed();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        let took = t.elapsed();
+        sampling.store(0, Ordering::Relaxed);
+        let _ = sampler.await;
+        let (rss_after, hwm_after) = server.memory();
+        if status != 200 {
+            bail!(
+                "GET of the big team: {status} {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        let v: Value = serde_json::from_slice(&body)?;
+        let listed = v["members"].as_array().map_or(0, Vec::len);
+        if listed != n {
+            bail!("GET of the big team listed {listed} members, expected {n}");
+        }
+        let sampled = max_rss.load(Ordering::Relaxed);
+        // VmHWM is the peak of the server's whole life: if it rose, this request made
+        // the new peak; otherwise the sampled maximum is this request's peak.
+        let peak = if hwm_after > hwm_before {
+            hwm_after
+        } else {
+            sampled.max(rss_after)
+        };
+        println!(
+            "{:<44} {:>9.1} ms   first byte {:.1} ms   {:.1} MB, {listed} members",
+            "12. GET /Groups/{id}, all members (once)",
+            took.as_secs_f64() * 1000.0,
+            first_byte.as_secs_f64() * 1000.0,
+            body.len() as f64 / 1e6
+        );
+        println!(
+            "{:<44} RSS before {:.1} MB, max sampled {:.1} MB, after {:.1} MB; VmHWM {:.1} -> {:.1} MB: \
+             peak {:.1} MB (floor < {FLOOR_FULL_GET_PEAK_MB} MB: {})",
+            "12. server memory around it",
+            mb(rss_before),
+            mb(sampled),
+            mb(rss_after),
+            mb(hwm_before),
+            mb(hwm_after),
+            mb(peak),
+            floor_note(mb(peak) < FLOOR_FULL_GET_PEAK_MB)
+        );
+    }
+
+    // 13. Many teams, created concurrently.
+    let teams = args.teams;
+    {
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conc {
+            let (c, next) = (ctx.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut s = Sample::default();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if k >= teams {
+                        return s;
+                    }
+                    let t = Instant::now();
+                    match create_team(&c, &format!("team-{k:06}")).await {
+                        Ok(_) => s
+                            .latencies
+                            .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                        Err(e) => {
+                            s.errors += 1;
+                            s.first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }));
+        }
+        let mut all = Sample::default();
+        for t in tasks {
+            all.merge(t.await?);
+        }
+        let took = started.elapsed();
+        let r = report(&format!("13. POST /Groups ({teams} teams)"), all, took);
+        println!(
+            "{:<44} {:>9.2} s total",
+            "13. create teams, whole run",
+            took.as_secs_f64()
+        );
+        if r.errors > 0 {
+            bail!("{} team creates failed", r.errors);
+        }
+    }
+
+    // 14. Every team listed through pages of 100, in order, by one client.
+    {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(600);
+        let mut lat = Sample::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut start = 1usize;
+        loop {
+            if Instant::now() > deadline {
+                bail!("listing the teams did not finish within 600 s");
+            }
+            let t = Instant::now();
+            let r = ctx
+                .scim(reqwest::Method::GET, "/Groups")
+                .query(&[
+                    ("startIndex", start.to_string()),
+                    ("count", "100".into()),
+                    ("excludedAttributes", "members".into()),
+                ])
+                .send()
+                .await?;
+            let status = r.status();
+            let v: Value = r.json().await?;
+            lat.latencies
+                .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            if status != 200 {
+                bail!("team page at {start}: {status} {v}");
+            }
+            let page = v["Resources"].as_array().cloned().unwrap_or_default();
+            for r in &page {
+                if let Some(id) = r["id"].as_str() {
+                    seen.insert(id.to_owned());
+                }
+            }
+            let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+            start += 100;
+            if page.is_empty() || start > total {
+                break;
+            }
+        }
+        let total = started.elapsed();
+        let pages = lat.latencies.len();
+        report(
+            &format!("14. list teams, {pages} pages of 100 (per page)"),
+            lat,
+            total,
+        );
+        println!(
+            "{:<44} {:>9.2} s total for {} teams",
+            "14. list teams, whole listing",
+            total.as_secs_f64(),
+            seen.len()
+        );
+        // Everyone and every created team, each once.
+        if seen.len() < teams + 1 {
+            bail!(
+                "the listing saw {} distinct teams, expected at least {}",
+                seen.len(),
+                teams + 1
+            );
+        }
     }
     Ok(())
 }

@@ -104,6 +104,13 @@ pub async fn set_scim(db: &Db, workspace: &Workspace, enabled: bool) -> Result<(
     Ok(())
 }
 
+/// "Manage teams with SCIM": while on, the identity provider manages teams through
+/// SCIM Groups and the teams it manages are read-only on the pages.
+pub async fn set_scim_teams(db: &Db, workspace: &Workspace, on: bool) -> Result<(), AdminError> {
+    workspaces::set_scim_teams(db, workspace.id, on).await?;
+    Ok(())
+}
+
 /// Whether members may sign in with a password (while SSO is off; see
 /// `set_password_policy` for the rules while it is on).
 pub async fn set_password_signin(
@@ -274,6 +281,8 @@ async fn log_client(
         operation,
         member_id: None,
         user_name: None,
+        team_id: None,
+        team_name: None,
         status,
         detail: &detail,
     };

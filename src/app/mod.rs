@@ -8,6 +8,8 @@
 //!
 //! - [`provisioning`]: the SCIM API (who is calling, read, list, create, replace,
 //!   patch) and its activity log.
+//! - [`teams`]: teams, through SCIM Groups (read, list, create, replace, patch,
+//!   delete) and on the admin pages, with their activity log.
 //! - [`tokens`]: the OAuth authorization server (checking an authorization request,
 //!   consent, the code and refresh grants, revocation, introspection, and the rate
 //!   limits around them).
@@ -20,6 +22,7 @@
 pub mod admin;
 pub mod provisioning;
 pub mod signin;
+pub mod teams;
 pub mod tokens;
 
 #[cfg(test)]

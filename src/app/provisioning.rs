@@ -88,8 +88,8 @@ pub fn member_data(canonical: Value) -> MemberData {
     }
 }
 
-/// The member as a SCIM User resource.
-pub fn render(member: &Member, base_url: &str) -> Value {
+/// The member as a SCIM User resource, with its teams as `groups` entries.
+pub fn render(member: &Member, groups: &[Value], base_url: &str) -> Value {
     let id = member.id.to_string();
     let location = format!("{base_url}/scim/v2/Users/{id}");
     resource::render_user(
@@ -100,8 +100,35 @@ pub fn render(member: &Member, base_url: &str) -> Value {
             last_modified: member.updated_at,
             version: member.version,
             location: &location,
+            groups,
         },
     )
+}
+
+/// Members of one workspace as SCIM User resources, their teams read in one query
+/// (`with_groups` false: `groups` left empty, when the client excluded it).
+pub async fn render_all(
+    db: &Db,
+    workspace_id: i64,
+    members: &[Member],
+    base_url: &str,
+    with_groups: bool,
+) -> Result<Vec<Value>, ScimError> {
+    let groups = if with_groups {
+        let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        super::teams::groups_of(db, workspace_id, &ids, base_url)
+            .await
+            .map_err(store_error)?
+    } else {
+        Default::default()
+    };
+    Ok(members
+        .iter()
+        .map(|m| {
+            let g = groups.get(&m.id).map(Vec::as_slice).unwrap_or_default();
+            render(m, g, base_url)
+        })
+        .collect())
 }
 
 fn store_error(e: StoreError) -> ScimError {
@@ -182,6 +209,8 @@ async fn log(
         operation,
         member_id: member.map(|m| m.id),
         user_name: member.map(|m| m.user_name.as_str()).or(user_name),
+        team_id: None,
+        team_name: None,
         status,
         detail: &detail,
     };

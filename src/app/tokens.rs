@@ -470,6 +470,8 @@ async fn client_credentials(
         operation: "client credentials token",
         member_id: None,
         user_name: None,
+        team_id: None,
+        team_name: None,
         status: 200,
         detail: &detail,
     };

@@ -10,7 +10,7 @@ use crate::app::admin::{self, AdminError};
 use crate::domain::Role;
 use crate::http::error::AppError;
 use crate::store::members::{self, Cursor};
-use crate::store::{activity, oauth, tokens};
+use crate::store::{activity, oauth, teams, tokens};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings", get(|| async { Redirect::to("/settings/sso") }))
         .route("/settings/sso", get(sso_settings))
         .route("/settings/scim", post(scim_switch))
+        .route("/settings/scim-teams", post(scim_teams_switch))
         .route("/settings/password-signin", post(password_switch))
         .route("/settings/sso/oidc", post(sso_oidc))
         .route("/settings/sso/saml", post(sso_saml))
@@ -47,15 +48,16 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/apps", get(apps_settings))
         .route("/settings/apps/{id}/revoke", post(revoke_app))
         .route("/activity", get(activity_page))
+        .merge(super::teams::routes())
 }
 
-const PAGE_SIZE: i64 = 50;
+pub(super) const PAGE_SIZE: i64 = 50;
 
 /// A form posted to an admin page: by a signed-in member of this workspace, with a
 /// valid CSRF token, who is an admin. Every settings change goes through it.
-struct AdminPost<T> {
-    me: SignedIn,
-    form: T,
+pub(super) struct AdminPost<T> {
+    pub me: SignedIn,
+    pub form: T,
 }
 
 #[derive(Deserialize)]
@@ -90,15 +92,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AdminPost<T> {
         Ok(AdminPost { me, form })
     }
 }
-const NOTICE: &str = "flash_notice";
-const ERROR: &str = "flash_error";
+pub(super) const NOTICE: &str = "flash_notice";
+pub(super) const ERROR: &str = "flash_error";
 
 /// Say something on the next page shown.
-async fn flash(session: &Session, key: &str, text: impl Into<String>) {
+pub(super) async fn flash(session: &Session, key: &str, text: impl Into<String>) {
     let _ = session.insert(key, text.into()).await;
 }
 
-async fn shell(me: &SignedIn, tab: &'static str) -> Result<Shell, AppError> {
+pub(super) async fn shell(me: &SignedIn, tab: &'static str) -> Result<Shell, AppError> {
     Ok(Shell {
         workspace_name: me.workspace.name.clone(),
         me: me.member.user_name.clone(),
@@ -110,7 +112,7 @@ async fn shell(me: &SignedIn, tab: &'static str) -> Result<Shell, AppError> {
     })
 }
 
-fn is_admin(me: &SignedIn) -> bool {
+pub(super) fn is_admin(me: &SignedIn) -> bool {
     me.member.role == Role::Admin
 }
 
@@ -238,7 +240,16 @@ async fn member_page(
         Ok(()) => (true, String::new()),
         Err(why) => (false, why.to_string()),
     };
+    let teams = teams::teams_of(&state.db, me.workspace.id, &[m.id])
+        .await?
+        .into_iter()
+        .map(|t| TeamLink {
+            id: t.team_id.to_string(),
+            name: t.display_name,
+        })
+        .collect();
     Ok(MemberPage {
+        teams,
         id: m.id.to_string(),
         version: m.version,
         given_name: name("givenName"),
@@ -308,6 +319,7 @@ async fn sso_settings(
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     Ok(SsoSettingsPage {
         scim_enabled: me.workspace.scim_enabled,
+        scim_teams: me.workspace.scim_teams,
         scim_url: scim_url(&state),
         authorize_url: format!("{}/oauth2/authorize", state.config.base()),
         token_url: format!("{}/oauth2/token", state.config.base()),
@@ -325,7 +337,8 @@ async fn sso_settings(
 }
 
 /// What a page says when a change failed for a reason that is not the admin's.
-const SOMETHING_WENT_WRONG: &str = "Not saved: something went wrong on our side; try again.";
+pub(super) const SOMETHING_WENT_WRONG: &str =
+    "Not saved: something went wrong on our side; try again.";
 
 /// An administration use case failed where no refusal was expected.
 fn admin_failure(e: AdminError) -> AppError {
@@ -470,6 +483,23 @@ async fn scim_switch(
     Ok(Redirect::to("/settings/sso"))
 }
 
+async fn scim_teams_switch(
+    State(state): State<AppState>,
+    AdminPost { me, form }: AdminPost<SwitchForm>,
+) -> Result<Redirect, AppError> {
+    let on = form.enabled == "on";
+    admin::set_scim_teams(&state.db, &me.workspace, on)
+        .await
+        .map_err(admin_failure)?;
+    let text = if on {
+        "Teams are managed with SCIM now. Teams your identity provider pushes are read-only on the Teams pages."
+    } else {
+        "Teams are managed here now. The SCIM Groups API refuses every request."
+    };
+    flash(&me.session, NOTICE, text).await;
+    Ok(Redirect::to("/settings/sso"))
+}
+
 async fn password_switch(
     State(state): State<AppState>,
     AdminPost { me, form }: AdminPost<SwitchForm>,
@@ -554,7 +584,7 @@ async fn create_token(
 
 /// A post whose only field is the CSRF token.
 #[derive(Deserialize)]
-struct NoFields {}
+pub(super) struct NoFields {}
 
 async fn revoke_token(
     State(state): State<AppState>,
@@ -902,6 +932,10 @@ async fn activity_page(
                 at: when(a.at),
                 operation: a.operation,
                 user_name: a.user_name.unwrap_or_default(),
+                team: a.team_id.map(|id| TeamLink {
+                    id: id.to_string(),
+                    name: a.team_name.unwrap_or_default(),
+                }),
                 ok: a.status < 400,
                 status: a.status,
                 detail: a.detail,

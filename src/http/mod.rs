@@ -11,8 +11,10 @@ pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod scim;
+pub mod scim_groups;
 pub mod serve;
 pub mod sso;
+pub mod teams;
 pub mod views;
 
 use crate::config::Config;

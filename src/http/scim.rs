@@ -4,6 +4,7 @@
 
 use super::AppState;
 use super::bearer::{self, Principal};
+use super::scim_groups;
 use crate::app::provisioning::{self, ListRequest};
 use crate::scim::error::ScimError;
 use crate::scim::filter::{self, Filter};
@@ -27,7 +28,7 @@ pub const SCIM_JSON: &str = "application/scim+json";
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest page (advertised in ServiceProviderConfig).
 pub const MAX_RESULTS: i64 = 1000;
-const DEFAULT_COUNT: i64 = 100;
+pub(super) const DEFAULT_COUNT: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,8 +38,11 @@ pub fn routes() -> Router<AppState> {
                 .post(create_user)
                 .fallback(method_not_allowed),
         )
-        // RFC 7644 3.4.3: a search at the root covers every resource type (Users here).
-        .route("/.search", post(search_users).fallback(method_not_allowed))
+        // RFC 7644 3.4.3: a search at the root covers every resource type.
+        .route(
+            "/.search",
+            post(scim_groups::search_root).fallback(method_not_allowed),
+        )
         .route(
             "/Users/.search",
             post(search_users).fallback(method_not_allowed),
@@ -49,6 +53,24 @@ pub fn routes() -> Router<AppState> {
                 .put(replace_user)
                 .patch(patch_user)
                 .delete(delete_user)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/Groups",
+            get(scim_groups::list_groups)
+                .post(scim_groups::create_group)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/Groups/.search",
+            post(scim_groups::search_groups).fallback(method_not_allowed),
+        )
+        .route(
+            "/Groups/{id}",
+            get(scim_groups::get_group)
+                .put(scim_groups::replace_group)
+                .patch(scim_groups::patch_group)
+                .delete(scim_groups::delete_group)
                 .fallback(method_not_allowed),
         )
         .route(
@@ -138,14 +160,26 @@ impl IntoResponse for ScimError {
     }
 }
 
-/// One User, with its ETag (and Location when created).
-fn user_response(
+/// One User, with its teams, its ETag (and Location when created).
+async fn user_response(
     status: StatusCode,
     member: &Member,
     state: &AppState,
     projection: &Projection,
 ) -> Response {
-    let body = projection.apply(provisioning::render(member, state.config.base()));
+    let rendered = provisioning::render_all(
+        &state.db,
+        member.workspace_id,
+        std::slice::from_ref(member),
+        state.config.base(),
+        projection.keeps("groups"),
+    )
+    .await;
+    let body = match rendered.map(|mut r| r.pop()) {
+        Ok(Some(body)) => projection.apply(body),
+        Ok(None) => return ScimError::new(500, None, "internal error").into_response(),
+        Err(e) => return e.into_response(),
+    };
     let mut resp = scim(status, body);
     if let Ok(v) = HeaderValue::from_str(&resource::etag(member.version)) {
         resp.headers_mut().insert(header::ETAG, v);
@@ -163,7 +197,7 @@ async fn method_not_allowed() -> ScimError {
 
 async fn not_found() -> ScimError {
     ScimError::not_found(
-        "no such SCIM endpoint; Rollcall serves /Users, /ServiceProviderConfig, /ResourceTypes and /Schemas",
+        "no such SCIM endpoint; Rollcall serves /Users, /Groups, /ServiceProviderConfig, /ResourceTypes and /Schemas",
     )
 }
 
@@ -237,7 +271,7 @@ impl FromRequestParts<AppState> for Caller {
 
 impl Caller {
     /// The 403 `insufficient_scope` answer, when the token may not do this.
-    fn denied(&self, write: bool) -> Option<Response> {
+    pub(super) fn denied(&self, write: bool) -> Option<Response> {
         let (ok, scope) = if write {
             (self.0.can_write, "scim:write")
         } else {
@@ -287,14 +321,14 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
 
 /// List parameters, from a query string or a `.search` body.
 #[derive(Default)]
-struct ListParams {
-    filter: Option<String>,
-    start_index: Option<String>,
-    count: Option<String>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
-    attributes: Option<String>,
-    excluded_attributes: Option<String>,
+pub(super) struct ListParams {
+    pub filter: Option<String>,
+    pub start_index: Option<String>,
+    pub count: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    pub attributes: Option<String>,
+    pub excluded_attributes: Option<String>,
 }
 
 impl ListParams {
@@ -313,7 +347,7 @@ impl ListParams {
     }
 
     /// Parameter names are matched ignoring case.
-    fn from_query(raw: Option<&str>) -> Result<Self, ScimError> {
+    pub(super) fn from_query(raw: Option<&str>) -> Result<Self, ScimError> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
                 ScimError::invalid_value(format!("the query string cannot be read: {e}"))
@@ -327,7 +361,7 @@ impl ListParams {
         Ok(p)
     }
 
-    fn from_search_body(body: &Value) -> Result<Self, ScimError> {
+    pub(super) fn from_search_body(body: &Value) -> Result<Self, ScimError> {
         let Some(obj) = body.as_object() else {
             return Err(ScimError::invalid_syntax(
                 "a SearchRequest must be a JSON object",
@@ -360,7 +394,7 @@ impl ListParams {
 
 /// An integer parameter; absurd values are clamped, not errors, where RFC 7644 says
 /// how to read them.
-fn int_param(name: &str, raw: Option<&str>, default: i64) -> Result<i64, ScimError> {
+pub(super) fn int_param(name: &str, raw: Option<&str>, default: i64) -> Result<i64, ScimError> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(default);
     };
@@ -439,10 +473,18 @@ async fn list_with(state: &AppState, caller: &Caller, p: ListParams) -> Result<R
     let (total, members) = provisioning::list(&state.db, caller.0.workspace.id, &req)
         .await
         .map_err(IntoResponse::into_response)?;
-    let resources = members
-        .iter()
-        .map(|m| projection.apply(provisioning::render(m, state.config.base())))
-        .collect();
+    let resources = provisioning::render_all(
+        &state.db,
+        caller.0.workspace.id,
+        &members,
+        state.config.base(),
+        projection.keeps("groups"),
+    )
+    .await
+    .map_err(IntoResponse::into_response)?
+    .into_iter()
+    .map(|r| projection.apply(r))
+    .collect();
     Ok(scim(
         StatusCode::OK,
         resource::list_response(resources, total.max(0) as u64, start_index as u64),
@@ -486,7 +528,7 @@ fn projection_from(q: Option<&str>) -> Projection {
         .unwrap_or_default()
 }
 
-fn if_match(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn if_match(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
 }
 
@@ -500,7 +542,7 @@ async fn get_user(
         return r;
     }
     match provisioning::get(&state.db, caller.0.workspace.id, &id).await {
-        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())),
+        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())).await,
         Err(e) => e.into_response(),
     }
 }
@@ -519,12 +561,15 @@ async fn create_user(
         Err(e) => return e.into_response(),
     };
     match provisioning::create(&state.db, &caller.0, &body).await {
-        Ok(m) => user_response(
-            StatusCode::CREATED,
-            &m,
-            &state,
-            &projection_from(q.as_deref()),
-        ),
+        Ok(m) => {
+            user_response(
+                StatusCode::CREATED,
+                &m,
+                &state,
+                &projection_from(q.as_deref()),
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -558,12 +603,15 @@ async fn update_user(
         Update::Patch => provisioning::patch(db, who, &id, &body, tag).await,
     };
     match result {
-        Ok(m) => user_response(
-            StatusCode::OK,
-            &m,
-            &state,
-            &projection_from(query.as_deref()),
-        ),
+        Ok(m) => {
+            user_response(
+                StatusCode::OK,
+                &m,
+                &state,
+                &projection_from(query.as_deref()),
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -635,8 +683,10 @@ async fn resource_type(State(state): State<AppState>, Segment(name): Segment) ->
         })
         .map(|t| scim(StatusCode::OK, t))
         .unwrap_or_else(|| {
-            ScimError::not_found(format!("no ResourceType '{name}'; Rollcall serves User"))
-                .into_response()
+            ScimError::not_found(format!(
+                "no ResourceType '{name}'; Rollcall serves User and Group"
+            ))
+            .into_response()
         })
 }
 

@@ -79,6 +79,8 @@ pub struct MemberPage {
     pub scim_managed: bool,
     pub editable: bool,
     pub why_not: String,
+    /// The teams the member is in, by name.
+    pub teams: Vec<TeamLink>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -94,6 +96,8 @@ pub struct SsoSettingsPage {
     pub saml_certificate: String,
     pub break_glass: String,
     pub scim_enabled: bool,
+    /// "Manage teams with SCIM".
+    pub scim_teams: bool,
     pub scim_url: String,
     pub authorize_url: String,
     pub token_url: String,
@@ -177,6 +181,8 @@ pub struct ActivityRow {
     pub at: String,
     pub operation: String,
     pub user_name: String,
+    /// The team of a team entry.
+    pub team: Option<TeamLink>,
     pub ok: bool,
     pub status: i32,
     pub detail: String,
@@ -190,6 +196,58 @@ pub struct ActivityPage {
     pub member_email: String,
     pub failures_only: bool,
     pub entries: Vec<ActivityRow>,
+}
+
+/// A link to a team's page.
+pub struct TeamLink {
+    pub id: String,
+    pub name: String,
+}
+
+pub struct TeamRow {
+    pub id: String,
+    pub name: String,
+    pub member_count: i64,
+    /// Read-only here: the identity provider manages it.
+    pub managed: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "teams.html")]
+pub struct TeamsPage {
+    pub shell: Shell,
+    pub q: String,
+    pub teams: Vec<TeamRow>,
+    pub total: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    /// Whether teams are managed with SCIM (said on the page).
+    pub scim_teams: bool,
+}
+
+pub struct TeamMemberRow {
+    pub id: String,
+    pub user_name: String,
+    pub display_name: String,
+    pub active: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "team.html")]
+pub struct TeamPage {
+    pub shell: Shell,
+    pub id: String,
+    pub name: String,
+    pub member_count: i64,
+    pub external_id: String,
+    /// Managed by the identity provider: read-only here.
+    pub managed: bool,
+    /// An admin, and the team is not managed by the identity provider.
+    pub editable: bool,
+    pub members: Vec<TeamMemberRow>,
+    /// The first page of members, when this is not it.
+    pub first: Option<String>,
+    pub next: Option<String>,
 }
 
 /// App host, authorization request: which workspace to authorize for.

@@ -158,6 +158,16 @@ impl PartialEq for Filter {
 /// common attributes). Every error is `400 invalidFilter` with a detail naming what went
 /// wrong and where.
 pub fn parse(input: &str) -> Result<Filter, ScimError> {
+    parse_with(input, schema::resolve)
+}
+
+/// Parse a filter on Groups (`displayName`, `members.value`, `members[value eq ..]`,
+/// `externalId`, `id`, `meta.*`), like [`parse`].
+pub fn parse_group(input: &str) -> Result<Filter, ScimError> {
+    parse_with(input, schema::resolve_group)
+}
+
+fn parse_with(input: &str, resolve: fn(&str) -> Option<AttrRef>) -> Result<Filter, ScimError> {
     if input.len() > MAX_FILTER_LEN {
         return Err(ScimError::invalid_filter(format!(
             "filter is too long ({} bytes, at most {MAX_FILTER_LEN})",
@@ -165,6 +175,7 @@ pub fn parse(input: &str) -> Result<Filter, ScimError> {
         )));
     }
     let mut p = Parser::new(input, None);
+    p.resolve = resolve;
     if matches!(p.peek()?.tok, Tok::End) {
         return Err(ScimError::invalid_filter("empty filter"));
     }
@@ -403,6 +414,8 @@ struct Parser<'a> {
     depth: usize,
     /// Set inside `attr[...]`: names resolve as sub-attributes of this attribute.
     parent: Option<AttrRef>,
+    /// How names resolve outside brackets: against the User or the Group schema.
+    resolve: fn(&str) -> Option<AttrRef>,
 }
 
 impl<'a> Parser<'a> {
@@ -412,6 +425,7 @@ impl<'a> Parser<'a> {
             peeked: None,
             depth: 0,
             parent,
+            resolve: schema::resolve,
         }
     }
 
@@ -615,7 +629,7 @@ impl<'a> Parser<'a> {
                     ));
                 }
             },
-            None => match schema::resolve(name) {
+            None => match (self.resolve)(name) {
                 Some(r) => r,
                 None => {
                     return Err(

@@ -2,6 +2,7 @@
 //! errors. Pure: no axum, no SQL, no I/O.
 pub mod error;
 pub mod filter;
+pub mod group;
 pub mod patch;
 pub mod resource;
 pub mod schema;

@@ -79,7 +79,7 @@ pub struct PatchOp {
     pub value: Option<Value>,
 }
 
-fn prefixed(prefix: &str, e: ScimError) -> ScimError {
+pub(crate) fn prefixed(prefix: &str, e: ScimError) -> ScimError {
     ScimError {
         detail: format!("{prefix}: {}", e.detail),
         ..e
@@ -160,6 +160,18 @@ pub fn parse_path(path: &str) -> Result<PatchPath, ScimError> {
 /// a non-empty array. A path that is just a schema URN is turned into the equivalent
 /// pathless op (`add`/`replace`) or into removes of each attribute of the extension.
 pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
+    let ops = operations(body)?;
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        parse_op(op, &mut out).map_err(|e| prefixed(&format!("Operations[{i}]"), e))?;
+    }
+    Ok(out)
+}
+
+/// The `Operations` of a PatchOp request body, after checking its envelope: an
+/// object whose `schemas` (when sent) names the PatchOp schema, with a non-empty
+/// `Operations` array.
+pub(crate) fn operations(body: &Value) -> Result<&Vec<Value>, ScimError> {
     let Value::Object(body) = body else {
         return Err(ScimError::invalid_syntax(
             "a PATCH request body must be a JSON object",
@@ -190,11 +202,7 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
         Some(_) => return Err(ScimError::invalid_syntax("'Operations' must be an array")),
         None => return Err(ScimError::invalid_syntax("missing 'Operations'")),
     };
-    let mut out = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        parse_op(op, &mut out).map_err(|e| prefixed(&format!("Operations[{i}]"), e))?;
-    }
-    Ok(out)
+    Ok(ops)
 }
 
 fn parse_op(op: &Value, out: &mut Vec<PatchOp>) -> Result<(), ScimError> {
@@ -413,8 +421,18 @@ fn apply_path(
         return Ok(());
     }
     if r.attr.mutability == Mutability::ReadOnly || leaf.mutability == Mutability::ReadOnly {
-        if pathless {
+        // A whole resource sent back in a pathless op carries id, meta and an empty
+        // `groups`: skipped. A pathless op that sets `groups` to something tries to
+        // change team membership through the User.
+        let sets_groups = r.attr.name == "groups"
+            && value.is_some_and(|v| !is_blank(v) && v.as_array().is_none_or(|a| !a.is_empty()));
+        if pathless && !sets_groups {
             return Ok(());
+        }
+        if r.attr.name == "groups" {
+            return Err(ScimError::mutability(
+                "'groups' is readOnly: change a team's members through /Groups",
+            ));
         }
         return Err(ScimError::mutability(format!("'{name}' is readOnly")));
     }
@@ -961,7 +979,7 @@ fn is_empty(v: &Value) -> bool {
 // JSON helpers (keys matched ASCII case-insensitively, written in canonical case)
 // ---------------------------------------------------------------------------
 
-fn get_ci_map<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+pub(crate) fn get_ci_map<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
     map.get(key).or_else(|| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -1566,7 +1584,7 @@ mod tests {
                 "schemas": [schema::USER_SCHEMA],
                 "id": "hijack",
                 "meta": {"created": "2020-01-01T00:00:00Z"},
-                "groups": [{"value": "g"}],
+                "groups": [],
                 "password": "secret",
                 "externalId": "ext-2",
                 ENT: {"manager": {"value": "m", "displayName": "ignored"}}
@@ -1576,6 +1594,13 @@ mod tests {
         expected["externalId"] = json!("ext-2");
         expected[ENT]["manager"] = json!({"value": "m"});
         assert_eq!(out, expected);
+        // Setting groups is changing team membership through the User: refused.
+        let ops = parse_request(&json!({"Operations": [
+            {"op": "add", "value": {"groups": [{"value": "g"}]}}
+        ]}))
+        .unwrap();
+        let refused = apply(&mut user(), &ops).unwrap_err();
+        assert_eq!(refused.scim_type, Some(ScimType::Mutability), "{refused:?}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Canonical stored form: a JSON object with keys in canonical case; core attributes at
 //! the top level; enterprise attributes in an object under [`ENTERPRISE_USER_SCHEMA`];
 //! `externalId` when set; never `id`, `meta`, `schemas`, `password` or `groups`; no nulls,
-//! no empty strings, no empty arrays or objects; `active` and `roles` present only when the client sent them.
+//! no empty strings, no empty arrays or objects; `active` and `roles` present only when
+//! the client sent them (rendering adds the effective role when none is stored).
 
 use crate::domain::Role;
 use std::collections::BTreeMap;
@@ -93,8 +94,9 @@ pub fn normalize_user(body: &Value) -> Result<Value, ScimError> {
     if !matches!(core.get("userName"), Some(Value::String(s)) if !s.is_empty()) {
         return Err(ScimError::invalid_value("userName is required"));
     }
-    // No `active` and no `roles` stay absent: what a client sends comes back as sent.
-    // The member is still active with role contributor (see `facts`).
+    // No `active` and no `roles` stay absent in the stored form: what a client sends
+    // is what it changes. The member is still active with role contributor (see
+    // `facts`), and the rendered resource says so (`render_user`).
     if let Some(roles) = normalize_roles(core.remove("roles"))? {
         core.insert("roles".to_owned(), roles);
     }
@@ -464,6 +466,8 @@ pub struct Meta<'a> {
     pub version: i64,
     /// The resource's full URL, like "http://localhost:8080/scim/v2/Users/<id>".
     pub location: &'a str,
+    /// The User's teams, as `groups` entries (see [`group_ref`]).
+    pub groups: &'a [Value],
 }
 
 /// A SCIM dateTime: RFC 3339 in UTC with milliseconds, like `2026-11-22T10:49:21.123Z`.
@@ -481,18 +485,39 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// The resource as returned: `schemas`, `id`, the canonical attributes, `groups: []` and
-/// `meta`.
+/// The roles of a member created without any: a contributor.
+pub fn default_roles() -> Value {
+    json!([{"value": DEFAULT_ROLE.as_str(), "type": DEFAULT_ROLE_TYPE, "primary": true}])
+}
+
+/// A User's `groups` entry for one of its teams (RFC 7643 §4.1.2).
+pub fn group_ref(base_url: &str, team_id: &str, name: &str) -> Value {
+    json!({
+        "value": team_id,
+        "display": name,
+        "$ref": format!("{base_url}/scim/v2/Groups/{team_id}"),
+        "type": "direct",
+    })
+}
+
+/// The resource as returned: `schemas`, `id`, the canonical attributes, the effective
+/// role when the client sent none (a contributor, said so, so an IdP's import shows the
+/// real role), `groups` and `meta`.
 pub fn render_user(canonical: &Value, meta: &Meta) -> Value {
     let mut out = canonical.as_object().cloned().unwrap_or_default();
     out.remove("password");
+    // No roles stored: the member is a contributor, and the resource says so (an
+    // IdP's import shows the real role; filters see the same, see `scim_sql`).
+    if !out.contains_key("roles") {
+        out.insert("roles".to_owned(), default_roles());
+    }
     let mut schemas = vec![Value::from(USER_SCHEMA)];
     if out.contains_key(ENTERPRISE_USER_SCHEMA) {
         schemas.push(Value::from(ENTERPRISE_USER_SCHEMA));
     }
     out.insert("schemas".to_owned(), Value::Array(schemas));
     out.insert("id".to_owned(), Value::from(meta.id));
-    out.insert("groups".to_owned(), json!([]));
+    out.insert("groups".to_owned(), Value::Array(meta.groups.to_vec()));
     out.insert(
         "meta".to_owned(),
         json!({
@@ -556,6 +581,22 @@ impl Projection {
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> Result<Projection, ScimError> {
+        Self::parse_with(attributes, excluded, list_paths)
+    }
+
+    /// [`Projection::parse`] for Group resources.
+    pub fn parse_group(
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Projection, ScimError> {
+        Self::parse_with(attributes, excluded, group_list_paths)
+    }
+
+    fn parse_with(
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+        list_paths: fn(&str) -> Vec<Vec<&'static str>>,
+    ) -> Result<Projection, ScimError> {
         let include = attributes.filter(|s| !s.trim().is_empty()).map(|s| {
             let mut mask = Mask::default();
             for path in list_paths(s) {
@@ -576,6 +617,40 @@ impl Projection {
     /// True when [`Projection::apply`] returns resources unchanged.
     pub fn is_identity(&self) -> bool {
         self.include.is_none() && self.exclude.is_empty()
+    }
+
+    /// Does the projection keep (some of) the top-level attribute `key`?
+    pub fn keeps(&self, key: &str) -> bool {
+        if self.exclude.children.get(key).is_some_and(|m| m.all) {
+            return false;
+        }
+        match &self.include {
+            None => true,
+            Some(m) => m.all || m.children.contains_key(key),
+        }
+    }
+
+    /// Project one element of the multi-valued top-level attribute `key` (which
+    /// [`Projection::keeps`]); None when nothing of it is kept. For resources whose
+    /// elements are rendered one at a time (a team's members are streamed).
+    pub fn element(&self, key: &str, element: Value) -> Option<Value> {
+        let mut element = match &self.include {
+            Some(m) if !m.all => match m.children.get(key) {
+                Some(child) => keep(&element, child)?,
+                None => return None,
+            },
+            _ => element,
+        };
+        if let Some(child) = self.exclude.children.get(key) {
+            if child.all {
+                return None;
+            }
+            prune_value(&mut element, child);
+            if is_empty_container(&element) {
+                return None;
+            }
+        }
+        Some(element)
     }
 
     /// Project a rendered resource.
@@ -628,6 +703,20 @@ fn list_paths(list: &str) -> Vec<Vec<&'static str>> {
             }
             _ => paths.extend(schema::resolve(item).map(|r| r.json_path())),
         }
+    }
+    paths
+}
+
+/// The canonical key paths named by a comma-separated list of Group attributes.
+fn group_list_paths(list: &str) -> Vec<Vec<&'static str>> {
+    let mut paths = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case(schema::GROUP_SCHEMA) {
+            paths.extend(schema::GROUP.attributes.iter().map(|a| vec![a.name]));
+            paths.push(vec!["externalId"]);
+            continue;
+        }
+        paths.extend(schema::resolve_group(item).map(|r| r.json_path()));
     }
     paths
 }
@@ -733,21 +822,36 @@ pub fn service_provider_config(base: &str, max_results: u64) -> Value {
     })
 }
 
-/// The ResourceTypes (RFC 7643 §6): only "User".
+/// The ResourceTypes (RFC 7643 §6): "User" and "Group" (a workspace's teams).
 pub fn resource_types(base: &str) -> Vec<Value> {
-    vec![json!({
+    let group = json!({
         "schemas": [RESOURCE_TYPE_SCHEMA],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "User Account",
-        "schema": USER_SCHEMA,
-        "schemaExtensions": [{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "Group: a team of the workspace",
+        "schema": schema::GROUP_SCHEMA,
         "meta": {
             "resourceType": "ResourceType",
-            "location": format!("{}/ResourceTypes/User", base.trim_end_matches('/')),
+            "location": format!("{}/ResourceTypes/Group", base.trim_end_matches('/')),
         },
-    })]
+    });
+    vec![
+        json!({
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": "User",
+            "name": "User",
+            "endpoint": "/Users",
+            "description": "User Account",
+            "schema": USER_SCHEMA,
+            "schemaExtensions": [{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }],
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": format!("{}/ResourceTypes/User", base.trim_end_matches('/')),
+            },
+        }),
+        group,
+    ]
 }
 
 #[cfg(test)]
@@ -792,6 +896,7 @@ mod tests {
             last_modified: datetime!(2026-11-22 12:49:21.5 +02:00),
             version: 7,
             location: "http://localhost:8080/scim/v2/Users/0192f0e4-1111-7000-8000-000000000001",
+            groups: &[],
         }
     }
 
@@ -1471,15 +1576,21 @@ mod tests {
         let updated = norm(put);
         let mut expect = stored.clone();
         expect["active"] = json!(false);
+        expect["roles"] = contributor_roles();
         assert_eq!(updated, expect);
-        // Unchanged PUT: identical canonical form.
-        assert_eq!(norm(rendered), stored);
+        // Unchanged PUT: identical canonical form, but for the effective role, which
+        // the client now sends back.
+        let mut with_role = stored.clone();
+        with_role["roles"] = contributor_roles();
+        assert_eq!(norm(rendered), with_role);
     }
 
     #[test]
     fn render_then_normalize_is_fixed_point() {
         for body in [okta_create(), entra_create(), json!({"userName": "x"})] {
-            let c = norm(body);
+            // Once the effective role came back, rendering and normalising again
+            // changes nothing.
+            let c = norm(render_user(&norm(body), &meta()));
             assert_eq!(norm(render_user(&c, &meta())), c);
             assert_eq!(norm(c.clone()), c);
         }
@@ -1497,6 +1608,7 @@ mod tests {
                 "id": "0192f0e4-1111-7000-8000-000000000001",
                 "userName": "a@b.c",
                 "externalId": "e1",
+                "roles": [{"value": "contributor", "type": "role", "primary": true}],
                 "groups": [],
                 "meta": {
                     "resourceType": "User",
@@ -1740,8 +1852,14 @@ mod tests {
     #[test]
     fn resource_types_shape() {
         let v = resource_types("https://x.io/scim/v2/");
+        assert_eq!(v[1]["endpoint"], "/Groups");
+        assert_eq!(v[1]["schema"], schema::GROUP_SCHEMA);
         assert_eq!(
-            v,
+            v[1]["meta"]["location"],
+            "https://x.io/scim/v2/ResourceTypes/Group"
+        );
+        assert_eq!(
+            v[..1],
             vec![json!({
                 "schemas": [RESOURCE_TYPE_SCHEMA],
                 "id": "User",
@@ -1891,7 +2009,16 @@ mod tests {
             if let Ok(c) = normalize_user(&b) {
                 assert_canonical(&c);
                 prop_assert_eq!(&normalize_user(&c).unwrap(), &c);
-                prop_assert_eq!(&normalize_user(&render_user(&c, &meta())).unwrap(), &c);
+                let round = normalize_user(&render_user(&c, &meta())).unwrap();
+                if c.get("roles").is_some() {
+                    prop_assert_eq!(&round, &c);
+                } else {
+                    // The effective role comes back; nothing else changes.
+                    let mut with_role = c.clone();
+                    with_role["roles"] = contributor_roles();
+                    prop_assert_eq!(&round, &with_role);
+                }
+                prop_assert_eq!(facts(&round), facts(&c));
                 let f = facts(&c);
                 prop_assert_eq!(f.user_name.as_str(), c["userName"].as_str().unwrap());
                 let roles = c.get("roles").and_then(Value::as_array).cloned().unwrap_or_default();

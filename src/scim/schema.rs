@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE_USER_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// The schema of the `/Schemas` resources themselves.
 pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
@@ -532,6 +533,51 @@ pub static ENTERPRISE_USER: Schema = Schema {
 };
 
 // ---------------------------------------------------------------------------
+// Core Group (RFC 7643 §4.2, §8.7.1): a workspace's teams
+// ---------------------------------------------------------------------------
+
+static MEMBER_SUBS: [Attribute; 4] = [
+    string(
+        "value",
+        "Identifier of the member of this Group: a User's id.",
+    )
+    .exact()
+    .mutability(Mutability::Immutable),
+    reference(
+        "$ref",
+        &["User"],
+        "The URI corresponding to a SCIM resource that is a member of this Group.",
+    )
+    .mutability(Mutability::Immutable),
+    string("display", "The member's displayName, else its userName.")
+        .mutability(Mutability::ReadOnly),
+    string(
+        "type",
+        "A label indicating the type of resource: 'User' (groups are not nested).",
+    )
+    .canonical(&["User"])
+    .mutability(Mutability::Immutable),
+];
+
+static GROUP_ATTRS: [Attribute; 2] = [
+    string(
+        "displayName",
+        "A human-readable name for the Group: the team's name, unique in the workspace \
+         (ignoring case).",
+    )
+    .required()
+    .uniqueness(Uniqueness::Server),
+    complex("members", &MEMBER_SUBS, "A list of members of the Group.").multi(),
+];
+
+pub static GROUP: Schema = Schema {
+    id: GROUP_SCHEMA,
+    name: "Group",
+    description: "Group: a team of the workspace",
+    attributes: &GROUP_ATTRS,
+};
+
+// ---------------------------------------------------------------------------
 // Common attributes (RFC 7643 §3.1)
 // ---------------------------------------------------------------------------
 
@@ -593,8 +639,8 @@ static COMMON_ATTRS: [Attribute; 3] = [
 /// RFC 7643 §3.1 common attributes: resolvable, but not listed in `/Schemas`.
 pub static COMMON: &[Attribute] = &COMMON_ATTRS;
 
-pub fn all_schemas() -> [&'static Schema; 2] {
-    [&USER, &ENTERPRISE_USER]
+pub fn all_schemas() -> [&'static Schema; 3] {
+    [&USER, &ENTERPRISE_USER, &GROUP]
 }
 
 // ---------------------------------------------------------------------------
@@ -702,6 +748,34 @@ pub fn resolve_parts(urn: Option<&str>, attr: &str, sub: Option<&str>) -> Option
     Some(AttrRef {
         schema,
         attr: found,
+        sub,
+    })
+}
+
+/// Resolve an attribute path of a Group, as [`resolve`] does for Users: `displayName`,
+/// `members`, `members.value`, `externalId`, `id`, `meta.created`, optionally prefixed
+/// with the Group schema URN.
+pub fn resolve_group(path: &str) -> Option<AttrRef> {
+    let rest = match path.get(..GROUP_SCHEMA.len()) {
+        Some(head) if head.eq_ignore_ascii_case(GROUP_SCHEMA) => {
+            path[GROUP_SCHEMA.len()..].strip_prefix(':')?
+        }
+        _ => path,
+    };
+    let mut parts = rest.split('.');
+    let name = parts.next()?;
+    let sub = parts.next();
+    if parts.next().is_some() {
+        return None;
+    }
+    let attr = GROUP.attribute(name).or_else(|| find(COMMON, name))?;
+    let sub = match sub {
+        None => None,
+        Some(s) => Some(attr.sub(s)?),
+    };
+    Some(AttrRef {
+        schema: &GROUP,
+        attr,
         sub,
     })
 }
@@ -1120,9 +1194,21 @@ mod tests {
     }
 
     #[test]
-    fn all_schemas_lists_user_then_enterprise() {
+    fn all_schemas_lists_user_enterprise_then_group() {
         let ids: Vec<&str> = all_schemas().iter().map(|s| s.id).collect();
-        assert_eq!(ids, [USER_SCHEMA, ENTERPRISE_USER_SCHEMA]);
+        assert_eq!(ids, [USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA]);
+    }
+
+    #[test]
+    fn resolves_group_names() {
+        let r = resolve_group("MEMBERS.value").unwrap();
+        assert_eq!(r.json_path(), ["members", "value"]);
+        let r = resolve_group("urn:ietf:params:scim:schemas:core:2.0:Group:displayName").unwrap();
+        assert_eq!(r.json_path(), ["displayName"]);
+        assert!(resolve_group("externalId").unwrap().is_common());
+        assert!(resolve_group("userName").is_none());
+        assert!(resolve_group("members.nope").is_none());
+        assert!(resolve_group("urn:ietf:params:scim:schemas:core:2.0:User:displayName").is_none());
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Activity {
     pub operation: String,
     pub member_id: Option<Uuid>,
     pub user_name: Option<String>,
+    pub team_id: Option<Uuid>,
+    pub team_name: Option<String>,
     pub status: i32,
     pub detail: String,
 }
@@ -27,6 +29,8 @@ crate::from_row!(Activity {
     operation,
     member_id,
     user_name,
+    team_id,
+    team_name,
     status,
     detail
 });
@@ -37,6 +41,9 @@ pub struct NewActivity<'a> {
     pub operation: &'a str,
     pub member_id: Option<Uuid>,
     pub user_name: Option<&'a str>,
+    /// The team a team change was about.
+    pub team_id: Option<Uuid>,
+    pub team_name: Option<&'a str>,
     pub status: u16,
     pub detail: &'a str,
 }
@@ -50,6 +57,8 @@ struct Pending {
     operation: String,
     member_id: Option<Uuid>,
     user_name: Option<String>,
+    team_id: Option<Uuid>,
+    team_name: Option<String>,
     status: i32,
     detail: String,
 }
@@ -108,7 +117,7 @@ async fn drain(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
     }
 }
 
-const INSERT_SQL: &str = "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, status, detail) ";
+const INSERT_SQL: &str = "INSERT INTO scim_activity (workspace_id, at, actor, operation, member_id, user_name, team_id, team_name, status, detail) ";
 
 /// Multi-row INSERTs: one statement per 64 entries.
 fn inserts(batch: &[Pending]) -> Vec<Sql> {
@@ -117,7 +126,7 @@ fn inserts(batch: &[Pending]) -> Vec<Sql> {
         .map(|chunk| {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
-                    let p = (1..=8).map(|c| format!("${}", r * 8 + c));
+                    let p = (1..=10).map(|c| format!("${}", r * 10 + c));
                     format!("({})", p.collect::<Vec<_>>().join(", "))
                 })
                 .collect();
@@ -130,6 +139,8 @@ fn inserts(batch: &[Pending]) -> Vec<Sql> {
                         .bind(a.operation.clone())
                         .bind(a.member_id)
                         .bind(a.user_name.clone())
+                        .bind(a.team_id)
+                        .bind(a.team_name.clone())
                         .bind(a.status)
                         .bind(a.detail.clone())
                 },
@@ -171,6 +182,8 @@ pub async fn record(db: &Db, a: &NewActivity<'_>) -> Result<()> {
         operation: a.operation.to_owned(),
         member_id: a.member_id,
         user_name: a.user_name.map(|u| u.chars().take(256).collect()),
+        team_id: a.team_id,
+        team_name: a.team_name.map(|u| u.chars().take(256).collect()),
         status: i32::from(a.status),
         detail: a.detail.chars().take(500).collect(),
     };
@@ -200,14 +213,35 @@ pub async fn recent(
     limit: i64,
 ) -> Result<Vec<Activity>> {
     flush(db).await;
-    let text = "SELECT id, at, actor, operation, member_id, user_name, status, detail FROM scim_activity \
-               WHERE workspace_id = $1 AND ($2 IS NULL OR member_id = $2) AND ($3 = FALSE OR status >= 400) \
-               ORDER BY id DESC LIMIT $4";
+    let text = "SELECT id, at, actor, operation, member_id, user_name, team_id, team_name, status, detail \
+               FROM scim_activity WHERE workspace_id = $1 AND ($2 IS NULL OR member_id = $2) \
+               AND ($3 = FALSE OR status >= 400) ORDER BY id DESC LIMIT $4";
     db.read_all::<Activity>(
         sql(text)
             .bind(workspace_id)
             .bind(member_id)
             .bind(failures_only)
+            .bind(limit)
+            .slow(),
+    )
+    .await
+}
+
+/// The most recent activity of one team, newest first (through its partial index).
+pub async fn recent_of_team(
+    db: &Db,
+    workspace_id: i64,
+    team_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Activity>> {
+    flush(db).await;
+    let text = "SELECT id, at, actor, operation, member_id, user_name, team_id, team_name, status, detail \
+               FROM scim_activity WHERE workspace_id = $1 AND team_id = $2 AND team_id IS NOT NULL \
+               ORDER BY id DESC LIMIT $3";
+    db.read_all::<Activity>(
+        sql(text)
+            .bind(workspace_id)
+            .bind(team_id)
             .bind(limit)
             .slow(),
     )

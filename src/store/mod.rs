@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod sql;
 pub(crate) mod sqlite;
 pub mod sso;
+pub mod teams;
 pub mod tokens;
 pub mod workspaces;
 

@@ -50,7 +50,7 @@ pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.
              g.ends_at AS grant_ends_at, g.client_id, c.name AS client_name, \
              c.workspace_id AS client_workspace_id, c.deleted_at AS client_deleted_at, \
              g.member_id, g.workspace_id, w.subdomain, \
-             w.name AS workspace_name, w.scim_enabled, w.password_signin, \
+             w.name AS workspace_name, w.scim_enabled, w.scim_teams, w.password_signin, \
              w.created_at AS workspace_created_at, \
              CASE WHEN g.member_id IS NULL THEN TRUE ELSE (m.active AND m.role = 'admin') END \
              AS authorizer_is_admin \
@@ -841,6 +841,7 @@ pub struct StoredToken {
     pub subdomain: String,
     pub workspace_name: String,
     pub scim_enabled: bool,
+    pub scim_teams: bool,
     pub password_signin: bool,
     pub workspace_created_at: OffsetDateTime,
     /// The member who authorized the grant is still an active admin.
@@ -868,6 +869,7 @@ crate::from_row!(StoredToken {
     subdomain,
     workspace_name,
     scim_enabled,
+    scim_teams,
     password_signin,
     workspace_created_at,
     authorizer_is_admin
@@ -881,6 +883,7 @@ impl StoredToken {
             subdomain: self.subdomain.clone(),
             name: self.workspace_name.clone(),
             scim_enabled: self.scim_enabled,
+            scim_teams: self.scim_teams,
             password_signin: self.password_signin,
             created_at: self.workspace_created_at,
         }

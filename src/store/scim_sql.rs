@@ -88,13 +88,27 @@ impl SqlBuilder {
         let alias = format!("e{}", self.binds.len() + base.len());
         let element = format!("{alias}.value");
         let cond = inner(self, &element);
+        // A member with no roles stored is a contributor, and is rendered so: filters
+        // see the same list.
+        let default = (base == MEMBER && key == "roles").then(|| {
+            crate::scim::resource::default_roles()
+                .to_string()
+                .replace('\'', "''")
+        });
         if self.sqlite() {
-            format!(
-                "EXISTS (SELECT 1 FROM json_each({base}, '$.\"{}\"') {alias} WHERE {cond})",
-                quote_key(key)
-            )
+            let each = match default {
+                Some(d) => format!(
+                    "json_each(COALESCE(json_extract({base}, '$.\"{}\"'), '{d}'))",
+                    quote_key(key)
+                ),
+                None => format!("json_each({base}, '$.\"{}\"')", quote_key(key)),
+            };
+            format!("EXISTS (SELECT 1 FROM {each} {alias} WHERE {cond})")
         } else {
-            let arr = format!("({base}->'{}')", quote_key(key));
+            let arr = match default {
+                Some(d) => format!("COALESCE({base}->'{}', '{d}'::jsonb)", quote_key(key)),
+                None => format!("({base}->'{}')", quote_key(key)),
+            };
             format!(
                 "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' \
                  THEN {arr} ELSE '[]'::jsonb END) {alias} WHERE {cond})"
@@ -385,9 +399,20 @@ fn column_compare(
     op: CompareOp,
     value: &CompValue,
 ) -> Result<String, StoreError> {
-    let qualified = format!("m.{col}");
+    column_compare_on(b, "m", col, op, value)
+}
+
+/// A comparison on column `col` of the table aliased `alias`.
+fn column_compare_on(
+    b: &mut SqlBuilder,
+    alias: &str,
+    col: &'static str,
+    op: CompareOp,
+    value: &CompValue,
+) -> Result<String, StoreError> {
+    let qualified = format!("{alias}.{col}");
     Ok(match (col, value) {
-        ("user_name_ci", CompValue::Str(s)) => {
+        ("user_name_ci" | "display_name_ci", CompValue::Str(s)) => {
             // Already folded in the column; fold the value the same way.
             let folded = crate::domain::fold_case(s);
             let cond = match op {
@@ -529,6 +554,95 @@ pub fn order_by(b: &SqlBuilder, sort: Option<&AttrRef>, descending: bool) -> Str
     };
     // Absent values sort last in both directions; id keeps the order total.
     format!("({expr}) IS NULL, {} {dir}, m.id {dir}", b.ordered(&expr))
+}
+
+// ---------------------------------------------------------------------------
+// Teams (SCIM Groups)
+// ---------------------------------------------------------------------------
+
+/// Where a Group attribute lives.
+enum TeamPlace {
+    /// A column of the teams table aliased `t`.
+    Column(&'static str),
+    /// The member ids (`members.value`, or `members` itself).
+    MemberIds,
+}
+
+fn team_place(attr: &AttrRef) -> Result<TeamPlace, StoreError> {
+    let sub = attr.sub.map(|s| s.name);
+    match (attr.attr.name, sub) {
+        ("id", None) => Ok(TeamPlace::Column("id")),
+        ("externalId", None) => Ok(TeamPlace::Column("external_id")),
+        ("displayName", None) => Ok(TeamPlace::Column("display_name_ci")),
+        ("meta", Some("created")) => Ok(TeamPlace::Column("created_at")),
+        ("meta", Some("lastModified")) => Ok(TeamPlace::Column("updated_at")),
+        ("members", None | Some("value")) => Ok(TeamPlace::MemberIds),
+        _ => Err(unsupported(&attr.json_path().join("."))),
+    }
+}
+
+/// The teams with this member: through the (member_id, team_id) index.
+fn has_member(b: &mut SqlBuilder, value: &CompValue) -> String {
+    match value {
+        CompValue::Str(s) => match Uuid::parse_str(s) {
+            Ok(u) => {
+                let p = b.bind(Bind::Uuid(u));
+                format!("t.id IN (SELECT tm.team_id FROM team_members tm WHERE tm.member_id = {p})")
+            }
+            Err(_) => b.falsy().to_owned(),
+        },
+        _ => b.falsy().to_owned(),
+    }
+}
+
+/// The SQL condition for a Group `filter` on the teams table aliased `t`. Supported:
+/// `displayName` (case-insensitive), `externalId`, `id`, `meta.created`,
+/// `meta.lastModified`, `members.value eq` / `members[value eq ...]` (through the
+/// membership index), `pr`, and `and`/`or`/`not` of those.
+pub fn compile_team(b: &mut SqlBuilder, filter: &Filter) -> Result<String, StoreError> {
+    Ok(match filter {
+        Filter::And(x, y) => format!("({} AND {})", compile_team(b, x)?, compile_team(b, y)?),
+        Filter::Or(x, y) => format!("({} OR {})", compile_team(b, x)?, compile_team(b, y)?),
+        Filter::Not(x) => format!("(NOT {})", compile_team(b, x)?),
+        Filter::Present { attr } => match team_place(attr)? {
+            TeamPlace::Column("external_id") => "(t.external_id IS NOT NULL)".to_owned(),
+            TeamPlace::Column(_) => b.truthy().to_owned(),
+            TeamPlace::MemberIds => "(t.member_count > 0)".to_owned(),
+        },
+        Filter::Compare { attr, op, value } => match (op, value) {
+            (CompareOp::Ne, _) => {
+                let eq = Filter::Compare {
+                    attr: *attr,
+                    op: CompareOp::Eq,
+                    value: value.clone(),
+                };
+                format!("(NOT {})", compile_team(b, &eq)?)
+            }
+            (CompareOp::Eq, CompValue::Null) => {
+                format!(
+                    "(NOT {})",
+                    compile_team(b, &Filter::Present { attr: *attr })?
+                )
+            }
+            _ => match team_place(attr)? {
+                TeamPlace::Column(col) => column_compare_on(b, "t", col, *op, value)?,
+                TeamPlace::MemberIds if *op == CompareOp::Eq => has_member(b, value),
+                TeamPlace::MemberIds => {
+                    return Err(StoreError::InvalidFilter(
+                        "members.value supports the eq, ne and pr operators only".into(),
+                    ));
+                }
+            },
+        },
+        Filter::ValuePath { attr, filter } => {
+            if attr.attr.name != "members" {
+                return Err(unsupported(attr.attr.name));
+            }
+            // `members[value eq "a" or value eq "b"]`: within one element, which for
+            // a member list is one member id.
+            compile_team(b, filter)?
+        }
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub(crate) const TOUCH_SQL: &str = "UPDATE api_tokens SET last_used_at = $1 WHER
 /// A workspace API token and its workspace, by digest (every SCIM request).
 pub(crate) const AUTHENTICATE_SQL: &str = "SELECT t.id, t.workspace_id, t.name, t.prefix, t.created_by, t.created_at, \
                t.last_used_at, t.revoked_at, w.subdomain AS ws_subdomain, w.name AS ws_name, \
-               w.scim_enabled AS ws_scim_enabled, w.password_signin AS ws_password_signin, \
+               w.scim_enabled AS ws_scim_enabled, w.scim_teams AS ws_scim_teams, w.password_signin AS ws_password_signin, \
                w.created_at AS ws_created_at \
                FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id \
                WHERE t.digest = $1 AND t.revoked_at IS NULL";
@@ -83,6 +83,7 @@ impl FromRow for Authenticated {
                 subdomain: r.get("ws_subdomain")?,
                 name: r.get("ws_name")?,
                 scim_enabled: r.get("ws_scim_enabled")?,
+                scim_teams: r.get("ws_scim_teams")?,
                 password_signin: r.get("ws_password_signin")?,
                 created_at: r.get("ws_created_at")?,
             },

@@ -11,6 +11,8 @@ pub struct Workspace {
     pub subdomain: String,
     pub name: String,
     pub scim_enabled: bool,
+    /// "Manage teams with SCIM": teams are the identity provider's (SCIM Groups).
+    pub scim_teams: bool,
     pub password_signin: bool,
     pub created_at: OffsetDateTime,
 }
@@ -20,11 +22,12 @@ crate::from_row!(Workspace {
     subdomain,
     name,
     scim_enabled,
+    scim_teams,
     password_signin,
     created_at
 });
 
-const COLUMNS: &str = "id, subdomain, name, scim_enabled, password_signin, created_at";
+const COLUMNS: &str = "id, subdomain, name, scim_enabled, scim_teams, password_signin, created_at";
 
 pub async fn create(db: &Db, subdomain: &Subdomain, name: &str) -> Result<Workspace> {
     let q = sql(format!(
@@ -75,6 +78,16 @@ pub async fn set_scim_enabled(db: &Db, workspace_id: i64, enabled: bool) -> Resu
 
 pub async fn set_password_signin(db: &Db, workspace_id: i64, enabled: bool) -> Result<()> {
     let q = sql("UPDATE workspaces SET password_signin = $1 WHERE id = $2")
+        .bind(enabled)
+        .bind(workspace_id);
+    if db.execute(q).await? == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn set_scim_teams(db: &Db, workspace_id: i64, enabled: bool) -> Result<()> {
+    let q = sql("UPDATE workspaces SET scim_teams = $1 WHERE id = $2")
         .bind(enabled)
         .bind(workspace_id);
     if db.execute(q).await? == 0 {

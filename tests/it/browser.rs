@@ -294,7 +294,8 @@ async fn admin_switches_scim_and_manages_tokens() {
 
     b.goto(&app.ws_url("acme", "/settings/sso")).await;
     assert!(b.text().await.contains("SCIM provisioning is off"));
-    b.click("button[value=on]").await;
+    b.click("form[action='/settings/scim'] button[value=on]")
+        .await;
     let page = b.text().await;
     assert!(page.contains("SCIM provisioning is on"), "{page}");
     assert_eq!(b.value("#scim-url").await, app.url("/scim/v2"));
@@ -312,9 +313,11 @@ async fn admin_switches_scim_and_manages_tokens() {
 
     // Switch SCIM off: 403; back on: 200.
     b.goto(&app.ws_url("acme", "/settings/sso")).await;
-    b.click("button[value=off]").await;
+    b.click("form[action='/settings/scim'] button[value=off]")
+        .await;
     assert_eq!(scim_status(&app, &token).await, 403);
-    b.click("button[value=on]").await;
+    b.click("form[action='/settings/scim'] button[value=on]")
+        .await;
     assert_eq!(scim_status(&app, &token).await, 200);
 
     // Revoke it: 401 after.
@@ -741,5 +744,218 @@ async fn admin_configures_oidc_and_okta_authenticates_through_it() {
     assert_eq!(scim_status(&app, access).await, 200);
     b.close().await;
     drop(idp);
+    app.stop().await;
+}
+
+/// Whether the page has an element matching `css`.
+async fn has(b: &Browser, css: &str) -> bool {
+    b.client.find(Locator::Css(css)).await.is_ok()
+}
+
+#[tokio::test]
+async fn admin_switches_teams_with_scim_and_manages_a_team() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    let bob = crate::support::ops::local_member(
+        &rollcall::domain::Email::parse("bob@acme.test").unwrap(),
+        rollcall::domain::Role::Viewer,
+    );
+    let bob = rollcall::store::members::create(&app.db, 1, &bob, None)
+        .await
+        .unwrap();
+    let switch = || async {
+        crate::support::ops::workspace(&app.db, "acme")
+            .await
+            .unwrap()
+            .scim_teams
+    };
+    b.sign_in(&app, "acme", &email, &password).await;
+
+    // The second switch on Settings > SSO and SCIM: off by default, on, off.
+    b.goto(&app.ws_url("acme", "/settings/sso")).await;
+    let page = b.text().await;
+    assert!(page.contains("Managing teams with SCIM is off"), "{page}");
+    assert!(page.contains("answers 403"), "{page}");
+    b.click("#scim-teams button[value=on]").await;
+    let page = b.text().await;
+    assert!(page.contains("Managing teams with SCIM is on"), "{page}");
+    assert!(page.contains("read-only"), "{page}");
+    assert!(switch().await);
+    b.screenshot("15-settings-teams-with-scim").await;
+    b.click("#scim-teams button[value=off]").await;
+    assert!(b.text().await.contains("Managing teams with SCIM is off"));
+    assert!(!switch().await);
+
+    // Teams, from the navigation: create one.
+    b.click("nav a[href='/teams']").await;
+    assert!(b.text().await.contains("No teams yet"));
+    b.fill("#team-name", "Design").await;
+    b.click("form[action='/teams'][method=post] button[type=submit]")
+        .await;
+    let page = b.text().await;
+    assert!(page.contains("Team “Design” created"), "{page}");
+    let team_url = b.url().await;
+
+    // Rename it.
+    b.fill("#new-name", "Product design").await;
+    b.click("form[action$='/rename'] button[type=submit]").await;
+    let page = b.text().await;
+    assert!(page.contains("Renamed to “Product design”"), "{page}");
+
+    // Add a member by email; the count follows.
+    b.fill("#member-email", "bob@acme.test").await;
+    b.click("form[action$='/members'] button[type=submit]")
+        .await;
+    let page = b.text().await;
+    assert!(page.contains("Added bob@acme.test"), "{page}");
+    assert_eq!(
+        b.client
+            .find(Locator::Css("#member-count"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1 member"
+    );
+    b.screenshot("16-team").await;
+    b.goto(&app.ws_url("acme", "/teams")).await;
+    let row = b
+        .client
+        .find(Locator::Css("tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("Product design") && row.ends_with('1'),
+        "{row}"
+    );
+    b.screenshot("17-teams").await;
+
+    // The member's page lists the team, and leads back to it.
+    b.goto(&app.ws_url("acme", &format!("/members/{}", bob.id)))
+        .await;
+    b.click("ul.teams a").await;
+    assert_eq!(b.url().await, team_url);
+
+    // Remove the member, then delete the team (after ticking the confirmation).
+    b.click("button[aria-label='Remove bob@acme.test']").await;
+    let page = b.text().await;
+    assert!(page.contains("it has 0 member(s)"), "{page}");
+    assert!(page.contains("No members"), "{page}");
+    b.client
+        .find(Locator::Css("#confirm-delete"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap(); // no navigation
+    b.click("form[action$='/delete'] button[type=submit]").await;
+    let page = b.text().await;
+    assert!(page.contains("Team “Product design” deleted"), "{page}");
+    assert!(page.contains("No teams yet"), "{page}");
+    assert_eq!(rollcall::store::teams::count(&app.db, 1).await.unwrap(), 0);
+
+    // Every step is in the activity log, with the team.
+    b.goto(&app.ws_url("acme", "/activity")).await;
+    let log = b.text().await;
+    for op in [
+        "team create",
+        "team rename",
+        "team add",
+        "team remove",
+        "team delete",
+    ] {
+        assert!(log.contains(op), "{op}: {log}");
+    }
+    b.screenshot("18-activity-teams").await;
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn teams_from_the_identity_provider_are_read_only() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    crate::support::ops::set_scim(&app.db, "acme", true)
+        .await
+        .unwrap();
+    crate::support::ops::set_scim_teams(&app.db, "acme", true)
+        .await
+        .unwrap();
+    let token = crate::support::ops::create_api_token(&app.db, "acme", "t", "t")
+        .await
+        .unwrap();
+    let scim = |path: &str, body: Value| {
+        app.api()
+            .post(app.url(&format!("/scim/v2{path}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let ada: Value = scim("/Users", okta_create("ada@acme.test", "00u1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group = scim(
+        "/Groups",
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Okta Engineering",
+            "members": [{"value": ada["id"]}]
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(group.status(), 201);
+    let group: Value = group.json().await.unwrap();
+
+    b.sign_in(&app, "acme", &email, &password).await;
+    b.goto(&app.ws_url("acme", "/teams")).await;
+    let row = b
+        .client
+        .find(Locator::Css("tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("Okta Engineering") && row.contains("managed by your identity provider"),
+        "{row}"
+    );
+    b.click("tbody a").await;
+    assert_eq!(
+        b.url().await.path(),
+        format!("/teams/{}", group["id"].as_str().unwrap())
+    );
+    let page = b.text().await;
+    assert!(page.contains("managed by your identity provider"), "{page}");
+    assert!(page.contains("ada@acme.test"), "{page}");
+    for control in [
+        "#new-name",
+        "#member-email",
+        "#confirm-delete",
+        "button[aria-label='Remove ada@acme.test']",
+        "form[method=post][action^='/teams/']",
+    ] {
+        assert!(!has(&b, control).await, "{control} shown on a managed team");
+    }
+    b.screenshot("19-team-managed-by-idp").await;
+    // The admin can still create teams of their own.
+    b.goto(&app.ws_url("acme", "/teams")).await;
+    assert!(has(&b, "#team-name").await);
+    b.close().await;
     app.stop().await;
 }

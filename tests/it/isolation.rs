@@ -1304,3 +1304,276 @@ async fn workspace_clients_stay_in_their_workspace() {
     );
     w.app.stop().await;
 }
+
+/// A team (SCIM Group) of `side`, made with its own token; returns its id.
+async fn team_of(
+    app: &TestApp,
+    side: &Side,
+    name: &str,
+    external_id: &str,
+    members: &[&str],
+) -> String {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": name,
+        "externalId": external_id,
+        "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>(),
+    });
+    let a = call(app, &side.api, Method::POST, "/Groups", Some(body)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    s(&a.body["id"]).to_owned()
+}
+
+/// Everything of a workspace's teams, in full, read with its own token.
+async fn teams_of(app: &TestApp, side: &Side) -> Value {
+    let all = call(app, &side.api, Method::GET, "/Groups?count=1000", None).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    all.body
+}
+
+/// The team ids of a Groups ListResponse, checking `totalResults` against them.
+fn team_ids(a: &Answer) -> BTreeSet<String> {
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ids: BTreeSet<String> = a.body["Resources"]
+        .as_array()
+        .map(|rs| rs.iter().map(|r| s(&r["id"]).to_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(a.body["totalResults"], json!(ids.len()), "{}", a.body);
+    ids
+}
+
+#[tokio::test]
+async fn scim_groups_never_cross_workspaces() {
+    let w = world().await;
+    let (app, a, b) = (&w.app, &w.a, &w.b);
+    for side in [a, b] {
+        ops::set_scim_teams(&app.db, side.sub, true).await.unwrap();
+    }
+    // The same team name in both workspaces: names are unique per workspace only.
+    let a_team = team_of(app, a, "Shared", "ext-shared-a", &[a.people[0].0.as_str()]).await;
+    let b_team = team_of(
+        app,
+        b,
+        "Shared",
+        "ext-shared-b",
+        &[b.people[0].0.as_str(), b.people[1].0.as_str()],
+    )
+    .await;
+    let b_only = team_of(
+        app,
+        b,
+        "Globex Only",
+        "ext-globex-only",
+        &[b.admin_id.as_str()],
+    )
+    .await;
+    let b_teams = [b_team.clone(), b_only.clone()];
+    let b_member = b.people[0].0.clone();
+    let b_before = teams_of(app, b).await;
+    let b_users_before = state_of(&w, b).await;
+    let b_log = activity::recent(&app.db, b.ws_id, None, false, 1000)
+        .await
+        .unwrap()
+        .len();
+
+    for (label, token) in [("A's API token", &a.api), ("A's OAuth token", &a.access)] {
+        // Lists: A's team only, nothing of B's in the text.
+        for path in [
+            "/Groups",
+            "/Groups?startIndex=1&count=1000",
+            "/Groups?excludedAttributes=members",
+            "/Groups?attributes=displayName",
+        ] {
+            let list = call(app, token, Method::GET, path, None).await;
+            assert_eq!(
+                team_ids(&list),
+                BTreeSet::from([a_team.clone()]),
+                "{label} {path}"
+            );
+            let text = list.body.to_string();
+            for leak in b_teams.iter().chain(b.ids().iter()) {
+                assert!(!text.contains(leak.as_str()), "{label} {path} leaks {leak}");
+            }
+        }
+        // Filters on B's values find nothing for A (and B's own token finds them).
+        let filters = [
+            ("displayName eq \"Globex Only\"".to_owned(), 1),
+            ("externalId eq \"ext-shared-b\"".to_owned(), 1),
+            (format!("id eq \"{b_team}\""), 1),
+            (format!("id eq \"{b_only}\""), 1),
+            (format!("members.value eq \"{b_member}\""), 1),
+            (format!("members[value eq \"{b_member}\"]"), 1),
+            (format!("members.value eq \"{}\"", b.admin_id), 1),
+            (
+                format!("members.value eq \"{b_member}\" or displayName eq \"Globex Only\""),
+                2,
+            ),
+        ];
+        for (f, in_b) in &filters {
+            let get = format!("/Groups?filter={}&excludedAttributes=members", enc(f));
+            let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                                "filter": f, "startIndex": 1, "count": 100});
+            let control = call(app, &b.api, Method::GET, &get, None).await;
+            assert_eq!(
+                team_ids(&control).len(),
+                *in_b,
+                "control {f}: {}",
+                control.body
+            );
+            for got in [
+                call(app, token, Method::GET, &get, None).await,
+                call(app, token, Method::POST, "/Groups/.search", Some(search)).await,
+            ] {
+                assert_eq!(team_ids(&got), BTreeSet::new(), "{label} {f}: {}", got.body);
+            }
+        }
+        // "displayName eq Shared" finds A's own team, never B's.
+        let shared = call(
+            app,
+            token,
+            Method::GET,
+            &format!("/Groups?filter={}", enc("displayName eq \"shared\"")),
+            None,
+        )
+        .await;
+        assert_eq!(
+            team_ids(&shared),
+            BTreeSet::from([a_team.clone()]),
+            "{label}"
+        );
+        // A's member: its groups list A's team only.
+        let u = call(
+            app,
+            token,
+            Method::GET,
+            &format!("/Users/{}", a.people[0].0),
+            None,
+        )
+        .await;
+        let groups: Vec<&str> = u.body["groups"]
+            .as_array()
+            .map(|g| g.iter().map(|e| s(&e["value"])).collect())
+            .unwrap_or_default();
+        assert_eq!(groups, vec![a_team.as_str()], "{label}: {}", u.body);
+
+        // B's team ids: 404 for every method, never 412/200/204.
+        let nowhere = format!("/Groups/{}", uuid::Uuid::now_v7());
+        assert_scim_error(
+            &call(app, token, Method::GET, &nowhere, None).await,
+            404,
+            None,
+        );
+        for id in &b_teams {
+            let path = format!("/Groups/{id}");
+            let etag = call(app, &b.api, Method::GET, &path, None).await.body["meta"]["version"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            for p in [
+                path.clone(),
+                format!("{path}?excludedAttributes=members"),
+                format!("{path}?attributes=displayName"),
+            ] {
+                let got = call(app, token, Method::GET, &p, None).await;
+                assert_scim_error(&got, 404, None);
+                assert!(!got.body.to_string().contains("Shared"), "{label} {p}");
+            }
+            for patch in [
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "add", "path": "members", "value": [{"value": a.people[1].0}]}]}),
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "value": {"id": id, "displayName": "Taken"}}]}),
+                json!({"Operations": [{"op": "Remove", "path": "members"}]}),
+                json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{b_member}\"]")}]}),
+            ] {
+                assert_scim_error(
+                    &call(app, token, Method::PATCH, &path, Some(patch)).await,
+                    404,
+                    None,
+                );
+            }
+            let r = app
+                .api()
+                .patch(app.url(&format!("/scim/v2{path}")))
+                .bearer_auth(token)
+                .header("if-match", &etag)
+                .json(&json!({"Operations": [{"op": "Remove", "path": "members"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_scim_error(&answer(r).await, 404, None);
+            let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                             "id": id, "displayName": "Taken", "members": []});
+            assert_scim_error(
+                &call(app, token, Method::PUT, &path, Some(put)).await,
+                404,
+                None,
+            );
+            assert_scim_error(
+                &call(app, token, Method::DELETE, &path, None).await,
+                404,
+                None,
+            );
+        }
+
+        // B's member into A's team: 400 invalidValue, and A's team unchanged.
+        let a_path = format!("/Groups/{a_team}");
+        let a_before = call(app, token, Method::GET, &a_path, None).await.body;
+        for patch in [
+            json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": b_member}]}]}),
+            json!({"Operations": [{"op": "Add", "path": "members",
+                                   "value": [{"value": a.people[1].0}, {"value": b.admin_id}]}]}),
+            json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": b_member}]}]}),
+            json!({"Operations": [{"op": "add", "value": {"members": [{"value": b_member}]}}]}),
+        ] {
+            let got = call(app, token, Method::PATCH, &a_path, Some(patch)).await;
+            assert_scim_error(&got, 400, Some("invalidValue"));
+            assert!(
+                !got.body.to_string().contains("globex"),
+                "{label}: {}",
+                got.body
+            );
+        }
+        let put = json!({"displayName": "Shared", "members": [{"value": b_member}]});
+        assert_scim_error(
+            &call(app, token, Method::PUT, &a_path, Some(put)).await,
+            400,
+            Some("invalidValue"),
+        );
+        let post = json!({"displayName": "Poached", "members": [{"value": b_member}]});
+        assert_scim_error(
+            &call(app, token, Method::POST, "/Groups", Some(post)).await,
+            400,
+            Some("invalidValue"),
+        );
+        assert_eq!(
+            call(app, token, Method::GET, &a_path, None).await.body,
+            a_before,
+            "{label}: A's team changed"
+        );
+    }
+
+    // B is exactly as before: teams, members (with their groups), activity.
+    assert_eq!(teams_of(app, b).await, b_before, "B's teams changed");
+    assert_eq!(state_of(&w, b).await, b_users_before, "B changed");
+    assert_eq!(
+        activity::recent(&app.db, b.ws_id, None, false, 1000)
+            .await
+            .unwrap()
+            .len(),
+        b_log,
+        "B's activity log grew"
+    );
+    // Teams off in B: B's token gets 403, A's keeps working.
+    ops::set_scim_teams(&app.db, b.sub, false).await.unwrap();
+    assert_scim_error(
+        &call(app, &b.api, Method::GET, "/Groups", None).await,
+        403,
+        None,
+    );
+    assert_eq!(
+        call(app, &a.api, Method::GET, "/Groups", None).await.status,
+        200
+    );
+    w.app.stop().await;
+}

@@ -41,7 +41,13 @@ async fn okta_existence_check_create_and_duplicate() {
     assert_eq!(u["active"], true);
     assert_eq!(u["groups"], json!([]));
     assert!(u.get("password").is_none(), "password is never returned");
-    assert!(u.get("roles").is_none(), "no role sent, none invented: {u}");
+    // No role sent: the member is a contributor, and the resource says so (Okta's
+    // import shows the real role).
+    assert_eq!(
+        u["roles"],
+        json!([{"value": "contributor", "type": "role", "primary": true}]),
+        "{u}"
+    );
     assert_eq!(u["meta"]["resourceType"], "User");
     let id = u["id"].as_str().unwrap();
     assert_eq!(u["meta"]["location"], s.url(&format!("/Users/{id}")));
@@ -178,7 +184,7 @@ async fn okta_conformance_checks() {
     let rt = s.get("/ResourceTypes/User").await;
     assert_eq!(rt.body["endpoint"], "/Users");
     let schemas = s.get("/Schemas").await;
-    assert_eq!(schemas.body["totalResults"], json!(2));
+    assert_eq!(schemas.body["totalResults"], json!(3));
     let user = s
         .get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
         .await;
@@ -200,7 +206,15 @@ async fn okta_conformance_checks() {
         json!(["admin", "maker", "contributor", "viewer"])
     );
     assert_scim_error(&s.get("/Schemas/urn:nope").await, 404, None);
-    assert_scim_error(&s.get("/Groups").await, 404, None);
+    // Groups exist, behind the workspace's "Manage teams with SCIM" switch.
+    let groups = s.get("/Groups").await;
+    assert_scim_error(&groups, 403, None);
+    assert!(
+        groups.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("scim-teams")
+    );
     s.app.stop().await;
 }
 

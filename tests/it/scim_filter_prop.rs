@@ -193,7 +193,7 @@ async fn database_and_memory_select_the_same_members() {
         let m = members::create(&app.db, ws.id, &member_data(canonical), None)
             .await
             .unwrap();
-        rendered.push(render(&m, &app.base));
+        rendered.push(render(&m, &[], &app.base));
     }
     let all = members::search(
         &app.db,
@@ -209,7 +209,7 @@ async fn database_and_memory_select_the_same_members() {
     .await
     .unwrap()
     .1;
-    rendered = all.iter().map(|m| render(m, &app.base)).collect();
+    rendered = all.iter().map(|m| render(m, &[], &app.base)).collect();
     let created: Vec<String> = rendered
         .iter()
         .map(|r| r["meta"]["created"].as_str().unwrap().to_owned())

@@ -123,3 +123,8 @@ pub async fn script_client(db: &Db, subdomain: &str, name: &str) -> CreatedClien
 pub async fn delete_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
     admin::delete_client(db, ClientScope::Any, client_id, "test").await
 }
+
+/// "Manage teams with SCIM" (issue 14): `/Groups` answers only while it is on.
+pub async fn set_scim_teams(db: &Db, subdomain: &str, on: bool) -> Result<(), AdminError> {
+    admin::set_scim_teams(db, &workspace(db, subdomain).await?, on).await
+}

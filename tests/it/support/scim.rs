@@ -96,6 +96,116 @@ impl Scim {
     }
 }
 
+/// The PatchOp message schema.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// The core Group schema.
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// A PatchOp message with these operations.
+pub fn patch_ops(operations: Value) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": operations})
+}
+
+/// Okta Push Groups' create body: `displayName` and an empty member list.
+pub fn okta_group(display_name: &str) -> Value {
+    json!({"schemas": [GROUP_SCHEMA], "displayName": display_name, "members": []})
+}
+
+/// `[{"value": id}, ...]`: a member list as the identity providers send it.
+pub fn member_values(ids: &[&str]) -> Value {
+    Value::Array(ids.iter().map(|id| json!({"value": id})).collect())
+}
+
+impl Scim {
+    /// A server with workspace `acme`, SCIM and "Manage teams with SCIM" on, and an
+    /// API token.
+    pub async fn start_with_teams() -> Scim {
+        let s = Scim::start().await;
+        super::ops::set_scim_teams(&s.app.db, "acme", true)
+            .await
+            .unwrap();
+        s
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.okta(Method::DELETE, path, None).await
+    }
+
+    /// A request as Entra ID sends it: `Content-Type: application/json`.
+    pub async fn entra(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .header("accept", "application/scim+json");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// A request with another token (another workspace's, say) and extra headers.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("accept", "application/scim+json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json; charset=utf-8")
+                .body(b.to_string());
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// Another workspace on the same server with SCIM on (and teams as asked);
+    /// returns its API token.
+    pub async fn other_workspace(&self, sub: &str, teams: bool) -> String {
+        self.app.workspace(sub).await;
+        super::ops::set_scim(&self.app.db, sub, true).await.unwrap();
+        super::ops::set_scim_teams(&self.app.db, sub, teams)
+            .await
+            .unwrap();
+        super::ops::create_api_token(&self.app.db, sub, "other", "test")
+            .await
+            .unwrap()
+    }
+
+    /// `POST /Groups` (Okta's body, with these members); the 201's resource.
+    pub async fn create_group(&self, display_name: &str, members: &[&str]) -> Value {
+        let mut body = okta_group(display_name);
+        body["members"] = member_values(members);
+        let a = self.post("/Groups", body).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        a.body
+    }
+
+    /// The member ids of a team, in the order the server lists them.
+    pub async fn group_members(&self, group_id: &str) -> Vec<String> {
+        let a = self.get(&format!("/Groups/{group_id}")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no members array: {}", a.body))
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
 pub async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status();
     let headers = resp.headers().clone();
