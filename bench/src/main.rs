@@ -79,7 +79,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0, value_name = "MB")]
     soak_max_growth_mb: f64,
     /// Run only this case, on an empty workspace (no seeding):
-    /// `client-credentials` (case 9).
+    /// `client-credentials` (case 15).
     #[arg(long, value_name = "CASE", value_parser = ["client-credentials"])]
     only: Option<String>,
 }
@@ -630,7 +630,7 @@ async fn case_client_credentials(
         async move { op_client_credentials(&http, &base, &client).await }
     })
     .await;
-    report("9. POST /oauth2/token (client credentials)", s, e)
+    report("15. POST /oauth2/token (client credentials)", s, e)
 }
 
 async fn case_existence(ctx: &Ctx, n: usize, a: &Args) -> Report {

@@ -172,7 +172,8 @@ async fn user_response(
         member.workspace_id,
         std::slice::from_ref(member),
         state.config.base(),
-        projection.keeps("groups"),
+        // A member just created is in no team yet: no lookup.
+        status != StatusCode::CREATED && projection.keeps("groups"),
     )
     .await;
     let body = match rendered.map(|mut r| r.pop()) {
