@@ -163,6 +163,25 @@ pub async fn get(db: &Db, workspace_id: i64, id: &str) -> Outcome {
         .ok_or_else(|| ScimError::not_found(format!("no User with id '{id}'")))
 }
 
+/// A member with its `groups` entries, read in one statement.
+pub async fn get_with_groups(
+    db: &Db,
+    workspace_id: i64,
+    id: &str,
+    base_url: &str,
+) -> Result<(Member, Vec<Value>), ScimError> {
+    let uuid = parse_id(id)?;
+    let (member, teams) = members::by_id_with_teams(db, workspace_id, uuid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ScimError::not_found(format!("no User with id '{id}'")))?;
+    let groups = teams
+        .iter()
+        .map(|(team, name)| resource::group_ref(base_url, &team.to_string(), name))
+        .collect();
+    Ok((member, groups))
+}
+
 pub struct ListRequest<'a> {
     pub filter: Option<&'a Filter>,
     pub sort: Option<&'a AttrRef>,

@@ -181,13 +181,17 @@ async fn user_response(
         Ok(None) => return ScimError::new(500, None, "internal error").into_response(),
         Err(e) => return e.into_response(),
     };
-    let mut resp = scim(status, body);
-    if let Ok(v) = HeaderValue::from_str(&resource::etag(member.version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    let mut resp = with_etag(scim(status, body), member.version);
     let location = format!("{}/scim/v2/Users/{}", state.config.base(), member.id);
     if let (StatusCode::CREATED, Ok(v)) = (status, HeaderValue::from_str(&location)) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn with_etag(mut resp: Response, version: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&resource::etag(version)) {
+        resp.headers_mut().insert(header::ETAG, v);
     }
     resp
 }
@@ -542,8 +546,12 @@ async fn get_user(
     if let Some(r) = caller.denied(false) {
         return r;
     }
-    match provisioning::get(&state.db, caller.0.workspace.id, &id).await {
-        Ok(m) => user_response(StatusCode::OK, &m, &state, &projection_from(q.as_deref())).await,
+    let base = state.config.base();
+    match provisioning::get_with_groups(&state.db, caller.0.workspace.id, &id, base).await {
+        Ok((m, groups)) => {
+            let body = projection_from(q.as_deref()).apply(provisioning::render(&m, &groups, base));
+            with_etag(scim(StatusCode::OK, body), m.version)
+        }
         Err(e) => e.into_response(),
     }
 }
