@@ -89,6 +89,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Longest overlap of a rotated client secret with its successor.
+pub const MAX_SECRET_OVERLAP_SECS: u64 = 30 * 24 * 3600;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -210,6 +213,17 @@ impl Config {
             n => Ok(Duration::from_secs(n)),
         };
         let refresh_grace = Duration::from_secs(s.refresh_grace_secs.unwrap_or(60));
+        // Bounded so `now + overlap` is always a time (and an old secret never works
+        // for years by a typo).
+        let client_secret_overlap = match s.client_secret_overlap_secs.unwrap_or(24 * 3600) {
+            n if n > MAX_SECRET_OVERLAP_SECS => {
+                return Err(bad(
+                    "client_secret_overlap_secs",
+                    format!("must be at most {MAX_SECRET_OVERLAP_SECS} seconds (30 days)"),
+                ));
+            }
+            n => Duration::from_secs(n),
+        };
         let count = |v: Option<u32>, default: u32, name: &'static str| match v.unwrap_or(default) {
             0 => Err(bad(name, "must be at least 1")),
             n => Ok(n),
@@ -262,9 +276,7 @@ impl Config {
             secret_key: s.secret_key,
             sso_fetch_allow,
             session_absolute: secs(s.session_absolute_secs, 12 * 3600, "session_absolute_secs")?,
-            client_secret_overlap: Duration::from_secs(
-                s.client_secret_overlap_secs.unwrap_or(24 * 3600),
-            ),
+            client_secret_overlap,
         })
     }
 
@@ -333,6 +345,13 @@ mod tests {
     #[test]
     fn bad_settings_name_themselves() {
         let cases = [
+            (
+                Settings {
+                    client_secret_overlap_secs: Some(1_000_000_000_000),
+                    ..Default::default()
+                },
+                "client_secret_overlap_secs",
+            ),
             (
                 Settings {
                     listen: Some("nope".into()),

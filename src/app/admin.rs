@@ -362,7 +362,9 @@ pub async fn rotate_client_secret(
     actor: &str,
 ) -> Result<RotatedSecret, AdminError> {
     let secret = secrets::generate(secrets::Kind::ClientSecret);
-    let overlap = time::Duration::try_from(overlap).unwrap_or(time::Duration::DAY);
+    // The setting is bounded (30 days); a caller passing more gets the bound.
+    let bound = time::Duration::seconds(crate::config::MAX_SECRET_OVERLAP_SECS as i64);
+    let overlap = time::Duration::try_from(overlap).map_or(bound, |d| d.min(bound));
     let until = crate::store::now() + overlap;
     let client = oauth::rotate_secret(db, scope, client_id, &secrets::digest(&secret), until)
         .await

@@ -291,6 +291,15 @@ async fn authenticated_client(
     }
 }
 
+/// Did the client authenticate with HTTP Basic? (An `invalid_client` answer must then
+/// carry `WWW-Authenticate: Basic`, RFC 6749 §5.2.)
+fn sent_basic(req: &ClientRequest<'_>) -> bool {
+    req.authorization
+        .map(str::trim_start)
+        .and_then(|h| h.get(..6))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+}
+
 /// Introspection and revocation need a client that proved who it is (RFC 7662
 /// §2.1): a public client's id alone is not authentication, and would let anyone
 /// who learns a user's token probe or revoke it.
@@ -301,11 +310,13 @@ async fn confidential_client(
 ) -> Result<(Params, Client), TokenError> {
     let (params, client, _) = authenticated_client(db, config, req).await?;
     if client.public {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            "this endpoint needs client authentication; public clients cannot use it",
-        )
-        .into());
+        return Err(TokenError::Client(AuthFailure {
+            error: OAuthError::new(
+                ErrorCode::InvalidClient,
+                "this endpoint needs client authentication; public clients cannot use it",
+            ),
+            basic: sent_basic(req),
+        }));
     }
     Ok((params, client))
 }
@@ -329,7 +340,7 @@ pub async fn token(
     limit(db, &client_key, config.limits.token_per_client).await?;
     let grant = token::parse_grant(&params)?;
     if let Grant::ClientCredentials { scope } = grant {
-        return client_credentials(db, config, &client, proof, scope).await;
+        return client_credentials(db, config, &client, proof, scope, sent_basic(req)).await;
     }
     if !client::allows(&client, GrantType::AuthorizationCode) {
         return Err(unauthorized("this client is not allowed the authorization code grant").into());
@@ -429,6 +440,7 @@ async fn client_credentials(
     client: &Client,
     proof: Proof,
     requested: Option<Scopes>,
+    basic: bool,
 ) -> Result<IssuedTokens, TokenError> {
     let (Proof::Secret { generation }, Some(workspace_id)) = (proof, client.workspace_id) else {
         return Err(
@@ -456,7 +468,7 @@ async fn client_credentials(
         // Deleted between authentication and now.
         return Err(TokenError::Client(AuthFailure {
             error: OAuthError::invalid_client("client authentication failed"),
-            basic: false,
+            basic,
         }));
     }
     crate::metrics::token_issued("client_credentials");
@@ -1106,6 +1118,55 @@ mod tests {
         token(&db, &config, &request(&with(&new), "192.0.2.1"))
             .await
             .expect("the new secret works");
+    }
+
+    #[tokio::test]
+    async fn a_token_opened_with_a_secret_rotated_away_meanwhile_ends_with_the_overlap() {
+        // The client was read (and its secret checked) before a rotation; the token is
+        // issued after it, into a new grant of the old secret that the rotation could
+        // not mark. The token must still end when the old secret stops working.
+        let db = testing::db().await;
+        let acme = testing::workspace(&db, "acme").await;
+        let script = workspace_client(&db, &acme.workspace, "scim:read scim:write").await;
+        let before = store::oauth::client(&db, &script.client_id)
+            .await
+            .unwrap()
+            .unwrap();
+        store::oauth::rotate_secret(
+            &db,
+            store::oauth::ClientScope::Any,
+            &script.client_id,
+            &crate::secrets::digest("rc_cs_new"),
+            store::now() + time::Duration::milliseconds(300),
+        )
+        .await
+        .unwrap();
+        let access = crate::secrets::generate(Kind::AccessToken);
+        store::oauth::issue_client_token(
+            &db,
+            &before,
+            before.secret_generation,
+            "scim:read",
+            &crate::secrets::digest(&access),
+            store::now() + time::Duration::HOUR,
+        )
+        .await
+        .unwrap()
+        .expect("issued");
+        assert!(
+            provisioning::authenticate(&db, &access)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(
+            provisioning::authenticate(&db, &access)
+                .await
+                .unwrap()
+                .is_none(),
+            "a token of the replaced secret outlived the overlap"
+        );
     }
 
     #[tokio::test]

@@ -662,7 +662,8 @@ async fn revoke_app(
     flash(
         &me.session,
         NOTICE,
-        "Access revoked. The app's tokens no longer work.",
+        "Access revoked. The app's tokens no longer work (a client credentials client can \
+         get new ones with its secret until the secret is rotated or the client deleted).",
     )
     .await;
     Ok(Redirect::to("/settings/apps"))

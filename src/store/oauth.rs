@@ -47,7 +47,10 @@ pub(crate) const TOUCH_GRANT_SQL: &str = GRANT_LOCK_SQL;
 /// a member (client credentials) has no authorizer to lose.
 pub(crate) const TOKEN_SQL: &str = "SELECT t.id, t.grant_id, t.kind, t.scope, t.issued_at, t.expires_at, t.rotated_at, \
              t.revoked_at, g.revoked_at AS grant_revoked_at, g.last_used_at AS grant_last_used_at, \
-             g.ends_at AS grant_ends_at, g.client_id, c.name AS client_name, \
+             g.ends_at AS grant_ends_at, g.secret_generation AS grant_generation, \
+             c.secret_generation AS client_generation, \
+             c.previous_secret_expires_at AS client_previous_secret_expires_at, \
+             g.client_id, c.name AS client_name, \
              c.workspace_id AS client_workspace_id, c.deleted_at AS client_deleted_at, \
              g.member_id, g.workspace_id, w.subdomain, \
              w.name AS workspace_name, w.scim_enabled, w.scim_teams, w.password_signin, \
@@ -830,6 +833,12 @@ pub struct StoredToken {
     pub grant_last_used_at: Option<OffsetDateTime>,
     /// When the grant ends by itself (a rotated secret's client-credentials grant).
     pub grant_ends_at: Option<OffsetDateTime>,
+    /// Which of the client's secrets opened a client-credentials grant (None: a
+    /// member's grant).
+    pub grant_generation: Option<i64>,
+    /// The client's current secret, and when its predecessor stops working.
+    pub client_generation: i64,
+    pub client_previous_secret_expires_at: Option<OffsetDateTime>,
     pub client_id: String,
     pub client_name: String,
     /// The workspace of a workspace client (None: a global client).
@@ -860,6 +869,9 @@ crate::from_row!(StoredToken {
     grant_revoked_at,
     grant_last_used_at,
     grant_ends_at,
+    grant_generation,
+    client_generation,
+    client_previous_secret_expires_at,
     client_id,
     client_name,
     client_workspace_id,
@@ -876,6 +888,22 @@ crate::from_row!(StoredToken {
 });
 
 impl StoredToken {
+    /// A client-credentials grant lives only while the secret that opened it works:
+    /// the client's current one, or the one before it until the overlap ends. Read
+    /// from the client row at every use, so a grant opened with a secret rotated away
+    /// in the same moment cannot outlive the overlap (its `ends_at`, set at rotation,
+    /// could have missed it).
+    fn secret_still_works(&self) -> bool {
+        match self.grant_generation {
+            None => true,
+            Some(g) if g == self.client_generation => true,
+            Some(g) if g == self.client_generation - 1 => self
+                .client_previous_secret_expires_at
+                .is_some_and(|end| now() < end),
+            Some(_) => false,
+        }
+    }
+
     /// The grant's workspace, as read with the token (no second query).
     pub fn workspace(&self) -> super::workspaces::Workspace {
         super::workspaces::Workspace {
@@ -898,6 +926,7 @@ impl StoredToken {
         self.revoked_at.is_none()
             && self.grant_revoked_at.is_none()
             && self.grant_ends_at.is_none_or(|end| now() < end)
+            && self.secret_still_works()
             && self.authorizer_is_admin
             && self.client_deleted_at.is_none()
             && self
