@@ -366,6 +366,30 @@ impl ListParams {
         Ok(p)
     }
 
+    /// `sortOrder`: ascending (the default) or descending, any case.
+    pub(super) fn descending(&self) -> Result<bool, ScimError> {
+        match self
+            .sort_order
+            .as_deref()
+            .map(|s| s.trim().to_ascii_lowercase())
+        {
+            None => Ok(false),
+            Some(s) if s.is_empty() || s == "ascending" => Ok(false),
+            Some(s) if s == "descending" => Ok(true),
+            Some(s) => Err(ScimError::invalid_value(format!(
+                "sortOrder is ascending or descending, not '{s}'"
+            ))),
+        }
+    }
+
+    /// `startIndex` (1-based, at least 1) and `count` (0 to [`MAX_RESULTS`], default
+    /// [`DEFAULT_COUNT`]).
+    pub(super) fn page(&self) -> Result<(i64, i64), ScimError> {
+        let start_index = int_param("startIndex", self.start_index.as_deref(), 1)?.max(1);
+        let count = int_param("count", self.count.as_deref(), DEFAULT_COUNT)?.clamp(0, MAX_RESULTS);
+        Ok((start_index, count))
+    }
+
     pub(super) fn from_search_body(body: &Value) -> Result<Self, ScimError> {
         let Some(obj) = body.as_object() else {
             return Err(ScimError::invalid_syntax(
@@ -445,27 +469,8 @@ async fn list_with(state: &AppState, caller: &Caller, p: ListParams) -> Result<R
         })?),
         None => None,
     };
-    let descending = match p
-        .sort_order
-        .as_deref()
-        .map(|s| s.trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(s) if s.is_empty() || s == "ascending" => false,
-        Some(s) if s == "descending" => true,
-        Some(s) => {
-            return Err(ScimError::invalid_value(format!(
-                "sortOrder is ascending or descending, not '{s}'"
-            ))
-            .into_response());
-        }
-    };
-    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)
-        .map_err(IntoResponse::into_response)?
-        .max(1);
-    let count = int_param("count", p.count.as_deref(), DEFAULT_COUNT)
-        .map_err(IntoResponse::into_response)?
-        .clamp(0, MAX_RESULTS);
+    let descending = p.descending().map_err(IntoResponse::into_response)?;
+    let (start_index, count) = p.page().map_err(IntoResponse::into_response)?;
     let projection = Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref())
         .map_err(IntoResponse::into_response)?;
     let req = ListRequest {

@@ -7,7 +7,7 @@
 //! page's worth of memory, not the whole list.
 
 use super::AppState;
-use super::scim::{Caller, ListParams, ScimBody, Segment, if_match, int_param};
+use super::scim::{Caller, ListParams, ScimBody, Segment, if_match};
 use crate::app::teams::{self, ListRequest};
 use crate::scim::error::ScimError;
 use crate::scim::filter::{self, Filter};
@@ -225,23 +225,8 @@ async fn list_with(
             attr.attr.name == "displayName"
         }
     };
-    let descending = match p
-        .sort_order
-        .as_deref()
-        .map(|s| s.trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(s) if s.is_empty() || s == "ascending" => false,
-        Some(s) if s == "descending" => true,
-        Some(s) => {
-            return Err(ScimError::invalid_value(format!(
-                "sortOrder is ascending or descending, not '{s}'"
-            )));
-        }
-    };
-    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)?.max(1);
-    let count = int_param("count", p.count.as_deref(), super::scim::DEFAULT_COUNT)?
-        .clamp(0, super::scim::MAX_RESULTS);
+    let descending = p.descending()?;
+    let (start_index, count) = p.page()?;
     let projection =
         Projection::parse_group(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
     let req = ListRequest {
@@ -502,9 +487,7 @@ async fn search_all(
             }
         }
     };
-    let start_index = int_param("startIndex", p.start_index.as_deref(), 1)?.max(1);
-    let count = int_param("count", p.count.as_deref(), super::scim::DEFAULT_COUNT)?
-        .clamp(0, super::scim::MAX_RESULTS);
+    let (start_index, count) = p.page()?;
     let user_projection =
         Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
     let group_projection =

@@ -443,6 +443,14 @@ async fn groups_answer_403_until_teams_are_switched_on() {
             )),
         ),
         (Method::DELETE, some.clone(), None),
+        // Bad input still gets the 403 that says where to switch teams on (the switch
+        // is checked before anything is read).
+        (Method::GET, "/Groups?filter=nonsense%20attr".into(), None),
+        (
+            Method::PATCH,
+            some.clone(),
+            Some(json!({"Operations": "not a list"})),
+        ),
     ];
     let all_403 = |label: &'static str| {
         let s = &s;
