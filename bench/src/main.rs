@@ -17,7 +17,14 @@
 //! server's resident memory as it goes and fails on any unexpected answer or on
 //! memory growth.
 //!
+//! Every time-bounded case runs twice: against Rollcall, then with the same requests
+//! against the reference server (`reference.rs`: the same HTTP stack answering
+//! Rollcall's bytes from memory), and prints Rollcall's share of the reference's
+//! requests per second. `--no-reference` skips the second run.
+//!
 //! Only 127.0.0.1 is contacted; every loop is bounded in time.
+
+mod reference;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
@@ -82,6 +89,9 @@ struct Args {
     /// `client-credentials` (case 15).
     #[arg(long, value_name = "CASE", value_parser = ["client-credentials"])]
     only: Option<String>,
+    /// Do not measure the cases against the reference server.
+    #[arg(long)]
+    no_reference: bool,
 }
 
 const REDIRECT: &str = "http://localhost:9999/callback";
@@ -119,6 +129,11 @@ impl Server {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         })
+    }
+
+    /// CPU time the process has used, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.child.id())
     }
 
     /// (VmRSS, VmHWM) in kB.
@@ -163,6 +178,72 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The reference server (see `reference.rs`) and Rollcall's port, which it learns
+/// each case's answer from.
+struct Limit {
+    server: Server,
+    upstream: u16,
+    /// Rollcall's process id, to read the CPU time it spends.
+    rollcall: u32,
+    control: reqwest::Client,
+}
+
+impl Limit {
+    fn start(rollcall: &Server) -> Result<Limit> {
+        let (child, port) = reference::spawn()?;
+        Ok(Limit {
+            server: Server { child, port },
+            upstream: rollcall.port,
+            rollcall: rollcall.child.id(),
+            control: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+
+    fn base(&self) -> String {
+        self.server.base()
+    }
+
+    fn rollcall_cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.rollcall)
+    }
+
+    /// Forget the last case's answer; learn the next request's from Rollcall.
+    async fn learn(&self) -> Result<(), String> {
+        let r = self
+            .control
+            .put(format!(
+                "http://127.0.0.1:{}/__reference/learn",
+                self.server.port
+            ))
+            .body(format!("127.0.0.1:{}", self.upstream))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() == 204 {
+            Ok(())
+        } else {
+            Err(format!("the reference server answered {}", r.status()))
+        }
+    }
+}
+
+/// CPU time process `pid` has used (all its threads, user and system), in seconds.
+fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th
+    // and stime the 13th of them, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf only reads a system setting.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
 }
 
 struct Env {
@@ -253,6 +334,59 @@ struct Report {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+}
+
+/// Run a case against Rollcall, then, with a reference server, the same requests
+/// against it; prints both and Rollcall's share of the reference's requests/s.
+async fn case<F, Fut>(
+    name: &str,
+    a: &Args,
+    limit: Option<&Limit>,
+    rollcall: F,
+    reference: Option<F>,
+) -> Report
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let cpu = limit.map(Limit::rollcall_cpu_seconds);
+    let (s, e) = run_case(a.concurrency, a.seconds, rollcall).await;
+    let cpu = cpu.zip(limit).map(|(c, l)| l.rollcall_cpu_seconds() - c);
+    let r = report(name, s, e);
+    if let (Some(limit), Some(op), Some(cpu)) = (limit, reference, cpu) {
+        if let Err(e) = limit.learn().await {
+            println!("    reference: {e}");
+            return r;
+        }
+        let ref_cpu = limit.server.cpu_seconds();
+        let (mut s, e) = run_case(a.concurrency, a.seconds, op).await;
+        let ref_cpu = limit.server.cpu_seconds() - ref_cpu;
+        s.latencies.sort_unstable();
+        let n = s.latencies.len();
+        let rps = n as f64 / e.as_secs_f64();
+        println!(
+            "    reference (same stack, from memory) {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   -> Rollcall at {:.1} % of it",
+            rps,
+            percentile(&s.latencies, 0.50),
+            percentile(&s.latencies, 0.99),
+            100.0 * r.rps / rps,
+        );
+        println!(
+            "    server CPU per request: Rollcall {:.0} us, reference {:.0} us{}",
+            cpu * 1e6 / r.requests.max(1) as f64,
+            ref_cpu * 1e6 / n.max(1) as f64,
+            if s.errors > 0 {
+                format!(
+                    " ({} errors: {})",
+                    s.errors,
+                    s.first_error.unwrap_or_default()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    r
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -365,9 +499,22 @@ struct Ctx {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Talking to the reference server: answers are Rollcall's first answer of the
+    /// case replayed, so only their status is checked, and new names are kept apart
+    /// from the Rollcall run's.
+    reference: bool,
 }
 
 impl Ctx {
+    /// The same client, pointed at the reference server.
+    fn at(&self, limit: Option<&Limit>) -> Option<Ctx> {
+        limit.map(|l| Ctx {
+            base: l.base(),
+            reference: true,
+            ..self.clone()
+        })
+    }
+
     fn scim(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}/scim/v2{path}", self.base))
@@ -455,7 +602,7 @@ async fn op_existence(c: &Ctx, n: usize, w: usize, i: u64) -> Result<(), String>
         return Err(format!("{}", r.status()));
     }
     let v: Value = r.json().await.map_err(|e| e.to_string())?;
-    if v["totalResults"] != json!(want) {
+    if v["totalResults"] != json!(want) && !c.reference {
         return Err(format!("{name}: totalResults {}", v["totalResults"]));
     }
     Ok(())
@@ -475,8 +622,9 @@ async fn op_get(c: &Ctx, ids: &[String], n: usize, w: usize, i: u64) -> Result<(
 
 /// `POST /Users` of a new member, unique per worker and request.
 async fn op_create(c: &Ctx, w: usize, i: u64) -> Result<(), String> {
-    let name = format!("new-{w}-{i}@bench.example");
-    let body = okta_user(&name, &format!("ext-new-{w}-{i}"));
+    let side = if c.reference { "ref" } else { "new" };
+    let name = format!("{side}-{w}-{i}@bench.example");
+    let body = okta_user(&name, &format!("ext-{side}-{w}-{i}"));
     expect(
         Ctx::with_body(c.scim(reqwest::Method::POST, "/Users"), &body)
             .send()
@@ -560,6 +708,21 @@ struct OAuthLoad {
     chains: Vec<tokio::sync::Mutex<(String, String)>>,
 }
 
+impl OAuthLoad {
+    /// For the reference server: every worker holds chain `k`'s tokens.
+    async fn at(&self, limit: &Limit, k: usize) -> Arc<OAuthLoad> {
+        let pair = self.chains[k].lock().await.clone();
+        Arc::new(OAuthLoad {
+            http: self.http.clone(),
+            base: limit.base(),
+            client: self.client.clone(),
+            chains: (0..self.chains.len())
+                .map(|_| tokio::sync::Mutex::new(pair.clone()))
+                .collect(),
+        })
+    }
+}
+
 /// `grant_type=refresh_token` on worker `w`'s chain, which rotates.
 async fn op_refresh(o: &OAuthLoad, w: usize) -> Result<(), String> {
     let mut chain = o.chains[w].lock().await;
@@ -620,37 +783,57 @@ async fn op_client_credentials(
 /// row, and an activity-log entry.
 async fn case_client_credentials(
     a: &Args,
+    limit: Option<&Limit>,
     http: &reqwest::Client,
     base: &str,
     client: &OAuthClient,
 ) -> Report {
-    let (http, base, client) = (http.clone(), base.to_owned(), Arc::new(client.clone()));
-    let (s, e) = run_case(a.concurrency, a.seconds, move |_, _| {
-        let (http, base, client) = (http.clone(), base.clone(), client.clone());
-        async move { op_client_credentials(&http, &base, &client).await }
-    })
-    .await;
-    report("15. POST /oauth2/token (client credentials)", s, e)
+    let client = Arc::new(client.clone());
+    let op = |base: String| {
+        let (http, client) = (http.clone(), client.clone());
+        move |_: usize, _: u64| {
+            let (http, base, client) = (http.clone(), base.clone(), client.clone());
+            async move { op_client_credentials(&http, &base, &client).await }
+        }
+    };
+    let name = "15. POST /oauth2/token (client credentials)";
+    case(
+        name,
+        a,
+        limit,
+        op(base.to_owned()),
+        limit.map(|l| op(l.base())),
+    )
+    .await
 }
 
-async fn case_existence(ctx: &Ctx, n: usize, a: &Args) -> Report {
-    let c = ctx.clone();
-    let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
-        let c = c.clone();
-        async move { op_existence(&c, n, w, i).await }
-    })
-    .await;
-    report(&format!("1. existence check filter (N={n})"), s, e)
+async fn case_existence(ctx: &Ctx, n: usize, a: &Args, limit: Option<&Limit>) -> Report {
+    let op = |c: Ctx| {
+        move |w: usize, i: u64| {
+            let c = c.clone();
+            async move { op_existence(&c, n, w, i).await }
+        }
+    };
+    let name = format!("1. existence check filter (N={n})");
+    case(&name, a, limit, op(ctx.clone()), ctx.at(limit).map(op)).await
 }
 
-async fn case_get(ctx: &Ctx, ids: &Arc<Vec<String>>, n: usize, a: &Args) -> Report {
-    let (c, ids) = (ctx.clone(), ids.clone());
-    let (s, e) = run_case(a.concurrency, a.seconds, move |w, i| {
-        let (c, ids) = (c.clone(), ids.clone());
-        async move { op_get(&c, &ids, n, w, i).await }
-    })
-    .await;
-    report(&format!("3. GET /Users/{{id}} (N={n})"), s, e)
+async fn case_get(
+    ctx: &Ctx,
+    ids: &Arc<Vec<String>>,
+    n: usize,
+    a: &Args,
+    limit: Option<&Limit>,
+) -> Report {
+    let op = |c: Ctx| {
+        let ids = ids.clone();
+        move |w: usize, i: u64| {
+            let (c, ids) = (c.clone(), ids.clone());
+            async move { op_get(&c, &ids, n, w, i).await }
+        }
+    };
+    let name = format!("3. GET /Users/{{id}} (N={n})");
+    case(&name, a, limit, op(ctx.clone()), ctx.at(limit).map(op)).await
 }
 
 /// Okta's import: every page of 100, in order, by one client. Returns total time.
@@ -855,8 +1038,14 @@ fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--reference-server") {
+        return reference::main();
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+async fn bench() -> Result<()> {
     let args = Args::parse();
     let server_bin = match &args.server {
         Some(p) => p.clone(),
@@ -977,30 +1166,37 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
     };
 
     let (server, ready) = env.serve().await?;
-    let result = if args.only.is_some() {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency * 2)
-            .http1_only()
-            .tcp_nodelay(true)
-            .build()?;
-        case_client_credentials(args, &http, &server.base(), &script).await;
-        Ok(())
+    let reference_server = if args.no_reference || args.soak.is_some() {
+        None
     } else {
-        drive(args, env, &server, ready, token, client, password).await?;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency * 2)
-            .http1_only()
-            .tcp_nodelay(true)
-            .build()?;
-        case_client_credentials(args, &http, &server.base(), &script).await;
-        Ok(())
+        Some(Limit::start(&server)?)
     };
+    let limit = reference_server.as_ref();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .http1_only()
+        .tcp_nodelay(true)
+        .build()?;
+    let result = async {
+        if args.only.is_none() {
+            drive(args, env, &server, ready, token, client, password, limit).await?;
+        }
+        case_client_credentials(args, limit, &http, &server.base(), &script).await;
+        Ok(())
+    }
+    .await;
     let (_, peak) = server.memory();
     println!(
         "peak resident memory (VmHWM)                 {:>9.1} MB",
         mb(peak)
     );
     server.stop();
+    if let Some(l) = reference_server {
+        // Not `stop`: the reference server has no graceful shutdown to wait for.
+        let mut child = l.server.child;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     result
 }
 
@@ -1013,6 +1209,7 @@ async fn drive(
     token: String,
     client: OAuthClient,
     password: String,
+    limit: Option<&Limit>,
 ) -> Result<()> {
     println!(
         "ready: /healthz answered after              {:>9.1} ms",
@@ -1034,6 +1231,7 @@ async fn drive(
         http: http.clone(),
         base: server.base(),
         token,
+        reference: false,
     };
     let seed_deadline = Instant::now() + Duration::from_secs(args.seed_timeout);
     let mut ids: Vec<String> = Vec::new();
@@ -1059,8 +1257,8 @@ async fn drive(
         );
         if args.soak.is_none() {
             let ids_arc = Arc::new(ids.clone());
-            case_existence(&ctx, n, args).await;
-            case_get(&ctx, &ids_arc, n, args).await;
+            case_existence(&ctx, n, args, limit).await;
+            case_get(&ctx, &ids_arc, n, args, limit).await;
         }
     }
     let n = ids.len();
@@ -1087,58 +1285,84 @@ async fn drive(
     let conc = args.concurrency;
     // 4. POST /Users: new members, unique per worker and request.
     {
-        let c = ctx.clone();
-        let (s, e) = run_case(conc, args.seconds, move |w, i| {
-            let c = c.clone();
-            async move { op_create(&c, w, i).await }
-        })
-        .await;
-        report("4. POST /Users", s, e);
+        let op = |c: Ctx| {
+            move |w: usize, i: u64| {
+                let c = c.clone();
+                async move { op_create(&c, w, i).await }
+            }
+        };
+        let name = "4. POST /Users";
+        case(name, args, limit, op(ctx.clone()), ctx.at(limit).map(op)).await;
     }
     // 5. PATCH active false, then true: each worker its own members.
     {
-        let (c, ids) = (ctx.clone(), ids.clone());
-        let (s, e) = run_case(conc, args.seconds, move |w, i| {
-            let (c, ids) = (c.clone(), ids.clone());
-            async move { op_patch(&c, &ids, conc, w, i).await }
-        })
-        .await;
-        report("5. PATCH active false/true", s, e);
+        let op = |c: Ctx| {
+            let ids = ids.clone();
+            move |w: usize, i: u64| {
+                let (c, ids) = (c.clone(), ids.clone());
+                async move { op_patch(&c, &ids, conc, w, i).await }
+            }
+        };
+        let name = "5. PATCH active false/true";
+        case(name, args, limit, op(ctx.clone()), ctx.at(limit).map(op)).await;
     }
     // 6. PUT: the whole object back, as Okta does.
     {
-        let (c, ids) = (ctx.clone(), ids.clone());
-        let (s, e) = run_case(conc, args.seconds, move |w, i| {
-            let (c, ids) = (c.clone(), ids.clone());
-            async move { op_put(&c, &ids, conc, w, i).await }
-        })
-        .await;
-        report("6. PUT /Users/{id}", s, e);
+        let op = |c: Ctx| {
+            let ids = ids.clone();
+            move |w: usize, i: u64| {
+                let (c, ids) = (c.clone(), ids.clone());
+                async move { op_put(&c, &ids, conc, w, i).await }
+            }
+        };
+        let name = "6. PUT /Users/{id}";
+        case(name, args, limit, op(ctx.clone()), ctx.at(limit).map(op)).await;
     }
 
-    // 7 and 8: one grant per connection, through the pages.
+    // 7 and 8: one grant per connection, through the pages (and a spare for the
+    // reference run, whose one learnt refresh rotates a chain no worker uses).
     let oauth = grants(args, server, &http, &ctx.base, client, &password).await?;
-    {
-        let oauth = oauth.clone();
-        let (s, e) = run_case(conc, args.seconds, move |w, _| {
-            let oauth = oauth.clone();
-            async move { op_refresh(&oauth, w).await }
-        })
-        .await;
-        report("7. POST /oauth2/token (refresh, rotating)", s, e);
-    }
-    {
-        let oauth = oauth.clone();
-        let (s, e) = run_case(conc, args.seconds, move |w, _| {
-            let oauth = oauth.clone();
-            async move { op_introspect(&oauth, w).await }
-        })
-        .await;
-        report("8. POST /oauth2/introspect", s, e);
-    }
+    let refresh = |o: Arc<OAuthLoad>| {
+        move |w: usize, _: u64| {
+            let o = o.clone();
+            async move { op_refresh(&o, w).await }
+        }
+    };
+    let spare = match limit {
+        Some(l) => Some(oauth.at(l, conc).await),
+        None => None,
+    };
+    let name = "7. POST /oauth2/token (refresh, rotating)";
+    case(
+        name,
+        args,
+        limit,
+        refresh(oauth.clone()),
+        spare.map(refresh),
+    )
+    .await;
+    let introspect = |o: Arc<OAuthLoad>| {
+        move |w: usize, _: u64| {
+            let o = o.clone();
+            async move { op_introspect(&o, w).await }
+        }
+    };
+    let first = match limit {
+        Some(l) => Some(oauth.at(l, 0).await),
+        None => None,
+    };
+    let name = "8. POST /oauth2/introspect";
+    case(
+        name,
+        args,
+        limit,
+        introspect(oauth.clone()),
+        first.map(introspect),
+    )
+    .await;
 
     if !args.no_groups {
-        groups(args, server, &ctx, &ids).await?;
+        groups(args, server, &ctx, &ids, limit).await?;
     }
     Ok(())
 }
@@ -1219,7 +1443,13 @@ async fn op_team_get(c: &Ctx, team: &str) -> Result<(), String> {
     .await
 }
 
-async fn groups(args: &Args, server: &Server, ctx: &Ctx, ids: &Arc<Vec<String>>) -> Result<()> {
+async fn groups(
+    args: &Args,
+    server: &Server,
+    ctx: &Ctx,
+    ids: &Arc<Vec<String>>,
+    limit: Option<&Limit>,
+) -> Result<()> {
     let n = ids.len();
     let conc = args.concurrency;
     if n < conc {
@@ -1272,17 +1502,15 @@ async fn groups(args: &Args, server: &Server, ctx: &Ctx, ids: &Arc<Vec<String>>)
 
     // 10. Add or remove one member of the big team, each worker its own member.
     {
-        let (c, members, big) = (ctx.clone(), ids.clone(), team.clone());
-        let (s, e) = run_case(conc, args.seconds, move |w, i| {
-            let (c, members, big) = (c.clone(), members.clone(), big.clone());
-            async move { op_team_toggle(&c, &big, &members[w], i).await }
-        })
-        .await;
-        let r = report(
-            &format!("10. PATCH add/remove 1 member (team of {n})"),
-            s,
-            e,
-        );
+        let op = |c: Ctx| {
+            let (members, big) = (ids.clone(), team.clone());
+            move |w: usize, i: u64| {
+                let (c, members, big) = (c.clone(), members.clone(), big.clone());
+                async move { op_team_toggle(&c, &big, &members[w], i).await }
+            }
+        };
+        let name = format!("10. PATCH add/remove 1 member (team of {n})");
+        let r = case(&name, args, limit, op(ctx.clone()), ctx.at(limit).map(op)).await;
         println!(
             "{:<44} p99 {:.2} ms (floor {FLOOR_ONE_MEMBER_P99_MS} ms: {})",
             "10. one member of the big team",
@@ -1306,18 +1534,16 @@ async fn groups(args: &Args, server: &Server, ctx: &Ctx, ids: &Arc<Vec<String>>)
 
     // 11. The big team without its members, next to GET /Users/{id}.
     {
-        let (c, team) = (ctx.clone(), team.clone());
-        let (s, e) = run_case(conc, args.seconds, move |_, _| {
-            let (c, team) = (c.clone(), team.clone());
-            async move { op_team_get(&c, &team).await }
-        })
-        .await;
-        let g = report(
-            &format!("11. GET /Groups/{{id}}?excl..=members ({n})"),
-            s,
-            e,
-        );
-        let u = case_get(ctx, ids, n, args).await;
+        let op = |c: Ctx| {
+            let team = team.clone();
+            move |_: usize, _: u64| {
+                let (c, team) = (c.clone(), team.clone());
+                async move { op_team_get(&c, &team).await }
+            }
+        };
+        let name = format!("11. GET /Groups/{{id}}?excl..=members ({n})");
+        let g = case(&name, args, limit, op(ctx.clone()), ctx.at(limit).map(op)).await;
+        let u = case_get(ctx, ids, n, args, limit).await;
         println!(
             "{:<44} {:.2}x the req/s of GET /Users/{{id}}",
             "11. team without members vs a member",
@@ -1530,7 +1756,7 @@ async fn grants(
         .dns_resolver(Arc::new(Loopback))
         .build()?;
     let mut chains = Vec::new();
-    for _ in 0..args.concurrency {
+    for _ in 0..=args.concurrency {
         let code = authorize(
             &browser,
             server.port,
