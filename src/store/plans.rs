@@ -73,11 +73,16 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             oauth::REFRESH_STATE_SQL,
             vec![Bind::Int(1)],
         ),
-        q(
-            "refresh rotate",
-            oauth::ROTATE_SQL,
-            vec![at(), Bind::Int(1)],
-        ),
+        // Only the newest token of the family: not a walk of every token the
+        // grant ever had (what (grant_id, kind) alone gave).
+        HotQuery {
+            index: &["oauth_tokens_by_grant_state"],
+            ..q(
+                "refresh rotate",
+                oauth::ROTATE_SQL,
+                vec![at(), Bind::Int(1)],
+            )
+        },
         q(
             "client credentials grant",
             oauth::CLIENT_GRANT_SQL,
