@@ -92,6 +92,11 @@ struct Args {
     /// Do not measure the cases against the reference server.
     #[arg(long)]
     no_reference: bool,
+    /// Rollcall processes on the one PostgreSQL database (with --database-url); the
+    /// SCIM cases split their connections between them (the reference server and the
+    /// OAuth cases use the first only). More than one implies --no-reference.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
 }
 
 const REDIRECT: &str = "http://localhost:9999/callback";
@@ -503,6 +508,8 @@ struct Ctx {
     /// case replayed, so only their status is checked, and new names are kept apart
     /// from the Rollcall run's.
     reference: bool,
+    /// With `--processes`, every server's base URL: worker `w` talks to `w % n`.
+    bases: Arc<Vec<String>>,
 }
 
 impl Ctx {
@@ -511,8 +518,19 @@ impl Ctx {
         limit.map(|l| Ctx {
             base: l.base(),
             reference: true,
+            bases: Arc::new(vec![l.base()]),
             ..self.clone()
         })
+    }
+
+    /// Worker `w`'s client: with several server processes, the load is split
+    /// between them by worker.
+    fn worker(&self, w: usize) -> Ctx {
+        let mut c = self.clone();
+        if self.bases.len() > 1 {
+            c.base = self.bases[w % self.bases.len()].clone();
+        }
+        c
     }
 
     fn scim(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -810,7 +828,7 @@ async fn case_client_credentials(
 async fn case_existence(ctx: &Ctx, n: usize, a: &Args, limit: Option<&Limit>) -> Report {
     let op = |c: Ctx| {
         move |w: usize, i: u64| {
-            let c = c.clone();
+            let c = c.worker(w);
             async move { op_existence(&c, n, w, i).await }
         }
     };
@@ -828,7 +846,7 @@ async fn case_get(
     let op = |c: Ctx| {
         let ids = ids.clone();
         move |w: usize, i: u64| {
-            let (c, ids) = (c.clone(), ids.clone());
+            let (c, ids) = (c.worker(w), ids.clone());
             async move { op_get(&c, &ids, n, w, i).await }
         }
     };
@@ -1166,7 +1184,15 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
     };
 
     let (server, ready) = env.serve().await?;
-    let reference_server = if args.no_reference || args.soak.is_some() {
+    if args.processes > 1 && args.database_url.is_none() {
+        server.stop();
+        bail!("--processes needs --database-url: SQLite is for one process");
+    }
+    let mut others = Vec::new();
+    for _ in 1..args.processes {
+        others.push(env.serve().await?.0);
+    }
+    let reference_server = if args.no_reference || args.soak.is_some() || args.processes > 1 {
         None
     } else {
         Some(Limit::start(&server)?)
@@ -1179,7 +1205,10 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
         .build()?;
     let result = async {
         if args.only.is_none() {
-            drive(args, env, &server, ready, token, client, password, limit).await?;
+            drive(
+                args, env, &server, &others, ready, token, client, password, limit,
+            )
+            .await?;
         }
         case_client_credentials(args, limit, &http, &server.base(), &script).await;
         Ok(())
@@ -1191,6 +1220,9 @@ async fn run(args: &Args, env: &Env) -> Result<()> {
         mb(peak)
     );
     server.stop();
+    for s in others {
+        s.stop();
+    }
     if let Some(l) = reference_server {
         // Not `stop`: the reference server has no graceful shutdown to wait for.
         let mut child = l.server.child;
@@ -1205,6 +1237,7 @@ async fn drive(
     args: &Args,
     env: &Env,
     server: &Server,
+    others: &[Server],
     ready: Duration,
     token: String,
     client: OAuthClient,
@@ -1232,6 +1265,12 @@ async fn drive(
         base: server.base(),
         token,
         reference: false,
+        bases: Arc::new(
+            std::iter::once(server)
+                .chain(others)
+                .map(Server::base)
+                .collect(),
+        ),
     };
     let seed_deadline = Instant::now() + Duration::from_secs(args.seed_timeout);
     let mut ids: Vec<String> = Vec::new();
@@ -1287,7 +1326,7 @@ async fn drive(
     {
         let op = |c: Ctx| {
             move |w: usize, i: u64| {
-                let c = c.clone();
+                let c = c.worker(w);
                 async move { op_create(&c, w, i).await }
             }
         };
@@ -1299,7 +1338,7 @@ async fn drive(
         let op = |c: Ctx| {
             let ids = ids.clone();
             move |w: usize, i: u64| {
-                let (c, ids) = (c.clone(), ids.clone());
+                let (c, ids) = (c.worker(w), ids.clone());
                 async move { op_patch(&c, &ids, conc, w, i).await }
             }
         };
@@ -1311,7 +1350,7 @@ async fn drive(
         let op = |c: Ctx| {
             let ids = ids.clone();
             move |w: usize, i: u64| {
-                let (c, ids) = (c.clone(), ids.clone());
+                let (c, ids) = (c.worker(w), ids.clone());
                 async move { op_put(&c, &ids, conc, w, i).await }
             }
         };
