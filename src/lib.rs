@@ -72,11 +72,7 @@ pub async fn start(
         sso::Sso::new(key, &config.sso_fetch_allow)
             .map_err(|e| std::io::Error::other(format!("HTTP client for IdP requests: {e}")))?,
     );
-    let state = AppState {
-        db: db.clone(),
-        config: Arc::new(config),
-        sso,
-    };
+    let state = AppState::new(db.clone(), Arc::new(config), sso);
     spawn_housekeeping(db);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
