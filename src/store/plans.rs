@@ -62,17 +62,12 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             oauth::REDEEM_CODE_SQL,
             vec![at(), digest(), Bind::Text("c".into())],
         ),
-        q("refresh find", oauth::REFRESH_FIND_SQL, vec![digest()]),
         q(
             "refresh grant lock",
-            oauth::GRANT_LOCK_SQL,
-            vec![at(), Bind::Int(1)],
+            oauth::REFRESH_LOCK_SQL,
+            vec![at(), digest()],
         ),
-        q(
-            "refresh state",
-            oauth::REFRESH_STATE_SQL,
-            vec![Bind::Int(1)],
-        ),
+        q("refresh state", oauth::REFRESH_STATE_SQL, vec![digest()]),
         // Only the newest token of the family: not a walk of every token the
         // grant ever had (what (grant_id, kind) alone gave).
         HotQuery {
@@ -98,8 +93,8 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
         ),
         q(
             "client credentials grant use",
-            oauth::CLIENT_GRANT_USE_SQL,
-            vec![at(), Bind::Text("c".into()), Bind::Int(1)],
+            oauth::client_grant_use_sql(backend),
+            vec![Bind::Text("c".into()), Bind::Int(1)],
         ),
         q(
             "rate limit hit",
