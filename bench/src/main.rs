@@ -11,6 +11,7 @@
 //!                               [--no-scaling] [--no-groups] [--teams 10000]
 //! target/release/rollcall-bench --members 10000 --soak 600 [--soak-interval 10]
 //! target/release/rollcall-bench --only client-credentials [--seconds 5]
+//! target/release/rollcall-bench --database-url postgres://... --processes 2 [--no-reference]
 //! ```
 //!
 //! `--soak` replaces the cases with one mixed load for that many seconds, samples the
