@@ -93,7 +93,7 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
         ),
         q(
             "client credentials grant use",
-            oauth::client_grant_use_sql(backend),
+            oauth::CLIENT_GRANT_USE_SQL,
             vec![Bind::Text("c".into()), Bind::Int(1)],
         ),
         q(
