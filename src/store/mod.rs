@@ -9,6 +9,7 @@ pub mod activity;
 pub mod cursors;
 pub mod members;
 pub mod oauth;
+pub(crate) mod pg;
 /// The hot-path query list and EXPLAIN checks, for the plan test.
 #[cfg(feature = "testing")]
 pub mod plans;
@@ -23,17 +24,15 @@ pub mod tokens;
 pub mod workspaces;
 
 use sql::{FromRow, Sql};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The database a `Db` reaches, and how.
 #[derive(Clone, Debug)]
 pub(crate) enum Engine {
     Sqlite(Arc<sqlite::Sqlite>),
-    Postgres(PgPool),
+    Postgres(pg::Pg),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,24 +139,8 @@ impl Db {
             Engine::Sqlite(Arc::new(sqlite::Sqlite::open(url)?))
         } else {
             let opts = PgConnectOptions::from_str(url)?;
-            // sqlx pings a connection before every use by default: a network round
-            // trip per query. Ping only connections that sat idle (a restarted server
-            // or a proxy may have dropped them).
-            let pool = PgPoolOptions::new()
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for > Duration::from_secs(10) {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts)
-                .await?;
-            POSTGRES_MIGRATIONS.run(&pool).await?;
+            let pool = pg::Pg::connect(opts, 16).await?;
+            pool.migrate(&POSTGRES_MIGRATIONS).await?;
             Engine::Postgres(pool)
         };
         Ok(Db(Arc::new(DbParts {
@@ -183,7 +166,7 @@ impl Db {
     pub async fn read_all<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Vec<T>> {
         match &self.engine {
             Engine::Sqlite(s) => s.read_all(q).await,
-            Engine::Postgres(p) => q.pg_all(p).await,
+            Engine::Postgres(p) => p.all(&q).await,
         }
     }
 
@@ -191,7 +174,7 @@ impl Db {
     pub async fn read_optional<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Option<T>> {
         match &self.engine {
             Engine::Sqlite(s) => s.read_optional(q).await,
-            Engine::Postgres(p) => q.pg_optional(p).await,
+            Engine::Postgres(p) => p.optional(&q).await,
         }
     }
 
@@ -204,7 +187,7 @@ impl Db {
     pub async fn execute(&self, q: Sql) -> Result<u64> {
         match &self.engine {
             Engine::Sqlite(s) => s.write(move |tx| q.lite_execute(tx)).await,
-            Engine::Postgres(p) => q.pg_execute(p).await,
+            Engine::Postgres(p) => p.execute(&q).await,
         }
     }
 
@@ -212,7 +195,7 @@ impl Db {
     pub async fn write_optional<T: FromRow + Send + 'static>(&self, q: Sql) -> Result<Option<T>> {
         match &self.engine {
             Engine::Sqlite(s) => s.write(move |tx| q.lite_optional(tx)).await,
-            Engine::Postgres(p) => q.pg_optional(p).await,
+            Engine::Postgres(p) => p.optional(&q).await,
         }
     }
 
@@ -241,12 +224,15 @@ impl Db {
                     },
                 ]
             }
-            Engine::Postgres(p) => vec![crate::metrics::PoolUse {
-                pool: "shared",
-                size: p.size(),
-                idle: p.num_idle() as u32,
-                max: p.options().get_max_connections(),
-            }],
+            Engine::Postgres(p) => {
+                let (size, idle, max) = p.usage();
+                vec![crate::metrics::PoolUse {
+                    pool: "shared",
+                    size,
+                    idle,
+                    max,
+                }]
+            }
         }
     }
 
@@ -269,5 +255,35 @@ impl Db {
             Engine::Sqlite(s) => s.close().await,
             Engine::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// For the PostgreSQL pool's tests (tests/it/pg_pool.rs).
+#[cfg(feature = "testing")]
+impl Db {
+    /// Begin a transaction, run `q` in it, and drop it uncommitted (SQLite: roll
+    /// it back).
+    pub async fn abandon_transaction(&self, q: Sql) -> Result<()> {
+        match &self.engine {
+            Engine::Sqlite(s) => {
+                s.write(move |tx| {
+                    q.lite_execute(tx)?;
+                    tx.rollback();
+                    Ok(())
+                })
+                .await
+            }
+            Engine::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                q.pg_execute(&mut *tx).await?;
+                drop(tx);
+                Ok(())
+            }
+        }
+    }
+
+    /// Start the write `q` and drop it after `after`, whether it finished or not.
+    pub async fn cut_off(&self, q: Sql, after: std::time::Duration) {
+        let _ = tokio::time::timeout(after, self.execute(q)).await;
     }
 }

@@ -429,7 +429,7 @@ pub async fn issue_client_token(
             // After the commit, on its own (the row lock it takes is held for one
             // statement, not across a commit), and best effort: the token is issued.
             if let Some(q) = touch(&grant)
-                && let Err(e) = q.pg_execute(p).await
+                && let Err(e) = p.execute(&q).await
             {
                 tracing::warn!(error = %e, grant = grant.id, "could not note a client-credentials grant used");
             }

@@ -292,7 +292,7 @@ pub fn full_scans(backend: Backend, plan: &[String]) -> Vec<String> {
 /// runs it, so its default estimates are what production sees: left alone.
 pub async fn analyze(db: &Db) -> Result<()> {
     if let Engine::Postgres(p) = db.engine() {
-        sql("ANALYZE").pg_execute(p).await?;
+        p.execute(&sql("ANALYZE")).await?;
     }
     Ok(())
 }

@@ -600,8 +600,7 @@ mod tests {
         // a job does it by hand.) Nothing of the batch may stay, and every job
         // hears so; none runs outside the transaction.
         let (a, mut a_answer) = job(insert(1));
-        let (lost, mut lost_answer) =
-            job(|tx| Ok::<_, StoreError>(tx.execute_batch("ROLLBACK")?));
+        let (lost, mut lost_answer) = job(|tx| Ok::<_, StoreError>(tx.execute_batch("ROLLBACK")?));
         let (b, mut b_answer) = job(insert(2));
         commit_batch(&c, vec![a, lost, b], &Cell::new(false));
         let (a, lost, b) = (

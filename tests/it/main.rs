@@ -13,6 +13,7 @@ mod hostile;
 mod isolation;
 mod metrics;
 mod oauth;
+mod pg_pool;
 mod plans;
 mod scale_out;
 mod scim;
