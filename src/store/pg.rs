@@ -11,7 +11,9 @@
 //!
 //! A connection that sat idle is pinged before use (a restarted server or a proxy
 //! may have dropped it); one idle for long is closed, so a quiet process holds few
-//! server backends.
+//! server backends, and one older than half an hour is closed when it comes back
+//! (as sqlx's `max_lifetime`), so connections follow a proxy's or the server's
+//! changes.
 
 use super::sql::{FromRow, Sql};
 use super::{Result, StoreError};
@@ -21,14 +23,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How long a request waits for a connection before it is told the database is busy.
+/// How long a request waits for a connection (a free slot, a ping, a new
+/// connection: all of it) before it is told the database is busy.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long setting a cut-off connection right may take before it is closed.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long setting a cut-off connection right may take before it is closed. Its
+/// slot is held meanwhile: closing it early would not stop the statement it was cut
+/// off in (PostgreSQL notices a closed client only when it next writes), so the
+/// pool would open a connection more than it may while that backend still runs.
+/// Long, then, as sqlx's ping on release had no limit at all.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long closing a connection politely may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle longer than this: pinged before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// Idle longer than this: closed.
 const CLOSE_AFTER_IDLE: Duration = Duration::from_secs(600);
+/// Older than this when it comes back: closed.
+const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
 #[derive(Clone)]
 pub(crate) struct Pg(Arc<Inner>);
@@ -52,8 +63,14 @@ struct Inner {
 }
 
 struct Idle {
-    conn: PgConnection,
+    conn: Opened,
     since: Instant,
+}
+
+/// A connection and when it was opened.
+struct Opened {
+    conn: PgConnection,
+    at: Instant,
 }
 
 impl Inner {
@@ -61,67 +78,119 @@ impl Inner {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Take a connection back, and close the ones idle for long.
-    fn put(&self, conn: PgConnection) {
-        if self.permits.is_closed() {
-            spawn_close(conn);
+    /// Take a connection back (closing it if it is old), and close the ones idle
+    /// for long.
+    fn put(&self, conn: Opened) {
+        let now = Instant::now();
+        if now - conn.at > MAX_LIFETIME {
+            spawn_close(conn.conn);
             return;
         }
         let mut idle = self.idle();
-        let now = Instant::now();
-        let old = idle
-            .iter()
-            .take_while(|i| now - i.since > CLOSE_AFTER_IDLE)
-            .count();
-        let old: Vec<Idle> = idle.drain(..old).collect();
         idle.push(Idle { conn, since: now });
+        let close: Vec<Idle> = if self.permits.is_closed() {
+            // Closed meanwhile (`close` may have emptied the list just before).
+            idle.drain(..).collect()
+        } else {
+            stale(&mut idle, now)
+        };
         drop(idle);
-        for i in old {
-            spawn_close(i.conn);
+        for i in close {
+            spawn_close(i.conn.conn);
         }
     }
+}
+
+/// Take out the connections idle for long (the oldest returns are first).
+fn stale(idle: &mut Vec<Idle>, now: Instant) -> Vec<Idle> {
+    let n = idle
+        .iter()
+        .take_while(|i| now - i.since > CLOSE_AFTER_IDLE)
+        .count();
+    idle.drain(..n).collect()
 }
 
 /// Close a connection politely (a Terminate message), in the background.
 fn spawn_close(conn: PgConnection) {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(async move {
-            let _ = tokio::time::timeout(SETTLE_TIMEOUT, conn.close()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
         });
+    }
+}
+
+/// Does this error leave the connection unfit for the next statement? Only an
+/// answer PostgreSQL gave ends cleanly, and not one that ends the session (FATAL
+/// or PANIC: the server is shutting down or the backend was terminated, and the
+/// connection is closed behind it).
+fn unsettling(e: &sqlx::Error) -> bool {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_none_or(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
+        _ => true,
     }
 }
 
 impl Pg {
     /// Open one connection (so a bad URL or a server that is down is said at once)
-    /// and keep it.
+    /// and keep it. Idle connections are closed after a while even when nothing
+    /// comes back to the pool (a task looks once a minute while the pool lives).
     pub(crate) async fn connect(opts: PgConnectOptions, max: u32) -> Result<Pg> {
-        let first = PgConnection::connect_with(&opts).await?;
+        let first = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&opts))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         let pg = Pg(Arc::new(Inner {
             opts,
             max,
             permits: Arc::new(Semaphore::new(max as usize)),
             idle: Mutex::new(Vec::new()),
         }));
-        pg.0.put(first);
+        pg.0.put(Opened {
+            conn: first,
+            at: Instant::now(),
+        });
+        let pool = Arc::downgrade(&pg.0);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let Some(pool) = pool.upgrade() else { return };
+                if pool.permits.is_closed() {
+                    return;
+                }
+                let old = stale(&mut pool.idle(), Instant::now());
+                for i in old {
+                    spawn_close(i.conn.conn);
+                }
+            }
+        });
         Ok(pg)
     }
 
     /// A connection of its own until the guard is dropped.
     pub(crate) async fn acquire(&self) -> Result<PgConn> {
-        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.permits.clone().acquire_owned())
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.take())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    async fn take(&self) -> Result<PgConn> {
+        let permit = self
+            .0
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         loop {
             let taken = self.0.idle().pop();
             let Some(Idle { mut conn, since }) = taken else {
-                let conn =
-                    tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&self.0.opts))
-                        .await
-                        .map_err(|_| sqlx::Error::PoolTimedOut)??;
-                return Ok(PgConn::new(conn, self, permit));
+                let conn = PgConnection::connect_with(&self.0.opts).await?;
+                let at = Instant::now();
+                return Ok(PgConn::new(Opened { conn, at }, self, permit));
             };
-            if since.elapsed() > PING_AFTER_IDLE && conn.ping().await.is_err() {
+            if since.elapsed() > PING_AFTER_IDLE && conn.conn.ping().await.is_err() {
                 // Gone (dropping it closes the socket); try the next one.
                 continue;
             }
@@ -169,14 +238,16 @@ impl Pg {
         (idle + busy, idle, self.0.max)
     }
 
-    /// Refuse new work and close the idle connections (those in use close when
-    /// they come back).
+    /// Refuse new work and close the idle connections, together (those in use
+    /// close when they come back).
     pub(crate) async fn close(&self) {
         self.0.permits.close();
         let idle: Vec<Idle> = self.0.idle().drain(..).collect();
-        for i in idle {
-            let _ = tokio::time::timeout(SETTLE_TIMEOUT, i.conn.close()).await;
-        }
+        futures_util::future::join_all(
+            idle.into_iter()
+                .map(|i| tokio::time::timeout(CLOSE_TIMEOUT, i.conn.conn.close())),
+        )
+        .await;
     }
 }
 
@@ -192,14 +263,14 @@ enum State {
 
 /// A connection taken from the pool; it goes back when dropped.
 pub(crate) struct PgConn {
-    conn: Option<PgConnection>,
+    conn: Option<Opened>,
     pool: Arc<Inner>,
     permit: Option<OwnedSemaphorePermit>,
     state: State,
 }
 
 impl PgConn {
-    fn new(conn: PgConnection, pg: &Pg, permit: OwnedSemaphorePermit) -> PgConn {
+    fn new(conn: Opened, pg: &Pg, permit: OwnedSemaphorePermit) -> PgConn {
         PgConn {
             conn: Some(conn),
             pool: pg.0.clone(),
@@ -210,10 +281,11 @@ impl PgConn {
 
     /// After a statement outside a transaction: an answer, even an error
     /// PostgreSQL gave, leaves the connection fit for the next (sqlx reads what is
-    /// left of an answer before the next statement); a failed transport does not.
+    /// left of an answer before the next statement); a failed transport or a
+    /// session's end does not.
     fn settle<T>(&mut self, out: &Result<T>) {
         self.state = match out {
-            Err(StoreError::Db(e)) if !matches!(e, sqlx::Error::Database(_)) => State::Unsettled,
+            Err(StoreError::Db(e)) if unsettling(e) => State::Unsettled,
             _ => State::Ready,
         };
     }
@@ -227,9 +299,11 @@ impl PgConn {
 impl std::ops::Deref for PgConn {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        self.conn
+        &self
+            .conn
             .as_ref()
             .expect("a pooled connection until dropped")
+            .conn
     }
 }
 
@@ -239,9 +313,11 @@ impl std::ops::DerefMut for PgConn {
         if self.state == State::Ready {
             self.state = State::Unsettled;
         }
-        self.conn
+        &mut self
+            .conn
             .as_mut()
             .expect("a pooled connection until dropped")
+            .conn
     }
 }
 
@@ -264,9 +340,9 @@ impl Drop for PgConn {
         rt.spawn(async move {
             let settled = tokio::time::timeout(SETTLE_TIMEOUT, async {
                 if rollback {
-                    conn.execute("ROLLBACK").await.map(|_| ())
+                    conn.conn.execute("ROLLBACK").await.map(|_| ())
                 } else {
-                    conn.ping().await
+                    conn.conn.ping().await
                 }
             })
             .await;
