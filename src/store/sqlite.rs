@@ -128,25 +128,15 @@ impl Sqlite {
         // Told after each committed batch; ends when the write thread does.
         let (committed, commits) = mpsc::sync_channel::<()>(1);
         if !in_memory {
-            let checkpointer = Connection::open_with_flags(
-                file,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            let checkpointer = Self::open_side(
+                std::path::Path::new(file),
+                OpenFlags::SQLITE_OPEN_READ_WRITE,
             )?;
-            checkpointer.busy_timeout(Duration::from_secs(5))?;
-            checkpointer.execute_batch(PRAGMAS)?;
-            std::thread::Builder::new()
-                .name("rollcall-sqlite-checkpoint".into())
-                .spawn(move || checkpoint_thread(checkpointer, commits))
-                .map_err(|e| {
-                    StoreError::Config(format!("could not start the SQLite checkpoint thread: {e}"))
-                })?;
-        }
-        std::thread::Builder::new()
-            .name("rollcall-sqlite-write".into())
-            .spawn(move || write_thread(conn, jobs, committed))
-            .map_err(|e| {
-                StoreError::Config(format!("could not start the SQLite write thread: {e}"))
+            spawn_thread("checkpoint", move || {
+                checkpoint_thread(checkpointer, commits)
             })?;
+        }
+        spawn_thread("write", move || write_thread(conn, jobs, committed))?;
         Ok(Sqlite {
             path: (!in_memory).then(|| PathBuf::from(file)),
             idle: Mutex::new(Vec::new()),
@@ -156,13 +146,16 @@ impl Sqlite {
         })
     }
 
-    fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+    /// A connection beside the writer's (a reader, the checkpointer), with `flags`.
+    fn open_side(path: &std::path::Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(PRAGMAS)?;
+        Ok(conn)
+    }
+
+    fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
+        let conn = Self::open_side(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA query_only = 1;")?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
@@ -274,6 +267,15 @@ impl Sqlite {
         let opened = self.opened.load(Ordering::Relaxed);
         (opened.max(idle), idle, KEEP_READERS as u32)
     }
+}
+
+/// Start the SQLite thread `rollcall-sqlite-<what>`.
+fn spawn_thread(what: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(format!("rollcall-sqlite-{what}"))
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| StoreError::Config(format!("could not start the SQLite {what} thread: {e}")))
 }
 
 fn stopped() -> StoreError {

@@ -66,6 +66,17 @@ async fn an_abandoned_transaction_is_rolled_back_before_its_connection_is_used_a
     other.close().await;
 }
 
+/// Twenty reads in a row, each answered with its own value.
+async fn each_read_gets_its_own_answer(db: &Db) {
+    for x in 0..20i64 {
+        let got: i64 = db
+            .read_one(sql("SELECT CAST($1 AS BIGINT)").bind(x))
+            .await
+            .unwrap();
+        assert_eq!(got, x, "an answer meant for another statement");
+    }
+}
+
 #[tokio::test]
 async fn a_statement_cut_off_midway_costs_no_connection_and_no_wrong_answer() {
     let Some((_, db)) = postgres().await else {
@@ -73,23 +84,11 @@ async fn a_statement_cut_off_midway_costs_no_connection_and_no_wrong_answer() {
     };
     db.cut_off(sql("SELECT pg_sleep(0.5)"), Duration::from_millis(200))
         .await;
-    for x in 0..20i64 {
-        let got: i64 = db
-            .read_one(sql("SELECT CAST($1 AS BIGINT)").bind(x))
-            .await
-            .unwrap();
-        assert_eq!(got, x, "an answer meant for another statement");
-    }
+    each_read_gets_its_own_answer(&db).await;
     // The cut-off connection is waited out and comes back (its slot is not lost),
     // and answers right when it is used again (taken first: the last one back).
     settled(&db).await;
-    for x in 0..20i64 {
-        let got: i64 = db
-            .read_one(sql("SELECT CAST($1 AS BIGINT)").bind(x))
-            .await
-            .unwrap();
-        assert_eq!(got, x, "an answer meant for another statement");
-    }
+    each_read_gets_its_own_answer(&db).await;
     db.close().await;
 }
 
