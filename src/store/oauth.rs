@@ -780,7 +780,12 @@ pub async fn refresh<E: Send + 'static>(
                 let Some(grant_id) = lock.lite_optional::<i64>(tx)? else {
                     return Ok(None);
                 };
-                let state: RefreshState = state.lite_one(tx)?;
+                // Housekeeping may have deleted the (long expired) token since
+                // the lock found it: unknown now, like any other.
+                let Some(state) = state.lite_optional::<RefreshState>(tx)? else {
+                    tx.rollback();
+                    return Ok(None);
+                };
                 match plan(&state) {
                     // Change nothing, not even the grant's last use.
                     RefreshPlan::Refuse(e) => {
@@ -808,7 +813,10 @@ pub async fn refresh<E: Send + 'static>(
             let Some(grant_id) = lock.pg_optional::<i64>(&mut *tx).await? else {
                 return Ok(None);
             };
-            let state: RefreshState = state.pg_one(&mut *tx).await?;
+            let Some(state) = state.pg_optional::<RefreshState>(&mut *tx).await? else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
             match plan(&state) {
                 RefreshPlan::Refuse(e) => {
                     tx.rollback().await?;

@@ -1130,6 +1130,31 @@ async fn users_list_their_teams_read_only() {
         ))
         .await;
     assert_eq!(groups_of(&list.body["Resources"][0]), want);
+    // On a page of the whole list, and in the root search; not when excluded.
+    let page = s.get("/Users?startIndex=1&count=50").await.body;
+    let ada = |body: &Value| {
+        body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == u.as_str())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(groups_of(&ada(&page)), want);
+    let root = s
+        .post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName eq \"ada@acme.test\""}))
+        .await
+        .body;
+    assert_eq!(groups_of(&ada(&root)), want);
+    let without = s
+        .get(&format!(
+            "/Users?excludedAttributes=groups&filter={}",
+            enc("userName eq \"ada@acme.test\"")
+        ))
+        .await
+        .body;
+    assert!(ada(&without).get("groups").is_none(), "{without}");
     // A rename shows on the user.
     assert_no_content(
         &s.patch(

@@ -549,6 +549,45 @@ async fn refresh_reuse_within_the_grace_period_works_without_forking() {
     app.stop().await;
 }
 
+/// Housekeeping deletes long-expired tokens without taking the grant's lock, so a
+/// refresh token can vanish between the refresh's lock on its grant and its read of
+/// the token. A trigger deletes it at exactly that point (the lock is an UPDATE of
+/// the grant): the answer is the RFC's `invalid_grant`, as for any unknown token,
+/// not a 500.
+#[tokio::test]
+async fn a_refresh_token_deleted_under_the_refresh_is_an_invalid_grant() {
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    let okta = register(&app, "Okta", false).await;
+    let first = tokens_for(&app, &okta, &email, &password).await;
+    let trigger: &[&str] = match app.db.backend() {
+        rollcall::store::Backend::Sqlite => {
+            &["CREATE TRIGGER housekeeping AFTER UPDATE ON oauth_grants \
+             BEGIN DELETE FROM oauth_tokens WHERE grant_id = NEW.id AND kind = 'refresh'; END"]
+        }
+        rollcall::store::Backend::Postgres => &[
+            "CREATE FUNCTION housekeeping() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN DELETE FROM oauth_tokens WHERE grant_id = NEW.id AND kind = 'refresh'; \
+             RETURN NEW; END $$",
+            "CREATE TRIGGER housekeeping AFTER UPDATE ON oauth_grants \
+             FOR EACH ROW EXECUTE FUNCTION housekeeping()",
+        ],
+    };
+    for statement in trigger {
+        app.db.execute(sql(*statement)).await.unwrap();
+    }
+    let (status, body) = refresh(&app, &okta, s(&first["refresh_token"]), None).await;
+    assert_eq!(
+        (status, s(&body["error"])),
+        (StatusCode::BAD_REQUEST, "invalid_grant"),
+        "{body}"
+    );
+    // Nothing was half-done: the grant's access token still works, and no new
+    // token was issued.
+    assert!(bearer(&app, s(&first["access_token"])).await.is_some());
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_leave_one_live_family() {
     let app = TestApp::spawn_with(|s| s.refresh_grace_secs = Some(3)).await;
