@@ -8,7 +8,7 @@ use crate::scim::filter::Filter;
 use crate::scim::patch;
 use crate::scim::resource::{self, Meta};
 use crate::scim::schema::AttrRef;
-use crate::store::members::{self, Member, MemberData, Search};
+use crate::store::members::{self, Member, MemberData, Search, WithTeams};
 use crate::store::{Db, StoreError, activity};
 use serde_json::Value;
 use uuid::Uuid;
@@ -69,6 +69,9 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, Sto
 
 /// What a successful write or read returns.
 pub type Outcome = Result<Member, ScimError>;
+
+/// What a successful change of a member returns: the member and its teams.
+pub type Changed = Result<WithTeams, ScimError>;
 
 /// The stored data for a canonical SCIM user. Members written through SCIM are
 /// SCIM-managed from then on (this is how "Provision User" links existing members).
@@ -171,15 +174,20 @@ pub async fn get_with_groups(
     base_url: &str,
 ) -> Result<(Member, Vec<Value>), ScimError> {
     let uuid = parse_id(id)?;
-    let (member, teams) = members::by_id_with_teams(db, workspace_id, uuid)
+    let found = members::by_id_with_teams(db, workspace_id, uuid)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ScimError::not_found(format!("no User with id '{id}'")))?;
-    let groups = teams
+    let groups = group_refs(&found.teams, base_url);
+    Ok((found.member, groups))
+}
+
+/// A member's teams as `groups` entries.
+pub fn group_refs(teams: &[(Uuid, String)], base_url: &str) -> Vec<Value> {
+    teams
         .iter()
         .map(|(team, name)| resource::group_ref(base_url, &team.to_string(), name))
-        .collect();
-    Ok((member, groups))
+        .collect()
 }
 
 pub struct ListRequest<'a> {
@@ -286,7 +294,7 @@ pub async fn replace(
     id: &str,
     body: &Value,
     if_match: Option<&str>,
-) -> Outcome {
+) -> Changed {
     let result = async {
         let canonical = resource::normalize_user(body)?;
         let data = member_data(canonical);
@@ -309,7 +317,7 @@ async fn modify(
     workspace_id: i64,
     id: &str,
     change: impl FnOnce(&Member) -> Result<MemberData, ScimError> + Send + 'static,
-) -> Outcome {
+) -> Changed {
     let uuid = parse_id(id)?;
     match members::modify(db, workspace_id, uuid, change).await {
         Ok(outcome) => outcome,
@@ -322,11 +330,11 @@ async fn log_update(
     db: &Db,
     who: &Principal,
     operation: &'static str,
-    result: &Outcome,
+    result: &Changed,
     what: &str,
 ) {
     match result {
-        Ok(m) => log(db, who, operation, Some(m), None, Ok(what)).await,
+        Ok(m) => log(db, who, operation, Some(&m.member), None, Ok(what)).await,
         // Unknown ids are the client's business, not worth an activity line.
         Err(e) if e.status == 404 => crate::metrics::scim_write(operation, 404),
         Err(e) => log(db, who, operation, None, None, Err(e)).await,
@@ -374,7 +382,7 @@ pub async fn patch(
     id: &str,
     body: &Value,
     if_match: Option<&str>,
-) -> Outcome {
+) -> Changed {
     let result = async {
         let ops = patch::parse_request(body)?;
         // Applied to the locked current state: concurrent PATCHes queue, none is lost.
@@ -443,8 +451,8 @@ mod tests {
         )
         .await
         .expect("patched");
-        assert!(!patched.active);
-        assert_eq!(patched.version, created.version + 1);
+        assert!(!patched.member.active);
+        assert_eq!(patched.member.version, created.version + 1);
         assert_eq!(
             get(&db, acme.workspace.id, "nope")
                 .await

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
+use uuid::Uuid;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 /// Largest request body accepted.
@@ -161,28 +162,18 @@ impl IntoResponse for ScimError {
 }
 
 /// One User, with its teams, its ETag (and Location when created).
-async fn user_response(
+fn user_response(
     status: StatusCode,
     member: &Member,
+    teams: &[(Uuid, String)],
     state: &AppState,
     projection: &Projection,
 ) -> Response {
-    let rendered = provisioning::render_all(
-        &state.db,
-        member.workspace_id,
-        std::slice::from_ref(member),
-        state.config.base(),
-        // A member just created is in no team yet: no lookup.
-        status != StatusCode::CREATED && projection.keeps("groups"),
-    )
-    .await;
-    let body = match rendered.map(|mut r| r.pop()) {
-        Ok(Some(body)) => projection.apply(body),
-        Ok(None) => return ScimError::new(500, None, "internal error").into_response(),
-        Err(e) => return e.into_response(),
-    };
+    let base = state.config.base();
+    let groups = provisioning::group_refs(teams, base);
+    let body = projection.apply(provisioning::render(member, &groups, base));
     let mut resp = with_etag(scim(status, body), member.version);
-    let location = format!("{}/scim/v2/Users/{}", state.config.base(), member.id);
+    let location = format!("{base}/scim/v2/Users/{}", member.id);
     if let (StatusCode::CREATED, Ok(v)) = (status, HeaderValue::from_str(&location)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -575,15 +566,14 @@ async fn create_user(
         Err(e) => return e.into_response(),
     };
     match provisioning::create(&state.db, &caller.0, &body).await {
-        Ok(m) => {
-            user_response(
-                StatusCode::CREATED,
-                &m,
-                &state,
-                &projection_from(q.as_deref()),
-            )
-            .await
-        }
+        // A member just created is in no team yet.
+        Ok(m) => user_response(
+            StatusCode::CREATED,
+            &m,
+            &[],
+            &state,
+            &projection_from(q.as_deref()),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -617,15 +607,13 @@ async fn update_user(
         Update::Patch => provisioning::patch(db, who, &id, &body, tag).await,
     };
     match result {
-        Ok(m) => {
-            user_response(
-                StatusCode::OK,
-                &m,
-                &state,
-                &projection_from(query.as_deref()),
-            )
-            .await
-        }
+        Ok(changed) => user_response(
+            StatusCode::OK,
+            &changed.member,
+            &changed.teams,
+            &state,
+            &projection_from(query.as_deref()),
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -1212,6 +1212,7 @@ async fn users_list_their_teams_read_only() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["active"], false);
+    assert_eq!(groups_of(&a.body), want, "the PATCH answer has the groups");
     assert_eq!(groups_of(&s.get(&upath).await.body), want);
     assert_eq!(s.group_members(&g1).await, by_id(&[&u, &plain]));
     assert_eq!(s.group_members(&g2).await, vec![u.clone()]);
