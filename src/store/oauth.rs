@@ -7,7 +7,7 @@
 //! Ending a grant ends every token in it: token lookups join the grant.
 
 use super::sql::{FromRow, Row, Sql, sql};
-use super::{Db, Engine, Result, StoreError, now};
+use super::{Backend, Db, Engine, Result, StoreError, now};
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -528,8 +528,23 @@ const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (grant_id, kind, digest, sc
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// A new access and refresh token pair, in one statement.
-const INSERT_TOKEN_PAIR: &str = "INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at) \
-     VALUES ($1, 'access', $2, $3, $4, $5), ($1, 'refresh', $6, $3, $4, $7)";
+macro_rules! insert_token_pair {
+    () => {
+        "INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at) \
+         VALUES ($1, 'access', $2, $3, $4, $5), ($1, 'refresh', $6, $3, $4, $7)"
+    };
+}
+const INSERT_TOKEN_PAIR: &str = insert_token_pair!();
+
+/// A refresh on PostgreSQL: the family's live refresh token marked rotated (as
+/// `ROTATE_SQL`) and the new pair inserted, in one statement (each statement is a
+/// round trip there). Both parts see the statement's one snapshot, so the UPDATE
+/// never touches the pair the INSERT adds.
+pub(crate) const ROTATE_AND_ISSUE_PG: &str = concat!(
+    "WITH rotated AS (UPDATE oauth_tokens SET rotated_at = $4 WHERE grant_id = $1 \
+     AND kind = 'refresh' AND rotated_at IS NULL AND revoked_at IS NULL) ",
+    insert_token_pair!()
+);
 
 /// Redeem a code, once. Marking it used is a conditional UPDATE, so of two racing
 /// redemptions exactly one gets it; the other (and any later one) is a replay and
@@ -706,8 +721,12 @@ impl Redemption {
 
 /// The access and refresh token rows of a new pair.
 fn token_pair(grant_id: i64, scope: &str, tokens: &NewTokens, at: OffsetDateTime) -> Sql {
-    sql(INSERT_TOKEN_PAIR)
-        .bind(grant_id)
+    pair_binds(sql(INSERT_TOKEN_PAIR), grant_id, scope, tokens, at)
+}
+
+/// The binds of `INSERT_TOKEN_PAIR` (and of statements that end with it).
+fn pair_binds(q: Sql, grant_id: i64, scope: &str, tokens: &NewTokens, at: OffsetDateTime) -> Sql {
+    q.bind(grant_id)
         .bind(&tokens.access_digest)
         .bind(scope)
         .bind(at)
@@ -769,10 +788,19 @@ pub async fn refresh<E: Send + 'static>(
     let lock = sql(REFRESH_LOCK_SQL).bind(at).bind(digest.clone());
     let state = sql(REFRESH_STATE_SQL).bind(digest);
     let end = move |grant_id: i64| sql(END_GRANT_REUSED_SQL).bind(at).bind(grant_id);
-    let rotate = move |grant_id: i64, scope: &str| {
-        let mut statements = vec![sql(ROTATE_SQL).bind(at).bind(grant_id)];
-        statements.push(token_pair(grant_id, scope, &tokens, at));
-        statements
+    let backend = db.backend();
+    let rotate = move |grant_id: i64, scope: &str| match backend {
+        Backend::Sqlite => vec![
+            sql(ROTATE_SQL).bind(at).bind(grant_id),
+            token_pair(grant_id, scope, &tokens, at),
+        ],
+        Backend::Postgres => vec![pair_binds(
+            sql(ROTATE_AND_ISSUE_PG),
+            grant_id,
+            scope,
+            &tokens,
+            at,
+        )],
     };
     match db.engine() {
         Engine::Sqlite(s) => {

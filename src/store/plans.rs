@@ -161,6 +161,24 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
     };
     out.push(update(false));
     out.push(update(true));
+    if backend == Backend::Postgres {
+        out.push(HotQuery {
+            index: &["oauth_tokens_by_grant_state"],
+            ..q(
+                "refresh rotate and issue",
+                oauth::ROTATE_AND_ISSUE_PG,
+                vec![
+                    Bind::Int(1),
+                    digest(),
+                    Bind::Text("scim:read".into()),
+                    at(),
+                    at(),
+                    Bind::Bytes(vec![8; 32]),
+                    at(),
+                ],
+            )
+        });
+    }
 
     // Walking (workspace_id, id), or the primary key (id order) filtered by
     // workspace: PostgreSQL picks the latter when one workspace holds every row.
