@@ -117,6 +117,35 @@ async fn client_credentials_by_basic_or_form_give_an_access_token_only() {
     app.stop().await;
 }
 
+/// The first tokens of a new client, asked for all at once: every one is issued,
+/// all into one grant (opened once), and every one works.
+#[tokio::test]
+async fn concurrent_first_tokens_share_one_grant() {
+    let app = TestApp::spawn().await;
+    acme(&app).await;
+    let script = ops::script_client(&app.db, "acme", "Nightly sync").await;
+    let secret = script.client_secret.clone().unwrap();
+    let asks: Vec<_> = (0..16)
+        .map(|_| {
+            let (app, id, secret) = (&app, script.client_id.clone(), secret.clone());
+            async move { client_credentials(app, &id, &secret, true, None).await }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(asks).await;
+    for (status, _, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(
+            scim_status(&app, body["access_token"].as_str().unwrap()).await,
+            200
+        );
+    }
+    let ws = ops::workspace(&app.db, "acme").await.unwrap();
+    let listed = grants::list_grants(&app.db, ws.id).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].client_id, script.client_id);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_grant_is_for_confidential_workspace_clients_allowed_it() {
     let app = TestApp::spawn().await;
