@@ -520,27 +520,25 @@ pub async fn update(
         id,
         move |current| match expected_version {
             Some(v) if v != current.version => Err(StoreError::VersionMismatch),
-            _ => Ok(data.clone()),
+            _ => Ok(data),
         },
     )
     .await?
     .map(|changed| changed.member)
 }
 
-/// Read-modify-write of one member, so concurrent writers queue instead of losing
-/// updates: on SQLite in one write-thread transaction; on PostgreSQL first as a
-/// write conditional on the version read, then, if the member changed under it
-/// (or its email keys change), in a transaction with the row locked
-/// (`SELECT ... FOR UPDATE`). `change` sees the current member and
+/// Read-modify-write of one member in one write transaction, the row locked
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`), so concurrent
+/// writers queue instead of losing updates. `change` sees the current member and
 /// returns the new data, or refuses with its own error (nothing is written then).
 /// The changed member comes back with its teams, read under the same lock.
 pub async fn modify<E: Send + 'static>(
     db: &Db,
     workspace_id: i64,
     id: Uuid,
-    change: impl Fn(&Member) -> std::result::Result<MemberData, E> + Send + 'static,
+    change: impl FnOnce(&Member) -> std::result::Result<MemberData, E> + Send + 'static,
 ) -> Result<std::result::Result<WithTeams, E>> {
-    /// The member, its teams and its stored email keys, as `current_sql` reads them.
+    /// The member, its teams and its stored email keys, as `locked_sql` reads them.
     struct Current {
         current: WithTeams,
         email_keys: Option<String>,
@@ -558,13 +556,6 @@ pub async fn modify<E: Send + 'static>(
         bind_data(sql(update_sql(false)).bind(workspace_id).bind(id), data)
             .bind(&data.resource)
             .bind(now())
-    };
-    // Only if the member is still at `version`: no row otherwise.
-    let update_if = move |data: &MemberData, version: i64| {
-        bind_data(sql(update_sql(true)).bind(workspace_id).bind(id), data)
-            .bind(&data.resource)
-            .bind(now())
-            .bind(version)
     };
     // The email rows, when the keys changed.
     let reindex = move |data: &MemberData, stored: Option<&str>| {
@@ -602,41 +593,6 @@ pub async fn modify<E: Send + 'static>(
             .await
         }
         Engine::Postgres(p) => {
-            // First without a transaction: read, decide, and write only if the
-            // member is still the version read (two round trips instead of
-            // BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). A write that came in
-            // between makes the UPDATE find no row: read again. A change of the
-            // email keys, or a member changing under every try, takes the locked
-            // way below.
-            let unlocked = sql(current_sql(Backend::Postgres, false))
-                .bind(workspace_id)
-                .bind(id);
-            for _ in 0..OPTIMISTIC_TRIES {
-                let Current {
-                    current,
-                    email_keys: stored,
-                } = p
-                    .optional(&unlocked)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                let data = match change(&current.member) {
-                    Ok(d) => d,
-                    Err(refused) => return Ok(Err(refused)),
-                };
-                if !reindex(&data, stored.as_deref()).is_empty() {
-                    break;
-                }
-                let written = p
-                    .optional::<Member>(&update_if(&data, current.member.version))
-                    .await
-                    .map_err(conflict)?;
-                if let Some(member) = written {
-                    return Ok(Ok(WithTeams {
-                        member,
-                        teams: current.teams,
-                    }));
-                }
-            }
             let mut tx = p.begin().await?;
             let Current {
                 current,
@@ -674,25 +630,13 @@ fn keys_changed(keys: &[String], stored: Option<&str>) -> bool {
     keys.iter().map(String::as_str).ne(stored_keys) || keys.iter().any(|k| k.contains('\n'))
 }
 
-/// How often `modify` tries a PostgreSQL change without a lock before it takes one.
-const OPTIMISTIC_TRIES: usize = 2;
-
 /// The member, its teams (for the answer) and its indexed email keys (one line
 /// each), locked for update; one statement, so a change that keeps the keys (a
 /// PATCH of `active`, most PUTs) does not rewrite them.
 pub(crate) fn locked_sql(backend: Backend) -> String {
-    current_sql(backend, true)
-}
-
-/// `locked_sql`, or the same read without the lock (`lock` false; SQLite's write
-/// thread needs none).
-fn current_sql(backend: Backend, lock: bool) -> String {
     let (lock, keys) = match backend {
         Backend::Sqlite => ("", "group_concat(value_ci, char(10))"),
-        Backend::Postgres => (
-            if lock { " FOR UPDATE OF m" } else { "" },
-            "string_agg(value_ci, E'\\n')",
-        ),
+        Backend::Postgres => (" FOR UPDATE OF m", "string_agg(value_ci, E'\\n')"),
     };
     format!(
         "SELECT {COLUMNS}, {}, (SELECT {keys} FROM member_emails e WHERE e.member_id = m.id) \
