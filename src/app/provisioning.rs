@@ -48,14 +48,15 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, Sto
         }));
     }
     if token.starts_with(Kind::AccessToken.prefix()) {
-        let Some(t) = crate::store::oauth::token(db, &secrets::digest(token)).await? else {
+        let digest = secrets::digest(token);
+        let Some(t) = crate::store::oauth::access_token(db, &digest).await? else {
             return Ok(None);
         };
         if t.kind != "access" || !t.live() || crate::store::now() >= t.expires_at {
             return Ok(None);
         }
         let workspace = t.workspace();
-        crate::store::oauth::touch_grant(db, &t).await?;
+        crate::store::oauth::touch_grant(db, &digest, &t).await?;
         let scopes = Scopes::parse(&t.scope).unwrap_or_default();
         return Ok(Some(Principal {
             workspace,

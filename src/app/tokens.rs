@@ -557,7 +557,7 @@ pub async fn introspect(
 ) -> Result<serde_json::Value, TokenError> {
     let (params, client) = confidential_client(db, config, req).await?;
     let presented = presented(&params)?;
-    let found = store::oauth::token(db, &secrets::digest(presented)).await?;
+    let found = store::oauth::access_token(db, &secrets::digest(presented)).await?;
     let facts = found.filter(|t| t.client_id == client.id).and_then(|t| {
         Some(TokenFacts {
             kind: TokenKind::parse(&t.kind)?,

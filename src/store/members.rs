@@ -613,11 +613,22 @@ pub async fn modify<E: Send + 'static>(
                 q.pg_execute(&mut *tx).await?;
             }
             tx.commit().await?;
+            took_admin_away(db, &current.member, &member);
             Ok(Ok(WithTeams {
                 member,
                 teams: current.teams,
             }))
         }
+    }
+}
+
+/// An active admin deactivated or given another role ends the OAuth grants they
+/// authorized (a trigger, migration 0012): the tokens this process keeps are
+/// forgotten before the change is answered.
+fn took_admin_away(db: &Db, before: &Member, after: &Member) {
+    let admin = |m: &Member| m.active && m.role == crate::domain::Role::Admin;
+    if admin(before) && !admin(after) {
+        db.auth_changed();
     }
 }
 

@@ -6,6 +6,7 @@
 //! statements, both forms stand side by side in the function that needs them.
 
 pub mod activity;
+pub(crate) mod auth_cache;
 pub mod cursors;
 pub mod members;
 pub mod oauth;
@@ -64,6 +65,9 @@ pub struct DbParts {
     pub(crate) activity: Arc<activity::ActivityQueue>,
     /// Rate-limit events counted here and not yet written (see `rate_limits`).
     pub(crate) rate_counts: Arc<rate_limits::LocalCounts>,
+    /// Live bearer tokens this process found, and the task that hears when to
+    /// forget them (PostgreSQL only; see `auth_cache`).
+    auth: Option<auth_cache::Listening>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,19 +139,23 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl Db {
     /// Connect and apply migrations.
     pub async fn connect(url: &str) -> Result<Db> {
-        let engine = if url.starts_with("sqlite:") {
-            Engine::Sqlite(Arc::new(sqlite::Sqlite::open(url)?))
+        let (engine, auth) = if url.starts_with("sqlite:") {
+            (Engine::Sqlite(Arc::new(sqlite::Sqlite::open(url)?)), None)
         } else {
             let opts = PgConnectOptions::from_str(url)?;
-            let pool = pg::Pg::connect(opts, 16).await?;
+            let pool = pg::Pg::connect(opts.clone(), 16).await?;
             pool.migrate(&POSTGRES_MIGRATIONS).await?;
-            Engine::Postgres(pool)
+            (
+                Engine::Postgres(pool),
+                Some(auth_cache::Listening::start(opts)),
+            )
         };
         Ok(Db(Arc::new(DbParts {
             engine,
             cursors: Default::default(),
             activity: Default::default(),
             rate_counts: Default::default(),
+            auth,
         })))
     }
 
@@ -160,6 +168,20 @@ impl Db {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The bearer-token cache, where there is one (PostgreSQL).
+    pub(crate) fn auth_cache(&self) -> Option<&auth_cache::AuthCache> {
+        self.auth.as_ref().map(|a| &*a.cache)
+    }
+
+    /// Something that can end a token's access was committed: this process forgets
+    /// the tokens it keeps before the change is answered (the others hear it from
+    /// PostgreSQL's triggers).
+    pub(crate) fn auth_changed(&self) {
+        if let Some(c) = self.auth_cache() {
+            c.forget();
+        }
     }
 
     /// Every row of a read.
@@ -250,6 +272,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Some(a) = &self.auth {
+            a.stop();
+        }
         activity::flush(self).await;
         match &self.engine {
             Engine::Sqlite(s) => s.close().await,
@@ -261,6 +286,19 @@ impl Db {
 /// For the PostgreSQL pool's tests (tests/it/pg_pool.rs).
 #[cfg(feature = "testing")]
 impl Db {
+    /// Is the bearer-token cache in use (PostgreSQL, listener connected)?
+    pub fn auth_cache_on(&self) -> bool {
+        self.auth_cache().is_some_and(|c| c.is_on())
+    }
+
+    /// Let the bearer-token cache ignore PostgreSQL's notifications (`true`) or
+    /// not: what this process forgets by itself is then all it forgets.
+    pub fn deafen_auth_cache(&self, deaf: bool) {
+        if let Some(c) = self.auth_cache() {
+            c.deaf.store(deaf, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// Begin a transaction, run `q` in it, and drop it uncommitted (SQLite: roll
     /// it back).
     pub async fn abandon_transaction(&self, q: Sql) -> Result<()> {

@@ -283,6 +283,7 @@ pub async fn rotate_secret(
                 q.pg_execute(&mut *tx).await?;
             }
             tx.commit().await?;
+            db.auth_changed();
             Ok(c)
         }
     }
@@ -328,6 +329,7 @@ pub async fn delete_client(db: &Db, scope: ClientScope, client_id: &str) -> Resu
                 .ok_or(StoreError::NotFound)?;
             end.pg_execute(&mut *tx).await?;
             tx.commit().await?;
+            db.auth_changed();
             Ok(c)
         }
     }
@@ -581,6 +583,7 @@ pub async fn redeem_code<E: Send + 'static>(
                     end.pg_execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                db.auth_changed();
                 return Ok(Redeemed::Replayed);
             };
             code.authorizer_is_admin = authorizer(code.member_id)
@@ -862,6 +865,7 @@ pub async fn refresh<E: Send + 'static>(
                 RefreshPlan::EndGrant(e) => {
                     end(grant_id).pg_execute(&mut *tx).await?;
                     tx.commit().await?;
+                    db.auth_changed();
                     Ok(Some(Err(e)))
                 }
                 RefreshPlan::Issue { scope } => {
@@ -998,17 +1002,51 @@ pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
     db.read_optional(sql(TOKEN_SQL).bind(digest)).await
 }
 
+/// `token`, for bearer authentication and introspection: a live access token this
+/// process found before is not read again (see `auth_cache`). The caller still
+/// checks `live()` and the expiry, which can pass with time alone.
+pub async fn access_token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
+    use super::auth_cache::Found;
+    let cache = db.auth_cache();
+    if let Some(kept) = cache.and_then(|c| c.get(digest))
+        && let Found::OAuth(t) = &*kept
+    {
+        return Ok(Some(t.clone()));
+    }
+    let ticket = cache.and_then(|c| c.ticket());
+    let found = token(db, digest).await?;
+    if let (Some(c), Some(t)) = (cache, &found)
+        && t.kind == "access"
+        && t.live()
+        && now() < t.expires_at
+    {
+        c.put(ticket, digest, Found::OAuth(t.clone()));
+    }
+    Ok(found)
+}
+
 /// How stale a grant's `last_used_at` may get before an API call writes it again.
 const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
 
 /// Note that a grant's access token was used (at most once a minute).
-pub async fn touch_grant(db: &Db, t: &StoredToken) -> Result<()> {
+pub async fn touch_grant(db: &Db, digest: &[u8], t: &StoredToken) -> Result<()> {
     let at = now();
     if t.grant_last_used_at
         .is_none_or(|last| at - last > TOUCH_EVERY)
     {
         db.execute(sql(TOUCH_GRANT_SQL).bind(at).bind(t.grant_id))
             .await?;
+        if let Some(c) = db.auth_cache() {
+            c.update(digest, |found| match found {
+                super::auth_cache::Found::OAuth(t) => {
+                    super::auth_cache::Found::OAuth(StoredToken {
+                        grant_last_used_at: Some(at),
+                        ..t.clone()
+                    })
+                }
+                other => other.clone(),
+            });
+        }
     }
     Ok(())
 }
@@ -1021,6 +1059,7 @@ pub async fn revoke_token(db: &Db, token_id: i64) -> Result<()> {
             .bind(token_id),
     )
     .await?;
+    db.auth_changed();
     Ok(())
 }
 
@@ -1036,6 +1075,7 @@ pub async fn end_grant(db: &Db, grant_id: i64) -> Result<()> {
         .bind(grant_id),
     )
     .await?;
+    db.auth_changed();
     Ok(())
 }
 
@@ -1120,6 +1160,7 @@ pub async fn revoke_grant(db: &Db, workspace_id: i64, grant_id: i64) -> Result<(
             .bind(grant_id),
         )
         .await?;
+    db.auth_changed();
     if done == 0 {
         return Err(StoreError::NotFound);
     }

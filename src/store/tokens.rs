@@ -92,11 +92,26 @@ impl FromRow for Authenticated {
     }
 }
 
-/// The live token with this digest and its workspace (one query), marking it used.
+/// The live token with this digest and its workspace (one query, or none when this
+/// process has it: see `auth_cache`), marking it used.
 pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Workspace)>> {
-    let found: Option<Authenticated> = db.read_optional(sql(AUTHENTICATE_SQL).bind(digest)).await?;
-    let Some(Authenticated { token, workspace }) = found else {
-        return Ok(None);
+    use super::auth_cache::Found;
+    let cache = db.auth_cache();
+    let kept = cache.and_then(|c| c.get(digest));
+    let (token, workspace) = match kept.as_deref() {
+        Some(Found::Api(token, workspace)) => (token.clone(), workspace.clone()),
+        _ => {
+            let ticket = cache.and_then(|c| c.ticket());
+            let found: Option<Authenticated> =
+                db.read_optional(sql(AUTHENTICATE_SQL).bind(digest)).await?;
+            let Some(Authenticated { token, workspace }) = found else {
+                return Ok(None);
+            };
+            if let Some(c) = cache {
+                c.put(ticket, digest, Found::Api(token.clone(), workspace.clone()));
+            }
+            (token, workspace)
+        }
     };
     let at = now();
     if token
@@ -104,6 +119,18 @@ pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Wo
         .is_none_or(|last| at - last > TOUCH_EVERY)
     {
         db.execute(sql(TOUCH_SQL).bind(at).bind(token.id)).await?;
+        if let Some(c) = cache {
+            c.update(digest, |found| match found {
+                Found::Api(t, w) => Found::Api(
+                    ApiToken {
+                        last_used_at: Some(at),
+                        ..t.clone()
+                    },
+                    w.clone(),
+                ),
+                other => other.clone(),
+            });
+        }
     }
     Ok(Some((token, workspace)))
 }
@@ -129,5 +156,6 @@ pub async fn revoke(db: &Db, workspace_id: i64, id: i64) -> Result<()> {
     if db.execute(q).await? == 0 {
         return Err(StoreError::NotFound);
     }
+    db.auth_changed();
     Ok(())
 }

@@ -70,7 +70,9 @@ pub async fn set_scim_enabled(db: &Db, workspace_id: i64, enabled: bool) -> Resu
     let q = sql("UPDATE workspaces SET scim_enabled = $1 WHERE id = $2")
         .bind(enabled)
         .bind(workspace_id);
-    if db.execute(q).await? == 0 {
+    let changed = db.execute(q).await?;
+    db.auth_changed();
+    if changed == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
@@ -80,7 +82,9 @@ pub async fn set_password_signin(db: &Db, workspace_id: i64, enabled: bool) -> R
     let q = sql("UPDATE workspaces SET password_signin = $1 WHERE id = $2")
         .bind(enabled)
         .bind(workspace_id);
-    if db.execute(q).await? == 0 {
+    let changed = db.execute(q).await?;
+    db.auth_changed();
+    if changed == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
@@ -90,7 +94,9 @@ pub async fn set_scim_teams(db: &Db, workspace_id: i64, enabled: bool) -> Result
     let q = sql("UPDATE workspaces SET scim_teams = $1 WHERE id = $2")
         .bind(enabled)
         .bind(workspace_id);
-    if db.execute(q).await? == 0 {
+    let changed = db.execute(q).await?;
+    db.auth_changed();
+    if changed == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())

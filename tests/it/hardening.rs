@@ -242,6 +242,10 @@ async fn a_grant_ends_when_its_admin_is_demoted_on_every_process() {
     let viewer =
         json!({"op": "replace", "path": "roles", "value": [{"value": "viewer", "primary": true}]});
     assert_eq!(scim_patch(&app, &api, &id, viewer).await, 200);
+    // At once where the change was made; on the other process as soon as
+    // PostgreSQL's notification reaches it.
+    assert_eq!(scim_list(&app, access).await, 401);
+    crate::support::oauth::refused_soon(&second, access).await;
     for server in [&app, &second] {
         assert_eq!(scim_list(server, access).await, 401);
         assert!(bearer(server, access).await.is_none());

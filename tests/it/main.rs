@@ -2,6 +2,7 @@
 //! over a fresh database: SQLite by default, PostgreSQL when
 //! ROLLCALL_TEST_DATABASE_URL names a server (each test gets its own database).
 
+mod auth_cache;
 mod browser;
 mod clients;
 mod crash;

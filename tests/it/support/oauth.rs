@@ -326,3 +326,19 @@ pub(crate) async fn scim_status(app: &TestApp, token: &str) -> u16 {
         .status()
         .as_u16()
 }
+
+/// `token` is refused by `app`: at once on SQLite; on PostgreSQL as soon as the
+/// notification of the change reaches this server (within two seconds), when the
+/// change was made by another process (`store::auth_cache`).
+pub(crate) async fn refused_soon(app: &TestApp, token: &str) {
+    let start = std::time::Instant::now();
+    while scim_status(app, token).await != 401 {
+        assert!(
+            app.database_url.starts_with("postgres")
+                && start.elapsed() < std::time::Duration::from_secs(2),
+            "still accepted: a token ended by another process"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(scim_status(app, token).await, 401);
+}
