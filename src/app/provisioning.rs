@@ -56,7 +56,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, Sto
             return Ok(None);
         }
         let workspace = t.workspace();
-        crate::store::oauth::touch_grant(db, &digest, &t).await?;
+        crate::store::oauth::touch_grant(db, &t).await?;
         let scopes = Scopes::parse(&t.scope).unwrap_or_default();
         return Ok(Some(Principal {
             workspace,

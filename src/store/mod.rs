@@ -145,10 +145,8 @@ impl Db {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = pg::Pg::connect(opts.clone(), 16).await?;
             pool.migrate(&POSTGRES_MIGRATIONS).await?;
-            (
-                Engine::Postgres(pool),
-                Some(auth_cache::Listening::start(opts)),
-            )
+            let listening = auth_cache::Listening::start(opts, pool.clone());
+            (Engine::Postgres(pool), Some(listening))
         };
         Ok(Db(Arc::new(DbParts {
             engine,
@@ -289,6 +287,12 @@ impl Db {
     /// Is the bearer-token cache in use (PostgreSQL, listener connected)?
     pub fn auth_cache_on(&self) -> bool {
         self.auth_cache().is_some_and(|c| c.is_on())
+    }
+
+    /// How many answers the bearer-token cache gave (0 where there is none).
+    pub fn auth_cache_hits(&self) -> u64 {
+        self.auth_cache()
+            .map_or(0, |c| c.hits.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Let the bearer-token cache ignore PostgreSQL's notifications (`true`) or

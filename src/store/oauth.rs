@@ -155,13 +155,28 @@ pub(crate) fn client_sql() -> String {
     format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL")
 }
 
-/// A client that was not deleted.
+/// A client that was not deleted. Every token, revocation and introspection
+/// request authenticates its client, so on PostgreSQL a client this process found
+/// is kept with the live tokens (`auth_cache`): a secret rotated or a client
+/// deleted makes every process forget it, as it does the tokens.
 pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
+    use super::auth_cache::Found;
     if !super::storable(id) {
         return Ok(None);
     }
-    // Every token, revocation and introspection request authenticates its client.
-    db.read_optional(sql(client_sql()).bind(id)).await
+    let cache = db.auth_cache();
+    let key = [b"client:", id.as_bytes()].concat();
+    if let Some(kept) = cache.and_then(|c| c.get(&key))
+        && let Found::Client(c) = &*kept
+    {
+        return Ok(Some(c.clone()));
+    }
+    let ticket = cache.and_then(|c| c.ticket());
+    let found: Option<Client> = db.read_optional(sql(client_sql()).bind(id)).await?;
+    if let (Some(c), Some(client)) = (cache, &found) {
+        c.put(ticket, &key, Found::Client(client.clone()));
+    }
+    Ok(found)
 }
 
 /// A client as a list shows it: with its workspace's subdomain.
@@ -1029,7 +1044,7 @@ pub async fn access_token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>>
 const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
 
 /// Note that a grant's access token was used (at most once a minute).
-pub async fn touch_grant(db: &Db, digest: &[u8], t: &StoredToken) -> Result<()> {
+pub async fn touch_grant(db: &Db, t: &StoredToken) -> Result<()> {
     let at = now();
     if t.grant_last_used_at
         .is_none_or(|last| at - last > TOUCH_EVERY)
@@ -1037,14 +1052,15 @@ pub async fn touch_grant(db: &Db, digest: &[u8], t: &StoredToken) -> Result<()> 
         db.execute(sql(TOUCH_GRANT_SQL).bind(at).bind(t.grant_id))
             .await?;
         if let Some(c) = db.auth_cache() {
-            c.update(digest, |found| match found {
-                super::auth_cache::Found::OAuth(t) => {
-                    super::auth_cache::Found::OAuth(StoredToken {
+            // Every kept token of the grant (client credentials share one).
+            c.update(|found| match found {
+                super::auth_cache::Found::OAuth(kept) if kept.grant_id == t.grant_id => {
+                    Some(super::auth_cache::Found::OAuth(StoredToken {
                         grant_last_used_at: Some(at),
-                        ..t.clone()
-                    })
+                        ..kept.clone()
+                    }))
                 }
-                other => other.clone(),
+                _ => None,
             });
         }
     }

@@ -120,15 +120,15 @@ pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Wo
     {
         db.execute(sql(TOUCH_SQL).bind(at).bind(token.id)).await?;
         if let Some(c) = cache {
-            c.update(digest, |found| match found {
-                Found::Api(t, w) => Found::Api(
+            c.update(|found| match found {
+                Found::Api(t, w) if t.id == token.id => Some(Found::Api(
                     ApiToken {
                         last_used_at: Some(at),
                         ..t.clone()
                     },
                     w.clone(),
-                ),
-                other => other.clone(),
+                )),
+                _ => None,
             });
         }
     }

@@ -41,11 +41,16 @@ async fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
     panic!("{what}");
 }
 
-/// The token works (and so this process keeps it).
+/// The token works, and this process answers it from what it keeps.
 async fn used(app: &TestApp, token: &str) {
+    let hits = app.db.auth_cache_hits();
     for _ in 0..3 {
         assert_eq!(scim_status(app, token).await, 200);
     }
+    assert!(
+        app.db.auth_cache_hits() >= hits + 2,
+        "the token was not kept: looked up every time"
+    );
 }
 
 /// Run `statement` on a connection of the test's own (not the server's).
