@@ -244,7 +244,7 @@ impl Sql {
             .fold(sqlx::query(&self.text), |q, b| b.pg(q))
     }
 
-    /// Every row, on PostgreSQL (the pool or a transaction).
+    /// Every row, on PostgreSQL (a connection taken from `pg::Pg`, or a transaction).
     pub(crate) async fn pg_all<'e, T: FromRow>(
         &self,
         on: impl sqlx::PgExecutor<'e>,
