@@ -173,6 +173,31 @@ impl Db {
         self.auth.as_ref().map(|a| &*a.cache)
     }
 
+    /// A lookup through the bearer-token cache (PostgreSQL; elsewhere just `read`):
+    /// the kept answer for `key` if `kept` recognizes it, else `read` (run only
+    /// then, after the cache's ticket is taken), kept when `keep` makes an entry of
+    /// it.
+    pub(crate) async fn through_auth_cache<T>(
+        &self,
+        key: &[u8],
+        kept: impl FnOnce(&auth_cache::Found) -> Option<T>,
+        read: impl std::future::Future<Output = Result<Option<T>>>,
+        keep: impl FnOnce(&T) -> Option<auth_cache::Found>,
+    ) -> Result<Option<T>> {
+        let cache = self.auth_cache();
+        if let Some(found) = cache.and_then(|c| c.get(key)).and_then(|f| kept(&f)) {
+            return Ok(Some(found));
+        }
+        let ticket = cache.and_then(|c| c.ticket());
+        let found = read.await?;
+        if let (Some(c), Some(value)) = (cache, &found)
+            && let Some(entry) = keep(value)
+        {
+            c.put(ticket, key, entry);
+        }
+        Ok(found)
+    }
+
     /// Something that can end a token's access was committed: this process forgets
     /// the tokens it keeps before the change is answered (the others hear it from
     /// PostgreSQL's triggers).

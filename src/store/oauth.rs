@@ -164,19 +164,17 @@ pub async fn client(db: &Db, id: &str) -> Result<Option<Client>> {
     if !super::storable(id) {
         return Ok(None);
     }
-    let cache = db.auth_cache();
     let key = [b"client:", id.as_bytes()].concat();
-    if let Some(kept) = cache.and_then(|c| c.get(&key))
-        && let Found::Client(c) = &*kept
-    {
-        return Ok(Some(c.clone()));
-    }
-    let ticket = cache.and_then(|c| c.ticket());
-    let found: Option<Client> = db.read_optional(sql(client_sql()).bind(id)).await?;
-    if let (Some(c), Some(client)) = (cache, &found) {
-        c.put(ticket, &key, Found::Client(client.clone()));
-    }
-    Ok(found)
+    db.through_auth_cache(
+        &key,
+        |f| match f {
+            Found::Client(c) => Some(c.clone()),
+            _ => None,
+        },
+        db.read_optional(sql(client_sql()).bind(id)),
+        |c| Some(Found::Client(c.clone())),
+    )
+    .await
 }
 
 /// A client as a list shows it: with its workspace's subdomain.
@@ -1022,22 +1020,19 @@ pub async fn token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
 /// checks `live()` and the expiry, which can pass with time alone.
 pub async fn access_token(db: &Db, digest: &[u8]) -> Result<Option<StoredToken>> {
     use super::auth_cache::Found;
-    let cache = db.auth_cache();
-    if let Some(kept) = cache.and_then(|c| c.get(digest))
-        && let Found::OAuth(t) = &*kept
-    {
-        return Ok(Some(t.clone()));
-    }
-    let ticket = cache.and_then(|c| c.ticket());
-    let found = token(db, digest).await?;
-    if let (Some(c), Some(t)) = (cache, &found)
-        && t.kind == "access"
-        && t.live()
-        && now() < t.expires_at
-    {
-        c.put(ticket, digest, Found::OAuth(t.clone()));
-    }
-    Ok(found)
+    db.through_auth_cache(
+        digest,
+        |f| match f {
+            Found::OAuth(t) => Some(t.clone()),
+            _ => None,
+        },
+        token(db, digest),
+        |t| {
+            (t.kind == "access" && t.live() && now() < t.expires_at)
+                .then(|| Found::OAuth(t.clone()))
+        },
+    )
+    .await
 }
 
 /// How stale a grant's `last_used_at` may get before an API call writes it again.

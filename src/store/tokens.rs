@@ -96,22 +96,23 @@ impl FromRow for Authenticated {
 /// process has it: see `auth_cache`), marking it used.
 pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Workspace)>> {
     use super::auth_cache::Found;
-    let cache = db.auth_cache();
-    let kept = cache.and_then(|c| c.get(digest));
-    let (token, workspace) = match kept.as_deref() {
-        Some(Found::Api(token, workspace)) => (token.clone(), workspace.clone()),
-        _ => {
-            let ticket = cache.and_then(|c| c.ticket());
-            let found: Option<Authenticated> =
-                db.read_optional(sql(AUTHENTICATE_SQL).bind(digest)).await?;
-            let Some(Authenticated { token, workspace }) = found else {
-                return Ok(None);
-            };
-            if let Some(c) = cache {
-                c.put(ticket, digest, Found::Api(token.clone(), workspace.clone()));
-            }
-            (token, workspace)
-        }
+    let found = db
+        .through_auth_cache(
+            digest,
+            |f| match f {
+                Found::Api(token, workspace) => Some((token.clone(), workspace.clone())),
+                _ => None,
+            },
+            async {
+                let found: Option<Authenticated> =
+                    db.read_optional(sql(AUTHENTICATE_SQL).bind(digest)).await?;
+                Ok(found.map(|a| (a.token, a.workspace)))
+            },
+            |(token, workspace)| Some(Found::Api(token.clone(), workspace.clone())),
+        )
+        .await?;
+    let Some((token, workspace)) = found else {
+        return Ok(None);
     };
     let at = now();
     if token
@@ -119,7 +120,7 @@ pub async fn authenticate(db: &Db, digest: &[u8]) -> Result<Option<(ApiToken, Wo
         .is_none_or(|last| at - last > TOUCH_EVERY)
     {
         db.execute(sql(TOUCH_SQL).bind(at).bind(token.id)).await?;
-        if let Some(c) = cache {
+        if let Some(c) = db.auth_cache() {
             c.update(|found| match found {
                 Found::Api(t, w) if t.id == token.id => Some(Found::Api(
                     ApiToken {
