@@ -302,7 +302,7 @@ pub async fn replace(
         let if_match = if_match.map(str::to_owned);
         modify(db, who.workspace.id, id, move |current| {
             check_if_match(if_match.as_deref(), current.version)?;
-            Ok(data)
+            Ok(data.clone())
         })
         .await
     }
@@ -317,7 +317,7 @@ async fn modify(
     db: &Db,
     workspace_id: i64,
     id: &str,
-    change: impl FnOnce(&Member) -> Result<MemberData, ScimError> + Send + 'static,
+    change: impl Fn(&Member) -> Result<MemberData, ScimError> + Send + Sync + 'static,
 ) -> Changed {
     let uuid = parse_id(id)?;
     match members::modify(db, workspace_id, uuid, change).await {

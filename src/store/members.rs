@@ -12,6 +12,7 @@ use crate::scim::filter::{CompValue, CompareOp, Filter};
 use crate::scim::schema::AttrRef;
 use serde_json::Value;
 use sqlx::types::Json;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -74,7 +75,7 @@ fn fold(s: &str) -> String {
 }
 
 /// The distinct email keys to index.
-fn email_keys(data: &MemberData) -> Vec<String> {
+pub(crate) fn email_keys(data: &MemberData) -> Vec<String> {
     let mut emails = data.emails_ci.clone();
     emails.sort();
     emails.dedup();
@@ -111,7 +112,7 @@ fn conflict_of(what: Option<String>) -> Option<StoreError> {
 }
 
 /// Turn a unique-index violation into the conflict a client can act on.
-fn conflict(err: StoreError) -> StoreError {
+pub(crate) fn conflict(err: StoreError) -> StoreError {
     conflict_of(unique_violation(&err)).unwrap_or(err)
 }
 
@@ -137,7 +138,40 @@ pub async fn create(
     password_hash: Option<&str>,
 ) -> Result<Member> {
     let id = Uuid::now_v7();
-    let at = now();
+    match db.engine() {
+        Engine::Sqlite(s) => {
+            let (insert, emails) = insert_statements(workspace_id, id, data, password_hash, now());
+            s.write(move |tx| {
+                let member: Member = insert.lite_one(tx).map_err(conflict)?;
+                for q in &emails {
+                    q.lite_execute(tx)?;
+                }
+                Ok(member)
+            })
+            .await
+        }
+        Engine::Postgres(p) => {
+            db.member_writes
+                .create(
+                    p,
+                    workspace_id,
+                    id,
+                    data.clone(),
+                    password_hash.map(str::to_owned),
+                )
+                .await
+        }
+    }
+}
+
+/// The INSERT of a new member and the statements that index its email values.
+pub(crate) fn insert_statements(
+    workspace_id: i64,
+    id: Uuid,
+    data: &MemberData,
+    password_hash: Option<&str>,
+    at: OffsetDateTime,
+) -> (Sql, Vec<Sql>) {
     let insert = format!(
         "INSERT INTO members (id, workspace_id, user_name, user_name_ci, external_id, display_name, \
          given_name, family_name, role, active, scim_managed, password_hash, resource, created_at, \
@@ -149,27 +183,7 @@ pub async fn create(
         .bind(&data.resource)
         .bind(at);
     let emails = email_inserts(id, workspace_id, &email_keys(data));
-    match db.engine() {
-        Engine::Sqlite(s) => {
-            s.write(move |tx| {
-                let member: Member = insert.lite_one(tx).map_err(conflict)?;
-                for q in &emails {
-                    q.lite_execute(tx)?;
-                }
-                Ok(member)
-            })
-            .await
-        }
-        Engine::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            let member: Member = insert.pg_one(&mut *tx).await.map_err(conflict)?;
-            for q in &emails {
-                q.pg_execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(member)
-        }
-    }
+    (insert, emails)
 }
 
 pub(crate) fn by_id_sql() -> String {
@@ -520,57 +534,61 @@ pub async fn update(
         id,
         move |current| match expected_version {
             Some(v) if v != current.version => Err(StoreError::VersionMismatch),
-            _ => Ok(data),
+            _ => Ok(data.clone()),
         },
     )
     .await?
     .map(|changed| changed.member)
 }
 
+/// The UPDATE of a member's data.
+pub(crate) fn update_statement(
+    workspace_id: i64,
+    id: Uuid,
+    data: &MemberData,
+    at: OffsetDateTime,
+) -> Sql {
+    bind_data(sql(update_sql(false)).bind(workspace_id).bind(id), data)
+        .bind(&data.resource)
+        .bind(at)
+}
+
+/// The statements that rewrite a member's email rows, when its keys changed
+/// (`stored`: the keys as `locked_sql` reads them).
+pub(crate) fn reindex(
+    workspace_id: i64,
+    id: Uuid,
+    data: &MemberData,
+    stored: Option<&str>,
+) -> Vec<Sql> {
+    let keys = email_keys(data);
+    if !keys_changed(&keys, stored) {
+        return Vec::new();
+    }
+    let mut statements = vec![sql(DELETE_EMAILS_SQL).bind(id)];
+    statements.extend(email_inserts(id, workspace_id, &keys));
+    statements
+}
+
 /// Read-modify-write of one member in one write transaction, the row locked
-/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`), so concurrent
-/// writers queue instead of losing updates. `change` sees the current member and
-/// returns the new data, or refuses with its own error (nothing is written then).
-/// The changed member comes back with its teams, read under the same lock.
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`, in a batch with
+/// other changes: see `member_batch`), so concurrent writers queue instead of
+/// losing updates. `change` sees the current member and returns the new data, or
+/// refuses with its own error (nothing is written then); it may be called more than
+/// once (on PostgreSQL, when its batch is made again change by change), each time
+/// with the member as it is then. The changed member comes back with its teams,
+/// read under the same lock.
 pub async fn modify<E: Send + 'static>(
     db: &Db,
     workspace_id: i64,
     id: Uuid,
-    change: impl FnOnce(&Member) -> std::result::Result<MemberData, E> + Send + 'static,
+    change: impl Fn(&Member) -> std::result::Result<MemberData, E> + Send + Sync + 'static,
 ) -> Result<std::result::Result<WithTeams, E>> {
-    /// The member, its teams and its stored email keys, as `locked_sql` reads them.
-    struct Current {
-        current: WithTeams,
-        email_keys: Option<String>,
-    }
-    impl FromRow for Current {
-        fn from_row(r: &Row<'_>) -> Result<Self> {
-            Ok(Current {
-                current: WithTeams::from_row(r)?,
-                email_keys: r.get("email_keys")?,
-            })
-        }
-    }
-    let select = sql(locked_sql(db.backend())).bind(workspace_id).bind(id);
-    let update = move |data: &MemberData| {
-        bind_data(sql(update_sql(false)).bind(workspace_id).bind(id), data)
-            .bind(&data.resource)
-            .bind(now())
-    };
-    // The email rows, when the keys changed.
-    let reindex = move |data: &MemberData, stored: Option<&str>| {
-        let keys = email_keys(data);
-        if !keys_changed(&keys, stored) {
-            return Vec::new();
-        }
-        let mut statements = vec![sql(DELETE_EMAILS_SQL).bind(id)];
-        statements.extend(email_inserts(id, workspace_id, &keys));
-        statements
-    };
     match db.engine() {
         Engine::Sqlite(s) => {
+            let select = sql(locked_sql(db.backend())).bind(workspace_id).bind(id);
             s.write(move |tx| {
-                let Current {
+                let Locked {
                     current,
                     email_keys: stored,
                 } = select.lite_optional(tx)?.ok_or(StoreError::NotFound)?;
@@ -581,8 +599,10 @@ pub async fn modify<E: Send + 'static>(
                         return Ok(Err(refused));
                     }
                 };
-                let member: Member = update(&data).lite_one(tx).map_err(conflict)?;
-                for q in reindex(&data, stored.as_deref()) {
+                let member: Member = update_statement(workspace_id, id, &data, now())
+                    .lite_one(tx)
+                    .map_err(conflict)?;
+                for q in reindex(workspace_id, id, &data, stored.as_deref()) {
                     q.lite_execute(tx)?;
                 }
                 Ok(Ok(WithTeams {
@@ -593,31 +613,28 @@ pub async fn modify<E: Send + 'static>(
             .await
         }
         Engine::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            let Current {
-                current,
-                email_keys: stored,
-            } = select
-                .pg_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let data = match change(&current.member) {
-                Ok(d) => d,
-                Err(refused) => {
-                    tx.rollback().await?;
-                    return Ok(Err(refused));
+            // The caller's reason for a refusal, kept here: the batch sees only `None`.
+            let refusal = Arc::new(std::sync::Mutex::new(None));
+            let reason = refusal.clone();
+            let change: super::member_batch::Change = Box::new(move |m| match change(m) {
+                Ok(data) => Some(data),
+                Err(e) => {
+                    *reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    None
                 }
-            };
-            let member: Member = update(&data).pg_one(&mut *tx).await.map_err(conflict)?;
-            for q in reindex(&data, stored.as_deref()) {
-                q.pg_execute(&mut *tx).await?;
+            });
+            match db.member_writes.change(p, workspace_id, id, change).await? {
+                Some((before, after)) => {
+                    took_admin_away(db, &before, &after.member);
+                    Ok(Ok(after))
+                }
+                None => refusal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .map(Err)
+                    .ok_or_else(|| StoreError::Decode("a refused change left no reason".into())),
             }
-            tx.commit().await?;
-            took_admin_away(db, &current.member, &member);
-            Ok(Ok(WithTeams {
-                member,
-                teams: current.teams,
-            }))
         }
     }
 }
@@ -641,17 +658,38 @@ fn keys_changed(keys: &[String], stored: Option<&str>) -> bool {
     keys.iter().map(String::as_str).ne(stored_keys) || keys.iter().any(|k| k.contains('\n'))
 }
 
+/// A member as `locked_sql` reads it: with its teams and its stored email keys.
+pub(crate) struct Locked {
+    pub(crate) current: WithTeams,
+    pub(crate) email_keys: Option<String>,
+}
+
+impl FromRow for Locked {
+    fn from_row(r: &Row<'_>) -> Result<Self> {
+        Ok(Locked {
+            current: WithTeams::from_row(r)?,
+            email_keys: r.get("email_keys")?,
+        })
+    }
+}
+
 /// The member, its teams (for the answer) and its indexed email keys (one line
 /// each), locked for update; one statement, so a change that keeps the keys (a
 /// PATCH of `active`, most PUTs) does not rewrite them.
 pub(crate) fn locked_sql(backend: Backend) -> String {
+    locked_sql_where(backend, "m.workspace_id = $1 AND m.id = $2")
+}
+
+/// `locked_sql` for the members that match `condition` (which may end with an
+/// ORDER BY: the rows are locked in that order).
+pub(crate) fn locked_sql_where(backend: Backend, condition: &str) -> String {
     let (lock, keys) = match backend {
         Backend::Sqlite => ("", "group_concat(value_ci, char(10))"),
         Backend::Postgres => (" FOR UPDATE OF m", "string_agg(value_ci, E'\\n')"),
     };
     format!(
         "SELECT {COLUMNS}, {}, (SELECT {keys} FROM member_emails e WHERE e.member_id = m.id) \
-         AS email_keys FROM members m WHERE m.workspace_id = $1 AND m.id = $2{lock}",
+         AS email_keys FROM members m WHERE {condition}{lock}",
         teams_column(backend)
     )
 }

@@ -8,6 +8,7 @@
 pub mod activity;
 pub(crate) mod auth_cache;
 pub mod cursors;
+pub(crate) mod member_batch;
 pub mod members;
 pub mod oauth;
 pub(crate) mod pg;
@@ -65,6 +66,9 @@ pub struct DbParts {
     pub(crate) activity: Arc<activity::ActivityQueue>,
     /// Rate-limit events counted here and not yet written (see `rate_limits`).
     pub(crate) rate_counts: Arc<rate_limits::LocalCounts>,
+    /// Member changes waiting to be written together (PostgreSQL only; see
+    /// `member_batch`).
+    pub(crate) member_writes: member_batch::Queue,
     /// Live bearer tokens this process found, and the task that hears when to
     /// forget them (PostgreSQL only; see `auth_cache`).
     auth: Option<auth_cache::Listening>,
@@ -153,6 +157,7 @@ impl Db {
             cursors: Default::default(),
             activity: Default::default(),
             rate_counts: Default::default(),
+            member_writes: Default::default(),
             auth,
         })))
     }
@@ -318,6 +323,30 @@ impl Db {
     pub fn auth_cache_hits(&self) -> u64 {
         self.auth_cache()
             .map_or(0, |c| c.hits.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Hold (`true`) or let go the PostgreSQL member writers: while held, member
+    /// changes queue (a writer may hold the first it took).
+    pub fn pause_member_writes(&self, paused: bool) {
+        let w = &self.member_writes.watch;
+        w.paused.store(paused, std::sync::atomic::Ordering::Release);
+        if !paused {
+            w.resumed.notify_waiters();
+        }
+    }
+
+    /// Member changes sent to the PostgreSQL writers and not yet taken, the most
+    /// tried in one batch, the most committed in one, and the batches made again
+    /// change by change.
+    pub fn member_write_batches(&self) -> (usize, usize, usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = &self.member_writes.watch;
+        (
+            w.queued.load(Relaxed),
+            w.largest_tried.load(Relaxed),
+            w.largest_written.load(Relaxed),
+            w.split.load(Relaxed),
+        )
     }
 
     /// Let the bearer-token cache ignore PostgreSQL's notifications (`true`) or

@@ -180,6 +180,41 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
         });
     }
 
+    if backend == Backend::Postgres {
+        // A batch of member changes (`member_batch`), found by the primary key.
+        let key = serde_json::json!([{"w": workspace_id, "i": id}]);
+        let ids = || Bind::Text(super::member_batch::ids([id].iter()));
+        out.push(HotQuery {
+            index: &["members_pkey"],
+            ..q(
+                "member batch locked for changes",
+                super::member_batch::locked_batch_sql(),
+                vec![Bind::Json(key), ids()],
+            )
+        });
+        let data = members::MemberData {
+            user_name: "u".into(),
+            external_id: None,
+            display_name: None,
+            given_name: None,
+            family_name: None,
+            role: crate::domain::Role::Viewer,
+            active: true,
+            scim_managed: true,
+            resource: serde_json::json!({}),
+            emails_ci: Vec::new(),
+        };
+        let row = super::member_batch::update_row(workspace_id, id, &data);
+        out.push(HotQuery {
+            index: &["members_pkey"],
+            ..q(
+                "member batch update",
+                super::member_batch::update_batch_sql(),
+                vec![Bind::Json(serde_json::json!([row])), at(), ids()],
+            )
+        });
+    }
+
     // Walking (workspace_id, id), or the primary key (id order) filtered by
     // workspace: PostgreSQL picks the latter when one workspace holds every row.
     let in_id_order: &[&str] = match backend {

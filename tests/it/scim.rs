@@ -957,3 +957,109 @@ async fn parallel_patches_lose_nothing_and_if_match_lets_one_win() {
     assert_eq!(statuses, [vec![200], vec![412; 9]].concat());
     s.app.stop().await;
 }
+
+/// PostgreSQL writes member changes many to a transaction (`store::member_batch`).
+/// A batch that holds a conflicting rename, a stale If-Match and an unknown id gives
+/// each of those its own error and makes every other change; a batch of good
+/// changes is committed together. (On SQLite the same requests give the same
+/// answers, one transaction each.)
+#[tokio::test]
+async fn a_change_that_fails_in_a_batch_fails_alone() {
+    let s = Scim::start().await;
+    let db = s.app.db.clone();
+    let taken = s.create("taken@acme.test").await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let u = s.create(&format!("batch{i}@acme.test")).await;
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let pg = db.backend() == rollcall::store::Backend::Postgres;
+    let active = |on: bool| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "active", "value": on}]})
+    };
+    // Every request queued first, then the writers let go: one batch on PostgreSQL.
+    let all_at_once = |asks: Vec<(Method, String, Value, Option<&'static str>)>| {
+        let db = db.clone();
+        let s = &s;
+        async move {
+            db.pause_member_writes(true);
+            let n = asks.len();
+            let queued = async {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while pg && db.member_write_batches().0 < n {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{n} changes never queued"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                db.pause_member_writes(false);
+            };
+            let calls = asks
+                .into_iter()
+                .map(|(method, path, body, if_match)| s.call(method, path, body, if_match));
+            tokio::join!(futures_util::future::join_all(calls), queued).0
+        }
+    };
+
+    let mut asks = vec![
+        (
+            Method::PUT,
+            format!("/Users/{}", ids[0]),
+            okta_create(taken["userName"].as_str().unwrap(), "ext-renamed"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/Users/{}", ids[1]),
+            active(false),
+            Some("W/\"99\""),
+        ),
+        (
+            Method::PATCH,
+            format!("/Users/{}", uuid::Uuid::now_v7()),
+            active(false),
+            None,
+        ),
+    ];
+    for id in &ids[3..] {
+        asks.push((Method::PATCH, format!("/Users/{id}"), active(false), None));
+    }
+    let n = asks.len();
+    let answers = all_at_once(asks).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses[..3], [409, 412, 404], "{:?}", answers[0].body);
+    assert!(statuses[3..].iter().all(|s| *s == 200), "{statuses:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let now = s.get(&format!("/Users/{id}")).await.body;
+        assert_eq!(now["active"], i < 3, "member {i}: {now}");
+        assert_eq!(now["userName"], format!("batch{i}@acme.test"));
+    }
+    if pg {
+        let (_, tried, _, split) = db.member_write_batches();
+        assert_eq!(tried, n, "all {n} changes were tried together");
+        assert_eq!(
+            split, 1,
+            "the failing batch was made again change by change"
+        );
+    }
+
+    // Good changes only: committed together.
+    let asks: Vec<_> = ids[3..]
+        .iter()
+        .map(|id| (Method::PATCH, format!("/Users/{id}"), active(true), None))
+        .collect();
+    let n = asks.len();
+    for a in all_at_once(asks).await {
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["active"], true);
+        assert_eq!(a.body["meta"]["version"], "W/\"3\"");
+    }
+    if pg {
+        let (_, _, written, split) = db.member_write_batches();
+        assert_eq!(written, n, "{n} changes committed together");
+        assert_eq!(split, 1);
+    }
+    s.app.stop().await;
+}

@@ -50,6 +50,27 @@ impl Scim {
         answer(req.send().await.unwrap()).await
     }
 
+    /// A request as Okta sends it, with an optional If-Match (owned arguments, so
+    /// many can be made at once).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: String,
+        body: Value,
+        if_match: Option<&str>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(&path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/scim+json; charset=utf-8")
+            .body(body.to_string());
+        if let Some(tag) = if_match {
+            req = req.header("if-match", tag);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.okta(Method::GET, path, None).await
     }
