@@ -1,44 +1,19 @@
-//! PostgreSQL: new members and member changes written many to a transaction.
-//!
-//! One change on its own is four round trips (BEGIN, the locked read, the UPDATE,
-//! COMMIT), each a wake-up of a server backend, and a commit; a new member three or
-//! more. Under load on a small machine that per-statement work was PostgreSQL's
-//! share of the CPU and the limit of SCIM writes (rollcall-bench: a core's worth
-//! for 1,600 writes a second). Here the writes queued when a writer is free are
-//! made together: one statement inserts all the new members and one their email
-//! rows; one statement locks and reads all the changed members (in id order, so
-//! two batches never wait on each other in a circle), each change is computed
-//! from its member as it is now, and one statement writes them all; one commit
-//! makes the lot durable. Each caller is answered after that commit, as before:
-//! acknowledged means committed.
-//!
-//! A batch that fails before its commit (a unique index, a deadlock with some other
-//! transaction, a value PostgreSQL refuses) is rolled back, and each of its writes
-//! is then made on its own, so an error is only its own write's. A failed commit
-//! is not tried again (it may have happened): every write of the batch gets the
-//! error, as a lone write would.
-//!
-//! Two changes of one member never share a batch: the later one waits for the next,
-//! so it sees the first.
+//! PostgreSQL: new members and member changes made many to a transaction (see
+//! `batch`): one statement inserts all the new members and one their email rows;
+//! one statement locks and reads all the changed members (in id order, so two
+//! batches never wait on each other in a circle), each change is computed from its
+//! member as it is now, and one statement writes them all. Two changes of one
+//! member never share a batch.
 
+use super::batch::{self, Batched, Failed};
 use super::members::{self, Locked, Member, MemberData, WithTeams};
 use super::pg::Pg;
 use super::sql::sql;
 use super::{Backend, Result, StoreError, now};
-use futures_util::FutureExt;
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use std::collections::HashMap;
+use tokio::sync::oneshot;
 use uuid::Uuid;
-
-/// Most changes in one batch.
-const BATCH: usize = 32;
-/// Batches in flight at once, each on a connection of its own: one waits for its
-/// commit while the next reads.
-const WRITERS: usize = 4;
 
 /// A change: the new data for the member as it is now, or `None` when the caller's
 /// rules refuse it (the caller keeps its reason). Called again if the batch it was
@@ -48,7 +23,7 @@ pub(crate) type Change = Box<dyn Fn(&Member) -> Option<MemberData> + Send + Sync
 /// A change made: the member before and after (with its teams).
 pub(crate) type Changed = (Member, WithTeams);
 
-enum Job {
+pub(crate) enum MemberWrite {
     Change {
         workspace_id: i64,
         id: Uuid,
@@ -64,32 +39,57 @@ enum Job {
     },
 }
 
-impl Job {
-    /// The member a change is to.
-    fn changes(&self) -> Option<(i64, Uuid)> {
-        match self {
-            Job::Change {
-                workspace_id, id, ..
-            } => Some((*workspace_id, *id)),
-            Job::Create { .. } => None,
-        }
-    }
-}
-
-/// A job's answer, until it is sent (a batch's worth at most: no need to box).
+/// A write's answer, until it is sent (a batch's worth at most: no need to box).
 #[allow(clippy::large_enum_variant)]
-enum Answer {
+pub(crate) enum Answer {
     Changed(Result<Option<Changed>>),
     Created(Result<Member>),
 }
 
-impl Job {
+impl Batched for MemberWrite {
+    type Answer = Answer;
+    /// The member a change is to.
+    type Key = (i64, Uuid);
+
+    fn key(&self) -> Option<(i64, Uuid)> {
+        match self {
+            MemberWrite::Change {
+                workspace_id, id, ..
+            } => Some((*workspace_id, *id)),
+            MemberWrite::Create { .. } => None,
+        }
+    }
+
+    async fn together(pg: &Pg, batch: &[Self]) -> std::result::Result<Vec<Answer>, Failed> {
+        together(pg, batch).await
+    }
+
+    async fn alone(&self, pg: &Pg) -> Answer {
+        match self {
+            MemberWrite::Change {
+                workspace_id,
+                id,
+                change,
+                ..
+            } => Answer::Changed(change_alone(pg, *workspace_id, *id, change).await),
+            MemberWrite::Create {
+                workspace_id,
+                id,
+                data,
+                password_hash,
+                ..
+            } => Answer::Created(
+                create_alone(pg, *workspace_id, *id, data, password_hash.as_deref()).await,
+            ),
+        }
+    }
+
     fn answer(self, answer: Answer) {
         match (self, answer) {
-            (Job::Change { done, .. }, Answer::Changed(a)) => {
+            (MemberWrite::Change { done, .. }, Answer::Changed(a)) => {
                 let _ = done.send(a);
             }
-            (Job::Create { done, .. }, Answer::Created(a)) => {
+            (MemberWrite::Create { done, .. }, Answer::Created(a)) => {
                 let _ = done.send(a);
             }
             // Not made (dropping the sender tells the caller so).
@@ -100,52 +100,17 @@ impl Job {
     fn fail(self, e: &str) {
         let e = || StoreError::Unavailable(e.to_owned());
         match self {
-            Job::Change { done, .. } => {
+            MemberWrite::Change { done, .. } => {
                 let _ = done.send(Err(e()));
             }
-            Job::Create { done, .. } => {
+            MemberWrite::Create { done, .. } => {
                 let _ = done.send(Err(e()));
             }
         }
     }
 }
 
-/// The queue of member changes and its writers, started with the first change.
-#[derive(Debug, Default)]
-pub(crate) struct Queue {
-    tx: OnceLock<mpsc::UnboundedSender<Job>>,
-    pub(crate) watch: Arc<Watch>,
-}
-
-/// What the tests look at and hold (through `Db`'s testing entry points).
-#[derive(Debug, Default)]
-pub(crate) struct Watch {
-    /// Changes sent and not yet taken by a writer.
-    pub(crate) queued: AtomicUsize,
-    /// The most changes tried together, and committed together.
-    pub(crate) largest_tried: AtomicUsize,
-    pub(crate) largest_written: AtomicUsize,
-    /// Batches made again change by change.
-    pub(crate) split: AtomicUsize,
-    /// While set, writers take nothing from the queue.
-    pub(crate) paused: AtomicBool,
-    pub(crate) resumed: Notify,
-}
-
-impl Watch {
-    async fn unpaused(&self) {
-        loop {
-            // Created before the check, so a resume in between is not missed.
-            let resumed = self.resumed.notified();
-            if !self.paused.load(Ordering::Acquire) {
-                return;
-            }
-            resumed.await;
-        }
-    }
-}
-
-impl Queue {
+impl batch::Queue<MemberWrite> {
     /// Make `change` to member `id`, in a batch with whatever else is queued.
     /// `None`: refused by `change`; `NotFound`: no such member.
     pub(crate) async fn change(
@@ -158,7 +123,7 @@ impl Queue {
         let (done, answer) = oneshot::channel();
         self.send(
             pg,
-            Job::Change {
+            MemberWrite::Change {
                 workspace_id,
                 id,
                 change,
@@ -182,7 +147,7 @@ impl Queue {
         let (done, answer) = oneshot::channel();
         self.send(
             pg,
-            Job::Create {
+            MemberWrite::Create {
                 workspace_id,
                 id,
                 data,
@@ -193,135 +158,6 @@ impl Queue {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("a member writer stopped".into()))?
-    }
-
-    fn send(&self, pg: &Pg, job: Job) -> Result<()> {
-        let tx = self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let rx = Arc::new(Mutex::new(rx));
-            for _ in 0..WRITERS {
-                tokio::spawn(writer(pg.clone(), rx.clone(), self.watch.clone()));
-            }
-            tx
-        });
-        self.watch.queued.fetch_add(1, Ordering::Relaxed);
-        tx.send(job)
-            .map_err(|_| StoreError::Unavailable("the member writers stopped".into()))
-    }
-}
-
-/// Take batches off the queue and write them until every sender is gone.
-async fn writer(pg: Pg, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, watch: Arc<Watch>) {
-    // Changes of a member already in the batch, for the next one (in order).
-    let mut held: VecDeque<Job> = VecDeque::new();
-    loop {
-        let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
-        for job in std::mem::take(&mut held) {
-            add(&mut batch, &mut held, job);
-        }
-        // With changes held from the last batch, take more only if the queue is
-        // free: another writer may be waiting on it for changes that never come.
-        let rx = if batch.is_empty() {
-            Some(rx.lock().await)
-        } else {
-            rx.try_lock().ok()
-        };
-        if let Some(mut rx) = rx {
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(job) => batch.push(job),
-                    None => return,
-                }
-                // (Held here, the first change still counts as queued.)
-                watch.unpaused().await;
-                watch.queued.fetch_sub(1, Ordering::Relaxed);
-            }
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(job) => add(&mut batch, &mut held, job),
-                    Err(_) => break,
-                }
-                watch.queued.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        // A change that panics fails its batch's callers (their answers are
-        // dropped), not the writer.
-        let wrote = AssertUnwindSafe(write(&pg, batch, &watch))
-            .catch_unwind()
-            .await;
-        if wrote.is_err() {
-            tracing::error!("a member write panicked; its batch was not answered");
-        }
-    }
-}
-
-/// Into the batch, or held for the next when its member is already in it.
-fn add(batch: &mut Vec<Job>, held: &mut VecDeque<Job>, job: Job) {
-    let taken = job
-        .changes()
-        .is_some_and(|member| batch.iter().any(|j| j.changes() == Some(member)));
-    if taken || batch.len() >= BATCH {
-        held.push_back(job);
-    } else {
-        batch.push(job);
-    }
-}
-
-/// How a batch failed.
-enum Failed {
-    /// Before its commit: nothing was written; its changes can be made one by one.
-    Early(StoreError),
-    /// At its commit: it may or may not have been written.
-    Commit(StoreError),
-}
-
-async fn write(pg: &Pg, batch: Vec<Job>, watch: &Watch) {
-    if batch.len() > 1 {
-        watch
-            .largest_tried
-            .fetch_max(batch.len(), Ordering::Relaxed);
-        match together(pg, &batch).await {
-            Ok(answers) => {
-                watch
-                    .largest_written
-                    .fetch_max(batch.len(), Ordering::Relaxed);
-                for (job, answer) in batch.into_iter().zip(answers) {
-                    job.answer(answer);
-                }
-                return;
-            }
-            Err(Failed::Commit(e)) => {
-                let e = e.to_string();
-                for job in batch {
-                    job.fail(&e);
-                }
-                return;
-            }
-            Err(Failed::Early(e)) => {
-                watch.split.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, writes = batch.len(), "a batch of member writes is made one by one");
-            }
-        }
-    }
-    for job in batch {
-        let answer = match &job {
-            Job::Change {
-                workspace_id,
-                id,
-                change,
-                ..
-            } => Answer::Changed(change_alone(pg, *workspace_id, *id, change).await),
-            Job::Create {
-                workspace_id,
-                id,
-                data,
-                password_hash,
-                ..
-            } => Answer::Created(
-                create_alone(pg, *workspace_id, *id, data, password_hash.as_deref()).await,
-            ),
-        };
-        job.answer(answer);
     }
 }
 
@@ -383,28 +219,14 @@ async fn change_alone(
 }
 
 /// The members of a batch, locked in id order: `$1` a JSON array of
-/// `{"w": workspace_id, "i": id}`, `$2` their ids as an array literal (see `ids`):
-/// the primary key's index finds them (the planner guesses a hundred rows for a
-/// JSON array, and might walk the table to join that many).
+/// `{"w": workspace_id, "i": id}`, `$2` their ids as an array literal
+/// (`batch::array`), for the primary key's index.
 pub(crate) fn locked_batch_sql() -> String {
     members::locked_sql_where(
         Backend::Postgres,
         "m.id = ANY($2::uuid[]) AND (m.workspace_id, m.id) IN \
          (SELECT k.w, k.i FROM jsonb_to_recordset($1) AS k(w bigint, i uuid)) ORDER BY m.id",
     )
-}
-
-/// Ids as a PostgreSQL array literal (`{...}`), bound as text.
-pub(crate) fn ids<'a>(ids: impl Iterator<Item = &'a Uuid>) -> String {
-    let mut out = String::from("{");
-    for (n, id) in ids.enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        out.push_str(&id.to_string());
-    }
-    out.push('}');
-    out
 }
 
 /// Write a batch's new data: `$1` a JSON array of the rows, `$2` the time, `$3`
@@ -470,7 +292,7 @@ pub(crate) const INSERT_EMAILS_BATCH_SQL: &str = "INSERT INTO member_emails (mem
      SELECT e.m, e.w, e.v FROM jsonb_to_recordset($1) AS e(m uuid, w bigint, v text)";
 
 /// The whole batch in one transaction: each job's answer, in the batch's order.
-async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Failed> {
+async fn together(pg: &Pg, batch: &[MemberWrite]) -> std::result::Result<Vec<Answer>, Failed> {
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
     let at = now();
     let mut tx = pg.begin().await.map_err(Failed::Early)?;
@@ -479,7 +301,7 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
     let mut rows = Vec::new();
     let mut emails = Vec::new();
     for job in batch {
-        if let Job::Create {
+        if let MemberWrite::Create {
             workspace_id,
             id,
             data,
@@ -511,7 +333,7 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
         }
         let mut inserted: HashMap<Uuid, Member> = inserted.into_iter().map(|m| (m.id, m)).collect();
         for (n, job) in batch.iter().enumerate() {
-            if let Job::Create { id, .. } = job {
+            if let MemberWrite::Create { id, .. } = job {
                 let member = inserted.remove(id).ok_or_else(|| {
                     Failed::Early(StoreError::Decode(
                         "an inserted member came not back".into(),
@@ -526,7 +348,7 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
     let changed: Vec<(usize, i64, Uuid)> = batch
         .iter()
         .enumerate()
-        .filter_map(|(n, j)| j.changes().map(|(w, id)| (n, w, id)))
+        .filter_map(|(n, j)| j.key().map(|(w, id)| (n, w, id)))
         .collect();
     if !changed.is_empty() {
         let keys: Vec<Value> = changed
@@ -535,7 +357,7 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
             .collect();
         let found: Vec<Locked> = sql(locked_batch_sql())
             .bind(Value::Array(keys))
-            .bind(ids(changed.iter().map(|(_, _, id)| id)))
+            .bind(batch::array(changed.iter().map(|(_, _, id)| id)))
             .pg_all(&mut *tx)
             .await
             .map_err(Failed::Early)?;
@@ -546,7 +368,7 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
         // The job's place, its member as it was (with its stored keys), its new data.
         let mut writes: Vec<(usize, Locked, MemberData)> = Vec::new();
         for (n, w, id) in changed {
-            let Job::Change { change, .. } = &batch[n] else {
+            let MemberWrite::Change { change, .. } = &batch[n] else {
                 continue;
             };
             let Some(current) = found.remove(&(w, id)) else {
@@ -568,7 +390,9 @@ async fn together(pg: &Pg, batch: &[Job]) -> std::result::Result<Vec<Answer>, Fa
             let written: Vec<Member> = sql(update_batch_sql())
                 .bind(Value::Array(rows))
                 .bind(at)
-                .bind(ids(writes.iter().map(|(_, c, _)| &c.current.member.id)))
+                .bind(batch::array(
+                    writes.iter().map(|(_, c, _)| &c.current.member.id),
+                ))
                 .pg_all(&mut *tx)
                 .await
                 .map_err(Failed::Early)?;

@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub(crate) mod auth_cache;
+pub(crate) mod batch;
 pub mod cursors;
 pub(crate) mod member_batch;
 pub mod members;
@@ -16,6 +17,7 @@ pub(crate) mod pg;
 #[cfg(feature = "testing")]
 pub mod plans;
 pub mod rate_limits;
+pub(crate) mod refresh_batch;
 pub mod scim_sql;
 pub mod sessions;
 pub mod sql;
@@ -68,7 +70,10 @@ pub struct DbParts {
     pub(crate) rate_counts: Arc<rate_limits::LocalCounts>,
     /// Member changes waiting to be written together (PostgreSQL only; see
     /// `member_batch`).
-    pub(crate) member_writes: member_batch::Queue,
+    pub(crate) member_writes: batch::Queue<member_batch::MemberWrite>,
+    /// Refresh-token presentations waiting to be made together (PostgreSQL only;
+    /// see `refresh_batch`).
+    pub(crate) refreshes: batch::Queue<refresh_batch::Refresh>,
     /// Live bearer tokens this process found, and the task that hears when to
     /// forget them (PostgreSQL only; see `auth_cache`).
     auth: Option<auth_cache::Listening>,
@@ -158,6 +163,7 @@ impl Db {
             activity: Default::default(),
             rate_counts: Default::default(),
             member_writes: Default::default(),
+            refreshes: Default::default(),
             auth,
         })))
     }
@@ -325,28 +331,23 @@ impl Db {
             .map_or(0, |c| c.hits.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Hold (`true`) or let go the PostgreSQL member writers: while held, member
-    /// changes queue (a writer may hold the first it took).
-    pub fn pause_member_writes(&self, paused: bool) {
-        let w = &self.member_writes.watch;
-        w.paused.store(paused, std::sync::atomic::Ordering::Release);
-        if !paused {
-            w.resumed.notify_waiters();
-        }
+    /// Hold (`true`) or let go the PostgreSQL batch writers (see `store::batch`):
+    /// while held, batched writes queue (a writer may hold the first it took).
+    pub fn pause_batched_writes(&self, paused: bool) {
+        self.member_writes.watch.pause(paused);
+        self.refreshes.watch.pause(paused);
     }
 
-    /// Member changes sent to the PostgreSQL writers and not yet taken, the most
-    /// tried in one batch, the most committed in one, and the batches made again
-    /// change by change.
+    /// `member_write_batches` for refresh-token presentations.
+    pub fn refresh_batches(&self) -> (usize, usize, usize, usize) {
+        self.refreshes.watch.stats()
+    }
+
+    /// Member writes sent to the PostgreSQL batch writers and not yet taken, the
+    /// most tried in one batch, the most committed in one, and the batches made
+    /// again write by write.
     pub fn member_write_batches(&self) -> (usize, usize, usize, usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let w = &self.member_writes.watch;
-        (
-            w.queued.load(Relaxed),
-            w.largest_tried.load(Relaxed),
-            w.largest_written.load(Relaxed),
-            w.split.load(Relaxed),
-        )
+        self.member_writes.watch.stats()
     }
 
     /// Let the bearer-token cache ignore PostgreSQL's notifications (`true`) or

@@ -6,9 +6,11 @@
 //! redeemed for it, and the family of access and refresh tokens issued from it.
 //! Ending a grant ends every token in it: token lookups join the grant.
 
+use super::refresh_batch::Refreshed;
 use super::sql::{FromRow, Row, Sql, sql};
-use super::{Backend, Db, Engine, Result, StoreError, now};
+use super::{Db, Engine, Result, StoreError, now};
 use sqlx::types::Json;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,12 +24,31 @@ pub(crate) const REDEEM_CODE_SQL: &str = "UPDATE oauth_codes SET used_at = $1 WH
 pub(crate) const ROTATE_SQL: &str = "UPDATE oauth_tokens SET rotated_at = $1 WHERE grant_id = $2 AND kind = 'refresh' \
                      AND rotated_at IS NULL AND revoked_at IS NULL";
 
+/// The columns of a `RefreshState` (`t` the token, `g` its grant, `m` the member
+/// who authorized it) ...
+macro_rules! refresh_state_columns {
+    () => {
+        "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
+         g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at, \
+         (m.active AND m.role = 'admin') AS authorizer_is_admin"
+    };
+}
+/// ... and the token's grant and member, joined to the token `t`.
+macro_rules! refresh_state_joins {
+    () => {
+        "JOIN oauth_grants g ON g.id = t.grant_id JOIN members m ON m.id = g.member_id"
+    };
+}
+pub(crate) const REFRESH_STATE_COLUMNS: &str = refresh_state_columns!();
+pub(crate) const REFRESH_STATE_JOINS: &str = refresh_state_joins!();
+
 /// A refresh token and its grant, by the token's digest.
-pub(crate) const REFRESH_STATE_SQL: &str = "SELECT g.id AS grant_id, g.client_id, g.scope AS grant_scope, \
-             g.revoked_at AS grant_revoked_at, t.revoked_at, t.expires_at, t.rotated_at, \
-             (m.active AND m.role = 'admin') AS authorizer_is_admin \
-             FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
-             JOIN members m ON m.id = g.member_id WHERE t.digest = $1 AND t.kind = 'refresh'";
+pub(crate) const REFRESH_STATE_SQL: &str = concat!(
+    refresh_state_columns!(),
+    " FROM oauth_tokens t ",
+    refresh_state_joins!(),
+    " WHERE t.digest = $1 AND t.kind = 'refresh'"
+);
 
 /// Lock the grant of a refresh token, found by the token's digest (and note it
 /// used), before deciding a refresh; the grant's id. Finding and locking are one
@@ -560,6 +581,16 @@ macro_rules! insert_token_pair {
 }
 const INSERT_TOKEN_PAIR: &str = insert_token_pair!();
 
+/// `ROTATE_AND_ISSUE_PG` for this grant and pair.
+pub(crate) fn rotate_and_issue_pg(
+    grant_id: i64,
+    scope: &str,
+    tokens: &NewTokens,
+    at: OffsetDateTime,
+) -> Sql {
+    pair_binds(sql(ROTATE_AND_ISSUE_PG), grant_id, scope, tokens, at)
+}
+
 /// A refresh on PostgreSQL: the family's live refresh token marked rotated (as
 /// `ROTATE_SQL`) and the new pair inserted, in one statement (each statement is a
 /// round trip there). Both parts see the statement's one snapshot, so the UPDATE
@@ -806,29 +837,14 @@ pub async fn refresh<E: Send + 'static>(
     db: &Db,
     digest: &[u8],
     tokens: &NewTokens,
-    plan: impl FnOnce(&RefreshState) -> RefreshPlan<E> + Send + 'static,
+    plan: impl Fn(&RefreshState) -> RefreshPlan<E> + Send + Sync + 'static,
 ) -> Result<Option<std::result::Result<Issued, E>>> {
     let at = now();
     let (digest, tokens) = (digest.to_vec(), tokens.clone());
-    let lock = sql(REFRESH_LOCK_SQL).bind(at).bind(digest.clone());
-    let state = sql(REFRESH_STATE_SQL).bind(digest);
-    let end = move |grant_id: i64| sql(END_GRANT_REUSED_SQL).bind(at).bind(grant_id);
-    let backend = db.backend();
-    let rotate = move |grant_id: i64, scope: &str| match backend {
-        Backend::Sqlite => vec![
-            sql(ROTATE_SQL).bind(at).bind(grant_id),
-            token_pair(grant_id, scope, &tokens, at),
-        ],
-        Backend::Postgres => vec![pair_binds(
-            sql(ROTATE_AND_ISSUE_PG),
-            grant_id,
-            scope,
-            &tokens,
-            at,
-        )],
-    };
     match db.engine() {
         Engine::Sqlite(s) => {
+            let lock = sql(REFRESH_LOCK_SQL).bind(at).bind(digest.clone());
+            let state = sql(REFRESH_STATE_SQL).bind(digest);
             s.write(move |tx| {
                 let Some(grant_id) = lock.lite_optional::<i64>(tx)? else {
                     return Ok(None);
@@ -846,13 +862,15 @@ pub async fn refresh<E: Send + 'static>(
                         Ok(Some(Err(e)))
                     }
                     RefreshPlan::EndGrant(e) => {
-                        end(grant_id).lite_execute(tx)?;
+                        sql(END_GRANT_REUSED_SQL)
+                            .bind(at)
+                            .bind(grant_id)
+                            .lite_execute(tx)?;
                         Ok(Some(Err(e)))
                     }
                     RefreshPlan::Issue { scope } => {
-                        for q in rotate(grant_id, &scope) {
-                            q.lite_execute(tx)?;
-                        }
+                        sql(ROTATE_SQL).bind(at).bind(grant_id).lite_execute(tx)?;
+                        token_pair(grant_id, &scope, &tokens, at).lite_execute(tx)?;
                         Ok(Some(Ok(Issued { grant_id, scope })))
                     }
                 }
@@ -860,33 +878,39 @@ pub async fn refresh<E: Send + 'static>(
             .await
         }
         Engine::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            // Locked first, then read: the read sees the family as the last
-            // refresh under this lock left it (a new statement, a new snapshot).
-            let Some(grant_id) = lock.pg_optional::<i64>(&mut *tx).await? else {
-                return Ok(None);
+            // In a batch with other presentations (see `refresh_batch`); the
+            // caller's reason for a refusal is kept here.
+            let refusal = Arc::new(std::sync::Mutex::new(None));
+            let reason = refusal.clone();
+            let keep = move |e: E| {
+                *reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
             };
-            let Some(state) = state.pg_optional::<RefreshState>(&mut *tx).await? else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            match plan(&state) {
+            let plan: super::refresh_batch::Plan = Box::new(move |state| match plan(state) {
+                RefreshPlan::Issue { scope } => RefreshPlan::Issue { scope },
                 RefreshPlan::Refuse(e) => {
-                    tx.rollback().await?;
-                    Ok(Some(Err(e)))
+                    keep(e);
+                    RefreshPlan::Refuse(())
                 }
                 RefreshPlan::EndGrant(e) => {
-                    end(grant_id).pg_execute(&mut *tx).await?;
-                    tx.commit().await?;
-                    db.auth_changed();
-                    Ok(Some(Err(e)))
+                    keep(e);
+                    RefreshPlan::EndGrant(())
                 }
-                RefreshPlan::Issue { scope } => {
-                    for q in rotate(grant_id, &scope) {
-                        q.pg_execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(Some(Ok(Issued { grant_id, scope })))
+            });
+            let refreshed = db.refreshes.refresh(p, digest, tokens, at, plan).await?;
+            let reason = || {
+                refusal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .ok_or_else(|| StoreError::Decode("a refused refresh left no reason".into()))
+            };
+            match refreshed {
+                None => Ok(None),
+                Some(Refreshed::Issued(issued)) => Ok(Some(Ok(issued))),
+                Some(Refreshed::Refused) => Ok(Some(Err(reason()?))),
+                Some(Refreshed::Ended) => {
+                    db.auth_changed();
+                    Ok(Some(Err(reason()?)))
                 }
             }
         }

@@ -183,13 +183,48 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
     if backend == Backend::Postgres {
         // A batch of member changes (`member_batch`), found by the primary key.
         let key = serde_json::json!([{"w": workspace_id, "i": id}]);
-        let ids = || Bind::Text(super::member_batch::ids([id].iter()));
+        let ids = || Bind::Text(super::batch::array([id].iter()));
         out.push(HotQuery {
             index: &["members_pkey"],
             ..q(
                 "member batch locked for changes",
                 super::member_batch::locked_batch_sql(),
                 vec![Bind::Json(key), ids()],
+            )
+        });
+        // A batch of refresh-token presentations (`refresh_batch`): the token by
+        // its digest, the family by its grant.
+        let digests = || {
+            Bind::Text(super::refresh_batch::digests(
+                [[7u8; 32].as_slice()].into_iter(),
+            ))
+        };
+        out.push(HotQuery {
+            index: &["oauth_tokens_digest_key"],
+            ..q(
+                "refresh batch lock",
+                super::refresh_batch::LOCK_BATCH_SQL,
+                vec![at(), digests()],
+            )
+        });
+        out.push(HotQuery {
+            index: &["oauth_tokens_digest_key"],
+            ..q(
+                "refresh batch state",
+                super::refresh_batch::state_batch_sql(),
+                vec![digests()],
+            )
+        });
+        out.push(HotQuery {
+            index: &["oauth_tokens_by_grant_state"],
+            ..q(
+                "refresh batch rotate and issue",
+                super::refresh_batch::ROTATE_AND_ISSUE_BATCH_SQL,
+                vec![
+                    Bind::Json(serde_json::json!([{"g": 1, "s": "scim:read", "a": "07", "r": "08", "ae": 0, "re": 0}])),
+                    at(),
+                    Bind::Text(super::batch::array([1].iter())),
+                ],
             )
         });
         let data = members::MemberData {

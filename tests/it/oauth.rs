@@ -1726,3 +1726,120 @@ async fn a_grant_for_one_workspace_never_reaches_another() {
     );
     app.stop().await;
 }
+
+/// PostgreSQL makes refresh-token presentations many to a transaction
+/// (`store::refresh_batch`). A batch that holds a presentation by the wrong client
+/// and an unknown token gives each of those its own `invalid_grant`, issues to
+/// every other, and changes nothing for the refused one; a batch of good
+/// presentations is committed together, each family keeping one newest token. (On
+/// SQLite the same requests give the same answers, one transaction each.)
+#[tokio::test]
+async fn a_refresh_that_fails_in_a_batch_fails_alone() {
+    let app = TestApp::spawn().await;
+    let (email, password) = app.workspace("acme").await;
+    let okta = register(&app, "Okta", false).await;
+    let other = register(&app, "Other", false).await;
+    let mut refresh_tokens = Vec::new();
+    for _ in 0..6 {
+        let t = tokens_for(&app, &okta, &email, &password).await;
+        refresh_tokens.push(s(&t["refresh_token"]).to_owned());
+    }
+    let db = app.db.clone();
+    let pg = db.backend() == rollcall::store::Backend::Postgres;
+    let all_at_once = |asks: Vec<(&CreatedClient, String)>| {
+        let forms: Vec<_> = asks
+            .into_iter()
+            .map(|(client, token)| {
+                let mut form = client_form(client);
+                form.extend([
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", token),
+                ]);
+                form
+            })
+            .collect();
+        let db = db.clone();
+        let url = app.url("/oauth2/token");
+        async move {
+            db.pause_batched_writes(true);
+            let n = forms.len();
+            let tasks: Vec<_> = forms
+                .into_iter()
+                .map(|form| spawn_post(url.clone(), form))
+                .collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while pg && db.refresh_batches().0 < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{n} refreshes never queued"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            db.pause_batched_writes(false);
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap());
+            }
+            answers
+        }
+    };
+
+    let mut asks: Vec<(&CreatedClient, String)> = vec![
+        (&other, refresh_tokens[0].clone()),
+        (&okta, "rc_rt_unknown".to_owned()),
+    ];
+    for t in &refresh_tokens[1..] {
+        asks.push((&okta, t.clone()));
+    }
+    let n = asks.len();
+    let answers = all_at_once(asks).await;
+    for (status, body) in &answers[..2] {
+        assert_eq!(
+            (*status, s(&body["error"])),
+            (StatusCode::BAD_REQUEST, "invalid_grant"),
+            "{body}"
+        );
+    }
+    let mut newer = Vec::new();
+    for (status, body) in &answers[2..] {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(bearer(&app, s(&body["access_token"])).await.is_some());
+        newer.push(s(&body["refresh_token"]).to_owned());
+    }
+    if pg {
+        let (_, tried, _, split) = db.refresh_batches();
+        assert_eq!(tried, n, "all {n} presentations were tried together");
+        assert_eq!(split, 1, "the batch with refusals went one by one");
+    }
+
+    // The refused presentation changed nothing: its family still refreshes. The
+    // others, once more, in one batch.
+    let mut asks = vec![(&okta, refresh_tokens[0].clone())];
+    asks.extend(newer.iter().map(|t| (&okta, t.clone())));
+    let n = asks.len();
+    for (status, body) in all_at_once(asks).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(bearer(&app, s(&body["access_token"])).await.is_some());
+    }
+    if pg {
+        let (_, _, written, split) = db.refresh_batches();
+        assert_eq!(written, n, "{n} presentations committed together");
+        assert_eq!(split, 1);
+    }
+    let ws = ops::workspace(&app.db, "acme").await.unwrap();
+    let grants = rollcall::store::oauth::list_grants(&app.db, ws.id)
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 6);
+    for g in &grants {
+        assert_eq!(
+            rollcall::store::oauth::newest_refresh_tokens(&app.db, g.id)
+                .await
+                .unwrap(),
+            1,
+            "grant {} has one newest refresh token",
+            g.id
+        );
+    }
+    app.stop().await;
+}

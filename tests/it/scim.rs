@@ -983,7 +983,7 @@ async fn a_change_that_fails_in_a_batch_fails_alone() {
         let db = db.clone();
         let s = &s;
         async move {
-            db.pause_member_writes(true);
+            db.pause_batched_writes(true);
             let n = asks.len();
             let queued = async {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -994,7 +994,7 @@ async fn a_change_that_fails_in_a_batch_fails_alone() {
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                db.pause_member_writes(false);
+                db.pause_batched_writes(false);
             };
             let calls = asks
                 .into_iter()
