@@ -40,8 +40,17 @@ const WRITERS: usize = 4;
 pub(crate) enum Failed {
     /// Before its commit: nothing was written; its writes can be made one by one.
     Early(StoreError),
-    /// At its commit: it may or may not have been written.
-    Commit(StoreError),
+    /// Nothing more to try: no transaction could be begun (each write on its own
+    /// would wait as long again), or the commit failed (it may have happened).
+    Stop(StoreError),
+}
+
+/// Run a caller's rules for a write: a panic in them is that write's error.
+pub(crate) fn guarded<T>(rules: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(rules)).map_err(|_| {
+        tracing::error!("the rules of a batched write panicked");
+        StoreError::Unavailable("the write could not be made".into())
+    })
 }
 
 /// A write that can be made in a batch.
@@ -51,6 +60,10 @@ pub(crate) trait Batched: Send + Sized + 'static {
     type Key: PartialEq;
 
     fn key(&self) -> Option<Self::Key>;
+
+    /// Nobody waits for the answer any more (the request was dropped before its
+    /// write began, as a dropped request's transaction used to roll back): skipped.
+    fn abandoned(&self) -> bool;
 
     /// The whole batch in one transaction: each write's answer, in the batch's order.
     fn together(
@@ -215,7 +228,8 @@ fn add<J: Batched>(batch: &mut Vec<J>, held: &mut VecDeque<J>, job: J) {
     }
 }
 
-async fn write<J: Batched>(pg: &Pg, batch: Vec<J>, watch: &Watch) {
+async fn write<J: Batched>(pg: &Pg, mut batch: Vec<J>, watch: &Watch) {
+    batch.retain(|job| !job.abandoned());
     if batch.len() > 1 {
         watch
             .largest_tried
@@ -230,7 +244,7 @@ async fn write<J: Batched>(pg: &Pg, batch: Vec<J>, watch: &Watch) {
                 }
                 return;
             }
-            Err(Failed::Commit(e)) => {
+            Err(Failed::Stop(e)) => {
                 let e = e.to_string();
                 for job in batch {
                     job.fail(&e);

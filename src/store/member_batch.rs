@@ -60,6 +60,13 @@ impl Batched for MemberWrite {
         }
     }
 
+    fn abandoned(&self) -> bool {
+        match self {
+            MemberWrite::Change { done, .. } => done.is_closed(),
+            MemberWrite::Create { done, .. } => done.is_closed(),
+        }
+    }
+
     async fn together(pg: &Pg, batch: &[Self]) -> std::result::Result<Vec<Answer>, Failed> {
         together(pg, batch).await
     }
@@ -197,7 +204,7 @@ async fn change_alone(
         .pg_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-    let Some(data) = change(&current.member) else {
+    let Some(data) = batch::guarded(|| change(&current.member))? else {
         tx.rollback().await?;
         return Ok(None);
     };
@@ -295,7 +302,7 @@ pub(crate) const INSERT_EMAILS_BATCH_SQL: &str = "INSERT INTO member_emails (mem
 async fn together(pg: &Pg, batch: &[MemberWrite]) -> std::result::Result<Vec<Answer>, Failed> {
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
     let at = now();
-    let mut tx = pg.begin().await.map_err(Failed::Early)?;
+    let mut tx = pg.begin().await.map_err(Failed::Stop)?;
 
     // New members, then their email rows.
     let mut rows = Vec::new();
@@ -375,12 +382,16 @@ async fn together(pg: &Pg, batch: &[MemberWrite]) -> std::result::Result<Vec<Ans
                 answers[n] = Some(Answer::Changed(Err(StoreError::NotFound)));
                 continue;
             };
-            match change(&current.current.member) {
+            match batch::guarded(|| change(&current.current.member)).map_err(Failed::Early)? {
                 Some(data) => writes.push((n, current, data)),
                 None => answers[n] = Some(Answer::Changed(Ok(None))),
             }
         }
         if !writes.is_empty() {
+            // The time of the change: taken under the locks, so a member's
+            // versions never go back in time (another batch may have written it
+            // while this one waited for its lock).
+            let changed_at = now();
             let rows: Vec<Value> = writes
                 .iter()
                 .map(|(_, c, data)| {
@@ -389,7 +400,7 @@ async fn together(pg: &Pg, batch: &[MemberWrite]) -> std::result::Result<Vec<Ans
                 .collect();
             let written: Vec<Member> = sql(update_batch_sql())
                 .bind(Value::Array(rows))
-                .bind(at)
+                .bind(changed_at)
                 .bind(batch::array(
                     writes.iter().map(|(_, c, _)| &c.current.member.id),
                 ))
@@ -420,7 +431,7 @@ async fn together(pg: &Pg, batch: &[MemberWrite]) -> std::result::Result<Vec<Ans
             }
         }
     }
-    tx.commit().await.map_err(Failed::Commit)?;
+    tx.commit().await.map_err(Failed::Stop)?;
     Ok(answers
         .into_iter()
         .map(|a| {

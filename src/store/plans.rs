@@ -221,8 +221,7 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
                 "refresh batch rotate and issue",
                 super::refresh_batch::ROTATE_AND_ISSUE_BATCH_SQL,
                 vec![
-                    Bind::Json(serde_json::json!([{"g": 1, "s": "scim:read", "a": "07", "r": "08", "ae": 0, "re": 0}])),
-                    at(),
+                    Bind::Json(serde_json::json!([{"g": 1, "s": "scim:read", "t": 0, "a": "07", "r": "08", "ae": 0, "re": 0}])),
                     Bind::Text(super::batch::array([1].iter())),
                 ],
             )

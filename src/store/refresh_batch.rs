@@ -89,6 +89,10 @@ impl Batched for Refresh {
         alone(pg, self).await
     }
 
+    fn abandoned(&self) -> bool {
+        self.done.is_closed()
+    }
+
     fn answer(self, answer: Self::Answer) {
         let _ = self.done.send(answer);
     }
@@ -116,7 +120,7 @@ async fn alone(pg: &Pg, r: &Refresh) -> Result<Option<Refreshed>> {
         tx.rollback().await?;
         return Ok(None);
     };
-    match (r.plan)(&state) {
+    match batch::guarded(|| (r.plan)(&state))? {
         // Change nothing, not even the grant's last use.
         RefreshPlan::Refuse(()) => {
             tx.rollback().await?;
@@ -182,17 +186,23 @@ pub(crate) fn state_batch_sql() -> String {
 }
 
 /// Rotate each family and insert each new pair: `$1` a JSON array of
-/// `{"g": grant, "s": scope, "a"/"r": access/refresh digest in hex, "ae"/"re":
-/// their expiry in microseconds since the epoch}`, `$2` the time, `$3` the grants
-/// as an array literal.
-pub(crate) const ROTATE_AND_ISSUE_BATCH_SQL: &str = "WITH p AS (SELECT * FROM jsonb_to_recordset($1) \
-     AS p(g bigint, s text, a text, r text, ae bigint, re bigint)), \
-     rotated AS (UPDATE oauth_tokens SET rotated_at = $2 WHERE grant_id = ANY($3::bigint[]) \
-     AND kind = 'refresh' AND rotated_at IS NULL AND revoked_at IS NULL) \
+/// `{"g": grant, "s": scope, "t": the presentation's time, "a"/"r": access/refresh
+/// digest in hex, "ae"/"re": their expiry}` (times in microseconds since the
+/// epoch), `$2` the grants as an array literal. Each family is rotated at its own
+/// presentation's time, as on its own: the grace period for a replaced token runs
+/// from then.
+pub(crate) const ROTATE_AND_ISSUE_BATCH_SQL: &str = "WITH p AS (SELECT g, s, a, r, \
+     TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond' AS t, \
+     TIMESTAMPTZ 'epoch' + ae * INTERVAL '1 microsecond' AS ae, \
+     TIMESTAMPTZ 'epoch' + re * INTERVAL '1 microsecond' AS re \
+     FROM jsonb_to_recordset($1) AS p(g bigint, s text, a text, r text, t bigint, ae bigint, re bigint)), \
+     rotated AS (UPDATE oauth_tokens o SET rotated_at = p.t FROM p \
+     WHERE o.grant_id = ANY($2::bigint[]) AND o.grant_id = p.g \
+     AND o.kind = 'refresh' AND o.rotated_at IS NULL AND o.revoked_at IS NULL) \
      INSERT INTO oauth_tokens (grant_id, kind, digest, scope, issued_at, expires_at) \
-     SELECT g, 'access', decode(a, 'hex'), s, $2, TIMESTAMPTZ 'epoch' + ae * INTERVAL '1 microsecond' FROM p \
+     SELECT g, 'access', decode(a, 'hex'), s, t, ae FROM p \
      UNION ALL \
-     SELECT g, 'refresh', decode(r, 'hex'), s, $2, TIMESTAMPTZ 'epoch' + re * INTERVAL '1 microsecond' FROM p";
+     SELECT g, 'refresh', decode(r, 'hex'), s, t, re FROM p";
 
 /// Microseconds since the epoch.
 fn micros(t: OffsetDateTime) -> i64 {
@@ -219,9 +229,10 @@ async fn together(
     pg: &Pg,
     batch: &[Refresh],
 ) -> std::result::Result<Vec<Result<Option<Refreshed>>>, Failed> {
+    // The grants' last use: the batch's latest presentation.
     let at = batch.iter().map(|r| r.at).max().unwrap_or_else(super::now);
     let digests = digests(batch.iter().map(|r| r.digest.as_slice()));
-    let mut tx = pg.begin().await.map_err(Failed::Early)?;
+    let mut tx = pg.begin().await.map_err(Failed::Stop)?;
     sql(LOCK_BATCH_SQL)
         .bind(at)
         .bind(digests.clone())
@@ -248,7 +259,8 @@ async fn together(
                 "two presentations of one grant".into(),
             )));
         }
-        let RefreshPlan::Issue { scope } = (r.plan)(&state) else {
+        let plan = batch::guarded(|| (r.plan)(&state)).map_err(Failed::Early)?;
+        let RefreshPlan::Issue { scope } = plan else {
             return Err(Failed::Early(StoreError::Conflict(
                 "a presentation not issued".into(),
             )));
@@ -257,6 +269,7 @@ async fn together(
         rows.push(json!({
             "g": state.grant_id,
             "s": scope,
+            "t": micros(r.at),
             "a": hex::encode(&r.tokens.access_digest),
             "r": hex::encode(&r.tokens.refresh_digest),
             "ae": micros(r.tokens.access_expires_at),
@@ -270,12 +283,11 @@ async fn together(
     if !rows.is_empty() {
         sql(ROTATE_AND_ISSUE_BATCH_SQL)
             .bind(Value::Array(rows))
-            .bind(at)
             .bind(batch::array(grants.iter()))
             .pg_execute(&mut *tx)
             .await
             .map_err(Failed::Early)?;
     }
-    tx.commit().await.map_err(Failed::Commit)?;
+    tx.commit().await.map_err(Failed::Stop)?;
     Ok(answers)
 }

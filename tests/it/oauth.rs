@@ -1843,3 +1843,54 @@ async fn a_refresh_that_fails_in_a_batch_fails_alone() {
     }
     app.stop().await;
 }
+
+/// A family is rotated at its own presentation's time even when a later
+/// presentation shares its batch (`store::refresh_batch`): the grace period for the
+/// replaced token runs from its own refresh, not from the batch's latest time.
+#[tokio::test]
+async fn a_replaced_tokens_grace_runs_from_its_own_refresh() {
+    let app = TestApp::spawn_with(|s| s.refresh_grace_secs = Some(1)).await;
+    let (email, password) = app.workspace("acme").await;
+    let okta = register(&app, "Okta", false).await;
+    let one = tokens_for(&app, &okta, &email, &password).await;
+    let two = tokens_for(&app, &okta, &email, &password).await;
+    let db = app.db.clone();
+    let pg = db.backend() == rollcall::store::Backend::Postgres;
+    let present = |token: &Value| {
+        let mut form = client_form(&okta);
+        form.extend([
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", s(&token["refresh_token"]).to_owned()),
+        ]);
+        spawn_post(app.url("/oauth2/token"), form)
+    };
+    db.pause_batched_writes(true);
+    let first = present(&one);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = present(&two);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pg && db.refresh_batches().0 < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refreshes never queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    db.pause_batched_writes(false);
+    for t in [first, second] {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    if pg {
+        assert_eq!(db.refresh_batches().2, 2, "both refreshes in one batch");
+    }
+    // 1.5 s after its own refresh: past the grace period, so the replay ends the
+    // grant.
+    let (status, body) = refresh(&app, &okta, s(&one["refresh_token"]), None).await;
+    assert_eq!(
+        (status, s(&body["error"])),
+        (StatusCode::BAD_REQUEST, "invalid_grant"),
+        "{body}"
+    );
+    app.stop().await;
+}
