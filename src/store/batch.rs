@@ -28,7 +28,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 /// Most writes in one batch.
 const BATCH: usize = 32;
@@ -155,8 +155,21 @@ impl Watch {
 }
 
 impl<J: Batched> Queue<J> {
-    /// Queue a write (its answer comes through whatever channel it carries).
-    pub(crate) fn send(&self, pg: &Pg, job: J) -> Result<()> {
+    /// Queue the write `job` makes with the sender of its answer, and wait for
+    /// that answer.
+    pub(crate) async fn ask<T>(
+        &self,
+        pg: &Pg,
+        job: impl FnOnce(oneshot::Sender<Result<T>>) -> J,
+    ) -> Result<T> {
+        let (done, answer) = oneshot::channel();
+        self.send(pg, job(done))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("a batch writer stopped".into()))?
+    }
+
+    fn send(&self, pg: &Pg, job: J) -> Result<()> {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let rx = Arc::new(Mutex::new(rx));

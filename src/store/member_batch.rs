@@ -127,19 +127,13 @@ impl batch::Queue<MemberWrite> {
         id: Uuid,
         change: Change,
     ) -> Result<Option<Changed>> {
-        let (done, answer) = oneshot::channel();
-        self.send(
-            pg,
-            MemberWrite::Change {
-                workspace_id,
-                id,
-                change,
-                done,
-            },
-        )?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("a member writer stopped".into()))?
+        self.ask(pg, |done| MemberWrite::Change {
+            workspace_id,
+            id,
+            change,
+            done,
+        })
+        .await
     }
 
     /// Insert member `id`, in a batch with whatever else is queued.
@@ -151,20 +145,14 @@ impl batch::Queue<MemberWrite> {
         data: MemberData,
         password_hash: Option<String>,
     ) -> Result<Member> {
-        let (done, answer) = oneshot::channel();
-        self.send(
-            pg,
-            MemberWrite::Create {
-                workspace_id,
-                id,
-                data,
-                password_hash,
-                done,
-            },
-        )?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("a member writer stopped".into()))?
+        self.ask(pg, |done| MemberWrite::Create {
+            workspace_id,
+            id,
+            data,
+            password_hash,
+            done,
+        })
+        .await
     }
 }
 

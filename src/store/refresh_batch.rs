@@ -55,20 +55,14 @@ impl batch::Queue<Refresh> {
         at: OffsetDateTime,
         plan: Plan,
     ) -> Result<Option<Refreshed>> {
-        let (done, answer) = oneshot::channel();
-        self.send(
-            pg,
-            Refresh {
-                digest,
-                tokens,
-                at,
-                plan,
-                done,
-            },
-        )?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("a refresh writer stopped".into()))?
+        self.ask(pg, |done| Refresh {
+            digest,
+            tokens,
+            at,
+            plan,
+            done,
+        })
+        .await
     }
 }
 

@@ -1767,15 +1767,7 @@ async fn a_refresh_that_fails_in_a_batch_fails_alone() {
                 .into_iter()
                 .map(|form| spawn_post(url.clone(), form))
                 .collect();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while pg && db.refresh_batches().0 < n {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{n} refreshes never queued"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            db.pause_batched_writes(false);
+            crate::support::release_when_queued(&db, n, |db| db.refresh_batches().0).await;
             let mut answers = Vec::new();
             for t in tasks {
                 answers.push(t.await.unwrap());
@@ -1868,15 +1860,7 @@ async fn a_replaced_tokens_grace_runs_from_its_own_refresh() {
     let first = present(&one);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let second = present(&two);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pg && db.refresh_batches().0 < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the refreshes never queued"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    db.pause_batched_writes(false);
+    crate::support::release_when_queued(&db, 2, |db| db.refresh_batches().0).await;
     for t in [first, second] {
         let (status, body) = t.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");

@@ -985,17 +985,8 @@ async fn a_change_that_fails_in_a_batch_fails_alone() {
         async move {
             db.pause_batched_writes(true);
             let n = asks.len();
-            let queued = async {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while pg && db.member_write_batches().0 < n {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{n} changes never queued"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                db.pause_batched_writes(false);
-            };
+            let queued =
+                crate::support::release_when_queued(&db, n, |db| db.member_write_batches().0);
             let calls = asks
                 .into_iter()
                 .map(|(method, path, body, if_match)| s.call(method, path, body, if_match));

@@ -251,3 +251,24 @@ pub fn assert_scim_error(a: &scim::Answer, status: u16, scim_type: Option<&str>)
         assert_eq!(a.body["scimType"], t, "{}", a.body);
     }
 }
+
+/// With the batch writers held (`Db::pause_batched_writes(true)`), wait until `n`
+/// writes are queued (`queued`: one of `Db`'s batch counters), then let the writers
+/// go, so the `n` are tried as one batch. Only PostgreSQL batches: on SQLite the
+/// writers are let go at once.
+pub async fn release_when_queued(
+    db: &rollcall::store::Db,
+    n: usize,
+    queued: impl Fn(&rollcall::store::Db) -> usize,
+) {
+    let pg = db.backend() == rollcall::store::Backend::Postgres;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pg && queued(db) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} writes never queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    db.pause_batched_writes(false);
+}
