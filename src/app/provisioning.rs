@@ -109,30 +109,12 @@ pub fn render(member: &Member, groups: &[Value], base_url: &str) -> Value {
     )
 }
 
-/// Members of one workspace as SCIM User resources, their teams read in one query
-/// (`with_groups` false: `groups` left empty, when the client excluded it).
-pub async fn render_all(
-    db: &Db,
-    workspace_id: i64,
-    members: &[Member],
-    base_url: &str,
-    with_groups: bool,
-) -> Result<Vec<Value>, ScimError> {
-    let groups = if with_groups {
-        let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-        super::teams::groups_of(db, workspace_id, &ids, base_url)
-            .await
-            .map_err(store_error)?
-    } else {
-        Default::default()
-    };
-    Ok(members
+/// Members as SCIM User resources, with the teams read with them.
+pub fn render_all(members: &[WithTeams], base_url: &str) -> Vec<Value> {
+    members
         .iter()
-        .map(|m| {
-            let g = groups.get(&m.id).map(Vec::as_slice).unwrap_or_default();
-            render(m, g, base_url)
-        })
-        .collect())
+        .map(|m| render(&m.member, &group_refs(&m.teams, base_url), base_url))
+        .collect()
 }
 
 fn store_error(e: StoreError) -> ScimError {
@@ -198,19 +180,23 @@ pub struct ListRequest<'a> {
     /// 1-based, at least 1.
     pub start_index: i64,
     pub count: i64,
+    /// Read each member's teams, for its `groups` (false when the client excluded
+    /// them).
+    pub groups: bool,
 }
 
 pub async fn list(
     db: &Db,
     workspace_id: i64,
     req: &ListRequest<'_>,
-) -> Result<(i64, Vec<Member>), ScimError> {
+) -> Result<(i64, Vec<WithTeams>), ScimError> {
     let search = Search {
         filter: req.filter,
         sort: req.sort,
         descending: req.descending,
         offset: req.start_index - 1,
         limit: req.count,
+        teams: req.groups,
     };
     members::search(db, workspace_id, &search)
         .await

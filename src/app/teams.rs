@@ -436,29 +436,6 @@ pub async fn delete(db: &Db, who: &Principal, id: &str) -> Result<(), ScimError>
     }
 }
 
-/// The `groups` entries of these members (for their User resources), by member.
-pub async fn groups_of(
-    db: &Db,
-    workspace_id: i64,
-    member_ids: &[Uuid],
-    base_url: &str,
-) -> Result<HashMap<Uuid, Vec<Value>>, StoreError> {
-    let mut out: HashMap<Uuid, Vec<Value>> = HashMap::new();
-    if member_ids.is_empty() {
-        return Ok(out);
-    }
-    for m in teams::teams_of(db, workspace_id, member_ids).await? {
-        out.entry(m.member_id)
-            .or_default()
-            .push(crate::scim::resource::group_ref(
-                base_url,
-                &m.team_id.to_string(),
-                &m.display_name,
-            ));
-    }
-    Ok(out)
-}
-
 // ---------------------------------------------------------------------------
 // The admin pages
 // ---------------------------------------------------------------------------
@@ -810,11 +787,18 @@ mod tests {
             .collect();
         assert_eq!(listed, ids[1..]);
         // A user's groups name the team.
-        let groups = groups_of(&db, acme.workspace.id, &ids, "http://h")
-            .await
-            .unwrap();
-        assert!(!groups.contains_key(&ids[0]));
-        assert_eq!(groups[&ids[1]][0]["display"], "All");
+        let teams_of = |id| {
+            let db = &db;
+            async move {
+                members::by_id_with_teams(db, acme.workspace.id, id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .teams
+            }
+        };
+        assert!(teams_of(ids[0]).await.is_empty());
+        assert_eq!(teams_of(ids[1]).await, [(team.id, "All".to_owned())]);
         // The log names who and what.
         let log = activity::recent_of_team(&db, acme.workspace.id, team.id, 10)
             .await

@@ -470,22 +470,15 @@ async fn list_with(state: &AppState, caller: &Caller, p: ListParams) -> Result<R
         descending,
         start_index,
         count,
+        groups: projection.keeps("groups"),
     };
     let (total, members) = provisioning::list(&state.db, caller.0.workspace.id, &req)
         .await
         .map_err(IntoResponse::into_response)?;
-    let resources = provisioning::render_all(
-        &state.db,
-        caller.0.workspace.id,
-        &members,
-        state.config.base(),
-        projection.keeps("groups"),
-    )
-    .await
-    .map_err(IntoResponse::into_response)?
-    .into_iter()
-    .map(|r| projection.apply(r))
-    .collect();
+    let resources = provisioning::render_all(&members, state.config.base())
+        .into_iter()
+        .map(|r| projection.apply(r))
+        .collect();
     Ok(scim(
         StatusCode::OK,
         resource::list_response(resources, total.max(0) as u64, start_index as u64),

@@ -501,6 +501,7 @@ async fn search_all(
             descending: false,
             start_index,
             count,
+            groups: user_projection.keeps("groups"),
         };
         provisioning::list(&state.db, who.workspace.id, &req).await?
     };
@@ -520,14 +521,7 @@ async fn search_all(
     if group_projection.keeps("members") {
         budget(&mut found);
     }
-    let users = provisioning::render_all(
-        &state.db,
-        who.workspace.id,
-        &members,
-        state.config.base(),
-        user_projection.keeps("groups"),
-    )
-    .await?;
+    let users = provisioning::render_all(&members, state.config.base());
     let mut envelope = resource::list_response(
         Vec::new(),
         (users_total + groups_total).max(0) as u64,

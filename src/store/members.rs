@@ -318,6 +318,10 @@ pub struct Search<'a> {
     pub offset: i64,
     /// 0: count only.
     pub limit: i64,
+    /// Read each member's teams in the page's own statement (`WithTeams::teams`;
+    /// empty when false). A second statement for them was a second round trip on
+    /// PostgreSQL for every existence check that found its member.
+    pub teams: bool,
 }
 
 /// The SQL of a list request: the count and the page, each with its parameters.
@@ -351,6 +355,11 @@ pub(crate) fn list_sql(
         .map(|c| format!("m.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let cols = if s.teams {
+        format!("{cols}, {}", teams_column(backend))
+    } else {
+        format!("{cols}, NULL AS teams")
+    };
     let page_sql = match after {
         Some(after) => {
             let after = b.bind(Bind::Uuid(after));
@@ -382,7 +391,7 @@ pub(crate) fn list_sql(
 /// Otherwise the total is counted. Pages in the default order resume from a keyset
 /// cursor when one is remembered (see `cursors`), so an import does not make the
 /// database skip ever more rows.
-pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<Member>)> {
+pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<WithTeams>)> {
     let keyset = s.filter.is_none() && s.sort.is_none() && !s.descending;
     let after = if keyset && s.offset > 0 {
         db.cursors.get(workspace_id, s.offset)
@@ -412,10 +421,10 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
     } else {
         page.slow()
     };
-    let rows: Vec<Member> = db.read_all(page).await?;
+    let rows: Vec<WithTeams> = db.read_all(page).await?;
     if keyset && let Some(last) = rows.last() {
         db.cursors
-            .put(workspace_id, s.offset + rows.len() as i64, last.id);
+            .put(workspace_id, s.offset + rows.len() as i64, last.member.id);
     }
     let n = rows.len() as i64;
     let total = if n < s.limit && (n > 0 || s.offset == 0) {

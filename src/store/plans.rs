@@ -292,6 +292,7 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             descending: false,
             offset: 100,
             limit: 100,
+            teams: true,
         };
         let l = members::list_sql(backend, workspace_id, &search, None)?;
         let with_index = |mut h: HotQuery| {

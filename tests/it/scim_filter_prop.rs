@@ -204,12 +204,16 @@ async fn database_and_memory_select_the_same_members() {
             descending: false,
             offset: 0,
             limit: 1000,
+            teams: false,
         },
     )
     .await
     .unwrap()
     .1;
-    rendered = all.iter().map(|m| render(m, &[], &app.base)).collect();
+    rendered = all
+        .iter()
+        .map(|m| render(&m.member, &[], &app.base))
+        .collect();
     let created: Vec<String> = rendered
         .iter()
         .map(|r| r["meta"]["created"].as_str().unwrap().to_owned())
@@ -227,13 +231,14 @@ async fn database_and_memory_select_the_same_members() {
             descending: false,
             offset: 0,
             limit: 1000,
+            teams: false,
         };
         let (total, rows) = match members::search(&app.db, ws.id, &search).await {
             Ok(r) => r,
             Err(rollcall::store::StoreError::InvalidFilter(_)) => continue,
             Err(e) => panic!("seed {seed}: {text}: {e}"),
         };
-        let in_db: BTreeSet<String> = rows.iter().map(|m| m.id.to_string()).collect();
+        let in_db: BTreeSet<String> = rows.iter().map(|m| m.member.id.to_string()).collect();
         let in_memory: BTreeSet<String> = rendered
             .iter()
             .filter(|r| filter::matches(&f, r))
