@@ -360,21 +360,22 @@ pub(crate) fn list_sql(
     } else {
         format!("{cols}, NULL AS teams")
     };
+    // LIMIT and OFFSET are written as numbers (ours, not the client's text), not
+    // bound: with them as parameters, and the teams subquery in the statement,
+    // PostgreSQL judged its generic plan dearer than one made for the values and
+    // planned the statement again on every execution (while the team tables had no
+    // statistics, as in a workspace without teams: `plans::lists_keep_one_plan`).
+    let (limit, offset) = (s.limit.max(0), s.offset.max(0));
     let page_sql = match after {
         Some(after) => {
             let after = b.bind(Bind::Uuid(after));
-            let limit = b.bind(Bind::Int(s.limit));
             format!(
                 "SELECT {cols} FROM members m WHERE {cond} AND m.id > {after} ORDER BY {order} LIMIT {limit}"
             )
         }
-        None => {
-            let limit = b.bind(Bind::Int(s.limit));
-            let offset = b.bind(Bind::Int(s.offset));
-            format!(
-                "SELECT {cols} FROM members m WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-            )
-        }
+        None => format!(
+            "SELECT {cols} FROM members m WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        ),
     };
     Ok(ListSql {
         count_sql,
@@ -691,6 +692,7 @@ pub(crate) fn locked_sql(backend: Backend) -> String {
 
 /// `locked_sql` for the members that match `condition` (which may end with an
 /// ORDER BY: the rows are locked in that order).
+
 pub(crate) fn locked_sql_where(backend: Backend, condition: &str) -> String {
     let (lock, keys) = match backend {
         Backend::Sqlite => ("", "group_concat(value_ci, char(10))"),

@@ -290,7 +290,8 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             filter: parsed.as_ref(),
             sort: None,
             descending: false,
-            offset: 100,
+            // startIndex=1&count=100, as Okta's existence check sends.
+            offset: 0,
             limit: 100,
             teams: true,
         };

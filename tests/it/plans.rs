@@ -57,3 +57,81 @@ async fn hot_path_queries_use_indexes() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     app.stop().await;
 }
+
+/// PostgreSQL keeps one plan for each SCIM list statement rather than planning it
+/// again on every execution. After five executions of a prepared statement it
+/// compares its generic plan with the ones it made for the values, and keeps making
+/// new ones when the generic looks dearer: it did for the list pages while LIMIT
+/// and OFFSET were parameters and the teams subquery read tables without statistics
+/// (a workspace that never had teams: autovacuum never analyzes an empty table).
+/// Each existence check then paid a planning. So the members here are analyzed,
+/// as autovacuum does after an import, and the team tables are not.
+#[tokio::test]
+async fn list_pages_keep_one_plan() {
+    use rollcall::store::sql::Bind;
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    if app.db.backend() != Backend::Postgres {
+        app.stop().await;
+        return;
+    }
+    app.workspace("acme").await;
+    let ws = crate::support::ops::workspace(&app.db, "acme")
+        .await
+        .unwrap();
+    for i in 0..500 {
+        let email = rollcall::domain::Email::parse(&format!("m{i}@acme.test")).unwrap();
+        let data = crate::support::ops::local_member(&email, rollcall::domain::Role::Viewer);
+        rollcall::store::members::create(&app.db, ws.id, &data, None)
+            .await
+            .unwrap();
+    }
+    let literal = |b: &Bind| match b {
+        Bind::Int(i) => i.to_string(),
+        Bind::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Bind::Uuid(u) => format!("'{u}'"),
+        other => panic!("no literal for {other:?}"),
+    };
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("ANALYZE members; ANALYZE member_emails")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for q in plans::hot_queries(Backend::Postgres, ws.id).unwrap() {
+        // A keyset page (`id > $n`, an import's next page) is rightly planned for
+        // where it starts: how many rows follow depends on the value.
+        if !q.name.ends_with(": page") {
+            continue;
+        }
+        let args: Vec<String> = q.binds.iter().map(literal).collect();
+        let prepare = format!("PREPARE p{checked} AS {}", q.sql);
+        sqlx::raw_sql(&prepare)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", q.name, q.sql));
+        let execute = format!("EXECUTE p{checked}({})", args.join(", "));
+        for _ in 0..6 {
+            sqlx::raw_sql(&execute).execute(&mut conn).await.unwrap();
+        }
+        let explain = format!("EXPLAIN {execute}");
+        let plan: Vec<String> = sqlx::query_scalar(&explain)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        // A generic plan names the parameters; one made for the values shows them.
+        if !plan.iter().any(|l| l.contains("$1")) {
+            problems.push(format!(
+                "{} is planned for each execution: {plan:?}",
+                q.name
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} list statements");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    app.stop().await;
+}
