@@ -692,11 +692,15 @@ pub(crate) fn locked_sql(backend: Backend) -> String {
 
 /// `locked_sql` for the members that match `condition` (which may end with an
 /// ORDER BY: the rows are locked in that order).
-
+///
+/// On PostgreSQL the lock is `FOR NO KEY UPDATE`, the one the UPDATE that follows
+/// takes: it queues other writers of the member as `FOR UPDATE` did, but not the
+/// inserts that refer to it (a team membership, a grant), whose key check needs
+/// only that the row stays. Member ids never change and members are never deleted.
 pub(crate) fn locked_sql_where(backend: Backend, condition: &str) -> String {
     let (lock, keys) = match backend {
         Backend::Sqlite => ("", "group_concat(value_ci, char(10))"),
-        Backend::Postgres => (" FOR UPDATE OF m", "string_agg(value_ci, E'\\n')"),
+        Backend::Postgres => (" FOR NO KEY UPDATE OF m", "string_agg(value_ci, E'\\n')"),
     };
     format!(
         "SELECT {COLUMNS}, {}, (SELECT {keys} FROM member_emails e WHERE e.member_id = m.id) \
