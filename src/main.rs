@@ -227,26 +227,8 @@ enum TokenCommand {
     },
 }
 
-/// See `rollcall::alloc`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc reads its settings when the process loads, in a constructor of its own
-/// (no priority), and commits its first arena then: set them before that, from a
-/// constructor of priority 101, the first an executable may use.
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array.00101")]
-static CONFIGURE_ALLOCATORS: extern "C" fn() = {
-    extern "C" fn configure() {
-        rollcall::alloc::configure();
-    }
-    configure
-};
-
 fn main() -> ExitCode {
-    #[cfg(not(target_os = "linux"))]
-    rollcall::alloc::configure();
+    rollcall::alloc::limit_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -140,7 +140,7 @@ async fn answer(State(r): State<Arc<Reference>>, req: Request) -> Response {
 
 /// `rollcall-bench --reference-server`: serve until killed; prints the port first.
 pub fn main() -> Result<()> {
-    rollcall::alloc::configure();
+    rollcall::alloc::limit_arenas();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
