@@ -1449,3 +1449,49 @@ async fn membership_patches_racing_a_delete_and_renames_racing_each_other() {
     }
     s.app.stop().await;
 }
+
+/// PostgreSQL: a member whose change is in flight (its row locked with the store's
+/// own statement, on a connection of the test's, as a member write holds it until
+/// its commit) can join a team meanwhile. The membership's foreign-key check needs
+/// only that the member stays; it waited for the whole change while the lock was
+/// `FOR UPDATE`.
+#[tokio::test]
+async fn a_member_being_changed_can_join_a_team() {
+    use rollcall::store::{Backend, plans};
+    use sqlx::Connection;
+    let s = Scim::start_with_teams().await;
+    if s.app.db.backend() != Backend::Postgres {
+        s.app.stop().await;
+        return;
+    }
+    let u = txt(&s.create("ada@acme.test").await["id"]).to_owned();
+    let g = txt(&s.create_group("All", &[]).await["id"]).to_owned();
+    let ws = ops::workspace(&s.app.db, "acme").await.unwrap();
+    let lock = plans::hot_queries(Backend::Postgres, ws.id)
+        .unwrap()
+        .into_iter()
+        .find(|q| q.name == "member locked for a change")
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&s.app.database_url)
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let locked = sqlx::query(&lock.sql)
+        .bind(ws.id)
+        .bind(uuid::Uuid::parse_str(&u).unwrap())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 1);
+    let add = patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": u}]}]));
+    let added = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.patch(&format!("/Groups/{g}"), add),
+    )
+    .await;
+    tx.rollback().await.unwrap();
+    let added = added.expect("joining the team waited for the member's change");
+    assert_no_content(&added);
+    assert_eq!(s.group_members(&g).await, [u]);
+    s.app.stop().await;
+}
