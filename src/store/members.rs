@@ -318,9 +318,12 @@ pub struct Search<'a> {
     pub offset: i64,
     /// 0: count only.
     pub limit: i64,
-    /// Read each member's teams in the page's own statement (`WithTeams::teams`;
-    /// empty when false). A second statement for them was a second round trip on
-    /// PostgreSQL for every existence check that found its member.
+    /// Read each member's teams (`WithTeams::teams`; empty when false). For the
+    /// lookups IdPs send most (`index_lookup`: one member, or none) they are read
+    /// in the page's own statement: a second statement was a second round trip on
+    /// PostgreSQL for every existence check that found its member. A page of many
+    /// reads them in one more statement for the whole page, which is cheaper than a
+    /// subquery per row (an import page on PostgreSQL: 130 pages/s against 99).
     pub teams: bool,
 }
 
@@ -330,6 +333,8 @@ pub(crate) struct ListSql {
     pub count_binds: Vec<Bind>,
     pub page_sql: String,
     pub page_binds: Vec<Bind>,
+    /// The page statement reads the teams (see `Search::teams`).
+    pub teams_inline: bool,
 }
 
 /// Build the SQL for `s`; with `after`, the page starts after that id (keyset)
@@ -355,7 +360,8 @@ pub(crate) fn list_sql(
         .map(|c| format!("m.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let cols = if s.teams {
+    let teams_inline = s.teams && s.filter.is_some_and(index_lookup);
+    let cols = if teams_inline {
         format!("{cols}, {}", teams_column(backend))
     } else {
         format!("{cols}, NULL AS teams")
@@ -382,6 +388,7 @@ pub(crate) fn list_sql(
         count_binds,
         page_sql,
         page_binds: b.binds,
+        teams_inline,
     })
 }
 
@@ -422,7 +429,22 @@ pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, 
     } else {
         page.slow()
     };
-    let rows: Vec<WithTeams> = db.read_all(page).await?;
+    let mut rows: Vec<WithTeams> = db.read_all(page).await?;
+    if s.teams && !q.teams_inline && !rows.is_empty() {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.member.id).collect();
+        let mut of: std::collections::HashMap<Uuid, Vec<(Uuid, String)>> = Default::default();
+        for m in super::teams::teams_of(db, workspace_id, &ids).await? {
+            of.entry(m.member_id)
+                .or_default()
+                .push((m.team_id, m.display_name));
+        }
+        for r in &mut rows {
+            if let Some(mut teams) = of.remove(&r.member.id) {
+                teams.sort_by_cached_key(|(_, name)| fold(name));
+                r.teams = teams;
+            }
+        }
+    }
     if keyset && let Some(last) = rows.last() {
         db.cursors
             .put(workspace_id, s.offset + rows.len() as i64, last.member.id);
