@@ -603,7 +603,7 @@ pub(crate) fn reindex(
 }
 
 /// Read-modify-write of one member in one write transaction, the row locked
-/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR UPDATE`, in a batch with
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT ... FOR NO KEY UPDATE`, in a batch with
 /// other changes: see `member_batch`), so concurrent writers queue instead of
 /// losing updates. `change` sees the current member and returns the new data, or
 /// refuses with its own error (nothing is written then); it may be called more than
