@@ -10,16 +10,17 @@
 //! token tables, so a `Seq Scan` left in a plan means no index can serve it.
 
 use crate::support::TestApp;
+use rollcall::store::workspaces::Workspace;
 use rollcall::store::{Backend, plans};
 
-#[tokio::test]
-async fn hot_path_queries_use_indexes() {
+/// Workspace `acme` with `n` members (m0@acme.test ..., externalId ext-0 ...).
+async fn seeded(n: usize) -> (TestApp, Workspace) {
     let app = TestApp::spawn().await;
     app.workspace("acme").await;
     let ws = crate::support::ops::workspace(&app.db, "acme")
         .await
         .unwrap();
-    for i in 0..2000 {
+    for i in 0..n {
         let email = rollcall::domain::Email::parse(&format!("m{i}@acme.test")).unwrap();
         let mut data = crate::support::ops::local_member(&email, rollcall::domain::Role::Viewer);
         data.external_id = Some(format!("ext-{i}"));
@@ -27,6 +28,12 @@ async fn hot_path_queries_use_indexes() {
             .await
             .unwrap();
     }
+    (app, ws)
+}
+
+#[tokio::test]
+async fn hot_path_queries_use_indexes() {
+    let (app, ws) = seeded(2000).await;
     plans::analyze(&app.db).await.unwrap();
     let backend = app.db.backend();
     let mut problems = Vec::new();
@@ -70,21 +77,10 @@ async fn hot_path_queries_use_indexes() {
 async fn list_pages_keep_one_plan() {
     use rollcall::store::sql::Bind;
     use sqlx::Connection;
-    let app = TestApp::spawn().await;
+    let (app, ws) = seeded(500).await;
     if app.db.backend() != Backend::Postgres {
         app.stop().await;
         return;
-    }
-    app.workspace("acme").await;
-    let ws = crate::support::ops::workspace(&app.db, "acme")
-        .await
-        .unwrap();
-    for i in 0..500 {
-        let email = rollcall::domain::Email::parse(&format!("m{i}@acme.test")).unwrap();
-        let data = crate::support::ops::local_member(&email, rollcall::domain::Role::Viewer);
-        rollcall::store::members::create(&app.db, ws.id, &data, None)
-            .await
-            .unwrap();
     }
     let literal = |b: &Bind| match b {
         Bind::Int(i) => i.to_string(),
