@@ -17,8 +17,9 @@
 //! [`Batched::key`] never share a batch: the later one waits for the next, so it
 //! sees the first.
 //!
-//! What is batched: `member_batch` (new members, member changes) and
-//! `refresh_batch` (refresh-token rotations).
+//! What is batched: `member_batch` (new members, member changes),
+//! `refresh_batch` (refresh-token rotations), and one read, `member_reads` (one
+//! member by a unique key: a statement with no transaction, never split).
 
 use super::pg::Pg;
 use super::{Result, StoreError};

@@ -227,11 +227,7 @@ pub(crate) fn locked_batch_sql() -> String {
 /// Write a batch's new data: `$1` a JSON array of the rows, `$2` the time, `$3`
 /// their ids (as `locked_batch_sql`'s `$2`).
 pub(crate) fn update_batch_sql() -> String {
-    let returning = members::COLUMNS
-        .split(", ")
-        .map(|c| format!("m.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let returning = members::prefixed_columns("m");
     format!(
         "UPDATE members m SET user_name = u.user_name, user_name_ci = u.user_name_ci, \
          external_id = u.external_id, display_name = u.display_name, given_name = u.given_name, \

@@ -4,6 +4,7 @@
 //! indexes or uses itself (userName, externalId, role, active, names); the email
 //! values live in `member_emails` so `emails.value eq ...` uses an index.
 
+use super::member_reads::Key;
 use super::scim_sql::{self, Bind, SqlBuilder};
 use super::sql::{FromRow, Row, Sql, sql};
 use super::{Backend, Db, Engine, Result, StoreError, now, unique_violation};
@@ -53,6 +54,15 @@ crate::from_row!(Member {
 
 pub(crate) const COLUMNS: &str = "id, workspace_id, user_name, external_id, display_name, \
      given_name, family_name, role, active, scim_managed, resource, created_at, updated_at, version";
+
+/// `COLUMNS`, each prefixed with the table alias `alias`.
+pub(crate) fn prefixed_columns(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Everything written for a member; the `*_ci` keys are folded by the caller.
 #[derive(Debug, Clone)]
@@ -227,7 +237,7 @@ impl FromRow for WithTeams {
 /// `scim::group::check_name`). Read in the member's own statement: a second
 /// statement for the teams cost a sixth of `GET /Users/{id}`, and on PostgreSQL,
 /// where each statement is a round trip, a sixth of a PATCH.
-fn teams_column(backend: Backend) -> String {
+pub(crate) fn teams_column(backend: Backend) -> String {
     let teams = match backend {
         Backend::Sqlite => "group_concat(hex(t.id) || ' ' || t.display_name, char(10))",
         Backend::Postgres => {
@@ -242,6 +252,9 @@ fn teams_column(backend: Backend) -> String {
 
 /// The member and its teams, in one statement.
 pub async fn by_id_with_teams(db: &Db, workspace_id: i64, id: Uuid) -> Result<Option<WithTeams>> {
+    if let Engine::Postgres(p) = db.engine() {
+        return db.member_reads.find(p, workspace_id, Key::Id(id)).await;
+    }
     let q = sql(format!(
         "SELECT {COLUMNS}, {} FROM members m WHERE m.workspace_id = $1 AND m.id = $2",
         teams_column(db.backend())
@@ -355,11 +368,7 @@ pub(crate) fn list_sql(
     let count_binds = b.binds.clone();
     let count_sql = format!("SELECT COUNT(*) FROM members m WHERE {cond}");
     let order = scim_sql::order_by(&b, s.sort, s.descending);
-    let cols = COLUMNS
-        .split(", ")
-        .map(|c| format!("m.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = prefixed_columns("m");
     let teams_inline = s.teams && s.filter.is_some_and(index_lookup);
     let cols = if teams_inline {
         format!("{cols}, {}", teams_column(backend))
@@ -400,6 +409,23 @@ pub(crate) fn list_sql(
 /// cursor when one is remembered (see `cursors`), so an import does not make the
 /// database skip ever more rows.
 pub async fn search(db: &Db, workspace_id: i64, s: &Search<'_>) -> Result<(i64, Vec<WithTeams>)> {
+    // One member by a unique key, on PostgreSQL: with the other lookups waiting.
+    if let Engine::Postgres(p) = db.engine()
+        && let Some(key) = s.filter.and_then(unique_key)
+        && s.offset == 0
+        && s.limit > 0
+    {
+        let mut found: Vec<WithTeams> = db
+            .member_reads
+            .find(p, workspace_id, key)
+            .await?
+            .into_iter()
+            .collect();
+        if !s.teams {
+            found.iter_mut().for_each(|m| m.teams.clear());
+        }
+        return Ok((found.len() as i64, found));
+    }
     let keyset = s.filter.is_none() && s.sort.is_none() && !s.descending;
     let after = if keyset && s.offset > 0 {
         db.cursors.get(workspace_id, s.offset)
@@ -472,6 +498,32 @@ fn index_lookup(f: &Filter) -> bool {
             ("userName" | "externalId" | "id", None) | ("emails", Some("value"))
         ),
         _ => false,
+    }
+}
+
+/// `userName`, `externalId` or `id` equal to a string (an id in its canonical
+/// form): at most one member, found by a unique index; as the filter compiles
+/// (`scim_sql`), so the answer is the same either way.
+fn unique_key(f: &Filter) -> Option<Key> {
+    let Filter::Compare {
+        attr,
+        op: CompareOp::Eq,
+        value: CompValue::Str(s),
+    } = f
+    else {
+        return None;
+    };
+    if attr.sub.is_some() {
+        return None;
+    }
+    match attr.attr.name {
+        "userName" => Some(Key::UserName(fold(s))),
+        "externalId" => Some(Key::ExternalId(s.clone())),
+        "id" => Uuid::parse_str(s)
+            .ok()
+            .filter(|u| u.hyphenated().to_string() == *s)
+            .map(Key::Id),
+        _ => None,
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod auth_cache;
 pub(crate) mod batch;
 pub mod cursors;
 pub(crate) mod member_batch;
+pub(crate) mod member_reads;
 pub mod members;
 pub mod oauth;
 pub(crate) mod pg;
@@ -71,6 +72,9 @@ pub struct DbParts {
     /// Member changes waiting to be written together (PostgreSQL only; see
     /// `member_batch`).
     pub(crate) member_writes: batch::Queue<member_batch::MemberWrite>,
+    /// Lookups of one member by a unique key waiting to be read together
+    /// (PostgreSQL only; see `member_reads`).
+    pub(crate) member_reads: batch::Queue<member_reads::Lookup>,
     /// Refresh-token presentations waiting to be made together (PostgreSQL only;
     /// see `refresh_batch`).
     pub(crate) refreshes: batch::Queue<refresh_batch::Refresh>,
@@ -163,6 +167,7 @@ impl Db {
             activity: Default::default(),
             rate_counts: Default::default(),
             member_writes: Default::default(),
+            member_reads: Default::default(),
             refreshes: Default::default(),
             auth,
         })))
@@ -336,6 +341,17 @@ impl Db {
     pub fn pause_batched_writes(&self, paused: bool) {
         self.member_writes.watch.pause(paused);
         self.refreshes.watch.pause(paused);
+    }
+
+    /// Hold (`true`) or let go the PostgreSQL batch readers (see
+    /// `store::member_reads`): while held, lookups of one member queue.
+    pub fn pause_batched_reads(&self, paused: bool) {
+        self.member_reads.watch.pause(paused);
+    }
+
+    /// `member_write_batches` for lookups of one member by a unique key.
+    pub fn member_read_batches(&self) -> (usize, usize, usize, usize) {
+        self.member_reads.watch.stats()
     }
 
     /// `member_write_batches` for refresh-token presentations.

@@ -181,6 +181,29 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
     }
 
     if backend == Backend::Postgres {
+        // A batch of lookups (`member_reads`): each key by its own unique index.
+        let keys = super::member_reads::keys(
+            [
+                (
+                    workspace_id,
+                    &super::member_reads::Key::UserName("m1@acme.test".into()),
+                ),
+                (
+                    workspace_id,
+                    &super::member_reads::Key::ExternalId("ext-1".into()),
+                ),
+                (workspace_id, &super::member_reads::Key::Id(id)),
+            ]
+            .into_iter(),
+        );
+        out.push(HotQuery {
+            index: &["members_user_name"],
+            ..q(
+                "member lookups",
+                super::member_reads::lookup_sql(),
+                vec![Bind::Json(keys)],
+            )
+        });
         // A batch of member changes (`member_batch`), found by the primary key.
         let key = serde_json::json!([{"w": workspace_id, "i": id}]);
         let ids = || Bind::Text(super::batch::array([id].iter()));

@@ -1054,3 +1054,106 @@ async fn a_change_that_fails_in_a_batch_fails_alone() {
     }
     s.app.stop().await;
 }
+
+/// PostgreSQL reads lookups of one member by a unique key many to a statement
+/// (`store::member_reads`): existence checks by userName (any case) and by
+/// externalId, `id eq`, `GET /Users/{id}`, misses, and keys of another workspace's
+/// member, all waiting together, each get their own answer. (On SQLite the same
+/// requests give the same answers, one statement each.)
+#[tokio::test]
+async fn lookups_read_together_each_get_their_own_member() {
+    let s = Scim::start_with_teams().await;
+    let db = s.app.db.clone();
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(s.create(&format!("look{i}@acme.test")).await);
+    }
+    let id = |i: usize| users[i]["id"].as_str().unwrap().to_owned();
+    let team = s.create_group("Readers", &[&id(2)]).await;
+    // The same userName and externalId in another workspace: never an answer here.
+    let other = s.other_workspace("beta", false).await;
+    let theirs = s
+        .call_as(
+            &other,
+            Method::POST,
+            "/Users",
+            Some(okta_create("stranger@acme.test", "ext-stranger")),
+            &[],
+        )
+        .await;
+    assert_eq!(theirs.status, 201, "{}", theirs.body);
+    let their_id = theirs.body["id"].as_str().unwrap().to_owned();
+    let also_theirs = s
+        .call_as(
+            &other,
+            Method::POST,
+            "/Users",
+            Some(okta_create("look0@acme.test", "ext-look0@acme.test")),
+            &[],
+        )
+        .await;
+    assert_eq!(also_theirs.status, 201, "{}", also_theirs.body);
+
+    let filter = |f: String| format!("/Users?filter={}", enc(&f));
+    // (path, the id of the member it must find, or none)
+    let asks: Vec<(String, Option<String>)> = vec![
+        (
+            filter("userName eq \"LOOK1@Acme.Test\"".into()),
+            Some(id(1)),
+        ),
+        (
+            filter("externalId eq \"ext-look2@acme.test\"".into()),
+            Some(id(2)),
+        ),
+        (filter(format!("id eq \"{}\"", id(3))), Some(id(3))),
+        (format!("/Users/{}", id(0)), Some(id(0))),
+        (
+            filter("userName eq \"look0@acme.test\"".into()),
+            Some(id(0)),
+        ),
+        (filter("userName eq \"nobody@acme.test\"".into()), None),
+        (filter("externalId eq \"EXT-LOOK2@acme.test\"".into()), None),
+        (filter("userName eq \"stranger@acme.test\"".into()), None),
+        (filter("externalId eq \"ext-stranger\"".into()), None),
+        (filter(format!("id eq \"{their_id}\"")), None),
+        (format!("/Users/{their_id}"), None),
+    ];
+    let n = asks.len();
+    db.pause_batched_reads(true);
+    let queued = crate::support::release_when_queued(&db, n, |db| db.member_read_batches().0);
+    let calls = asks.iter().map(|(path, _)| s.get(path));
+    let answers = tokio::join!(futures_util::future::join_all(calls), queued).0;
+
+    for ((path, want), a) in asks.iter().zip(&answers) {
+        let found = if path.contains("filter=") {
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+            let found = a.body["Resources"].as_array().cloned().unwrap_or_default();
+            assert_eq!(a.body["totalResults"], found.len(), "{path}: {}", a.body);
+            assert!(found.len() <= 1, "{path}: {}", a.body);
+            found.into_iter().next()
+        } else if a.status == 404 {
+            None
+        } else {
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+            Some(a.body.clone())
+        };
+        let got = found.as_ref().map(|u| u["id"].as_str().unwrap().to_owned());
+        assert_eq!(&got, want, "{path}: {:?}", found);
+        // Each answer is the member as a lone GET renders it, teams included.
+        if let Some(found) = found {
+            let alone = s.get(&format!("/Users/{}", got.unwrap())).await;
+            assert_eq!(found, alone.body, "{path}");
+        }
+    }
+    let groups = &answers[1].body["Resources"][0]["groups"];
+    assert_eq!(groups[0]["value"], team["id"], "{groups}");
+    if db.backend() == rollcall::store::Backend::Postgres {
+        let (queued, tried, read, _) = db.member_read_batches();
+        assert_eq!(queued, 0);
+        assert!(
+            tried >= n && read >= n,
+            "one statement for the {n}: {tried} {read}"
+        );
+    }
+    s.app.stop().await;
+}

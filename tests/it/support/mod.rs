@@ -252,10 +252,11 @@ pub fn assert_scim_error(a: &scim::Answer, status: u16, scim_type: Option<&str>)
     }
 }
 
-/// With the batch writers held (`Db::pause_batched_writes(true)`), wait until `n`
-/// writes are queued (`queued`: one of `Db`'s batch counters), then let the writers
-/// go, so the `n` are tried as one batch. Only PostgreSQL batches: on SQLite the
-/// writers are let go at once.
+/// With the batch writers held (`Db::pause_batched_writes(true)`; the readers:
+/// `pause_batched_reads`), wait until `n` writes (or reads) are queued (`queued`:
+/// one of `Db`'s batch counters), then let the writers and readers go, so the `n`
+/// are tried as one batch. Only PostgreSQL batches: on SQLite they are let go at
+/// once.
 pub async fn release_when_queued(
     db: &rollcall::store::Db,
     n: usize,
@@ -271,4 +272,5 @@ pub async fn release_when_queued(
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     db.pause_batched_writes(false);
+    db.pause_batched_reads(false);
 }
