@@ -19,9 +19,8 @@ const MAX_ENTRIES: usize = 4096;
 #[derive(Debug, Default)]
 pub struct PageCursors {
     map: Mutex<HashMap<(i64, i64), Uuid>>,
-    /// Per workspace: how many members have ids below a boundary, and when that
-    /// was counted (see `members::count_all`).
-    counts: Mutex<HashMap<i64, (Uuid, i64, std::time::Instant)>>,
+    /// A fold of the member counts is running (see `members::count`).
+    pub(crate) folding: std::sync::atomic::AtomicBool,
 }
 
 impl PageCursors {
@@ -41,27 +40,6 @@ impl PageCursors {
         }
         // The cursor for this position is used up once the next one exists.
         map.insert((workspace_id, offset), last);
-    }
-}
-
-impl PageCursors {
-    pub fn count_below(&self, workspace_id: i64) -> Option<(Uuid, i64, std::time::Instant)> {
-        let map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&workspace_id).copied()
-    }
-
-    /// Count below a new boundary on the next request.
-    pub fn forget_count_below(&self, workspace_id: i64) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&workspace_id);
-    }
-
-    pub fn put_count_below(&self, workspace_id: i64, boundary: Uuid, count: i64) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(workspace_id, (boundary, count, std::time::Instant::now()));
     }
 }
 

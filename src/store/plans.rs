@@ -117,14 +117,12 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
             vec![Bind::Text("k".into()), Bind::Int(0), Bind::Int(3)],
         ),
         q(
-            "count below boundary",
-            members::COUNT_BELOW_SQL,
-            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
-        ),
-        q(
-            "count from boundary",
-            members::COUNT_FROM_SQL,
-            vec![Bind::Int(workspace_id), Bind::Uuid(id)],
+            "member count",
+            match backend {
+                Backend::Sqlite => members::COUNT_SQLITE,
+                Backend::Postgres => members::COUNT_PG,
+            },
+            vec![Bind::Int(workspace_id)],
         ),
         q(
             "member emails delete",
@@ -181,6 +179,11 @@ pub fn hot_queries(backend: Backend, workspace_id: i64) -> Result<Vec<HotQuery>>
     }
 
     if backend == Backend::Postgres {
+        out.push(q(
+            "member count fold",
+            members::FOLD_PG,
+            vec![Bind::Int(workspace_id)],
+        ));
         // A batch of lookups (`member_reads`): each key by its own unique index.
         let keys = super::member_reads::keys(
             [

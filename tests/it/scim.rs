@@ -1157,3 +1157,75 @@ async fn lookups_read_together_each_get_their_own_member() {
     }
     s.app.stop().await;
 }
+
+/// `totalResults` of an unfiltered list (each page of an import) counts every
+/// member at once, whatever its id says about its age: here one inserted, after the
+/// workspace was counted, with an id minted ten minutes ago (by a process whose
+/// clock is behind, or a write that took that long to commit). On PostgreSQL the
+/// count's rows (one per INSERT) are folded into one as they pile up.
+#[tokio::test]
+async fn the_member_count_counts_every_member_at_once() {
+    use rollcall::store::sql::sql;
+    let s = Scim::start().await;
+    let db = s.app.db.clone();
+    for i in 0..3 {
+        s.create(&format!("count{i}@acme.test")).await;
+    }
+    let total = || async {
+        let a = s.get("/Users?count=1").await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body["totalResults"].as_i64().unwrap()
+    };
+    // The admin the workspace was made with, and the three.
+    assert_eq!(total().await, 4);
+
+    let ws = crate::support::ops::workspace(&db, "acme").await.unwrap();
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
+    let late = rollcall::store::cursors::v7_floor(now_ms - 600_000);
+    let inserted = db
+        .execute(
+            sql(
+                "INSERT INTO members (id, workspace_id, user_name, user_name_ci, role, active, \
+                 scim_managed, resource, created_at, updated_at, version) \
+                 SELECT $1, workspace_id, 'late@acme.test', 'late@acme.test', role, active, \
+                 scim_managed, resource, created_at, updated_at, version \
+                 FROM members WHERE workspace_id = $2 LIMIT 1",
+            )
+            .bind(late)
+            .bind(ws.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    assert_eq!(total().await, 5, "the late member is counted");
+
+    // Past the fold's threshold: the total stays exact through the folds.
+    for i in 3..80 {
+        s.create(&format!("count{i}@acme.test")).await;
+    }
+    assert_eq!(total().await, 82);
+    if db.backend() == rollcall::store::Backend::Postgres {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows: i64 = db
+                .read_one(
+                    sql("SELECT COUNT(*) FROM member_count_deltas WHERE workspace_id = $1")
+                        .bind(ws.id),
+                )
+                .await
+                .unwrap();
+            if rows == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{rows} count rows never folded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(total().await, 82);
+    let everyone = s.get("/Users?count=200").await;
+    assert_eq!(everyone.body["Resources"].as_array().unwrap().len(), 82);
+    s.app.stop().await;
+}
