@@ -33,9 +33,6 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 /// Most writes in one batch.
 const BATCH: usize = 32;
-/// Batches of one queue in flight at once, each on a connection of its own: one
-/// waits for its commit while the next reads.
-const WRITERS: usize = 4;
 
 /// How a batch failed.
 pub(crate) enum Failed {
@@ -56,6 +53,10 @@ pub(crate) fn guarded<T>(rules: impl FnOnce() -> T) -> Result<T> {
 
 /// A write that can be made in a batch.
 pub(crate) trait Batched: Send + Sized + 'static {
+    /// Batches of one queue in flight at once, each on a connection of its own: one
+    /// waits for its commit while the next reads.
+    const WRITERS: usize = 4;
+
     type Answer: Send;
     /// Writes with equal keys never share a batch.
     type Key: PartialEq;
@@ -174,7 +175,7 @@ impl<J: Batched> Queue<J> {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let rx = Arc::new(Mutex::new(rx));
-            for _ in 0..WRITERS {
+            for _ in 0..J::WRITERS {
                 tokio::spawn(writer(pg.clone(), rx.clone(), self.watch.clone()));
             }
             tx
