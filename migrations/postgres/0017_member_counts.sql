@@ -3,7 +3,9 @@
 -- members are inserted, whoever inserts them (members are never deleted). Kept as
 -- deltas, one row per INSERT statement, so concurrent inserts never wait on one
 -- counter row: a count is the sum of its workspace's rows, and the store folds a
--- workspace's rows into one now and then (store::members::count).
+-- workspace's rows into one now and then (store::members::count). A data-only
+-- restore into a migrated schema (pg_restore --data-only) restores the deltas and
+-- fires the trigger for every member it loads: restore with --disable-triggers.
 CREATE TABLE member_count_deltas (
     workspace_id BIGINT NOT NULL,
     n            BIGINT NOT NULL
