@@ -1072,27 +1072,19 @@ async fn lookups_read_together_each_get_their_own_member() {
     let team = s.create_group("Readers", &[&id(2)]).await;
     // The same userName and externalId in another workspace: never an answer here.
     let other = s.other_workspace("beta", false).await;
-    let theirs = s
-        .call_as(
-            &other,
-            Method::POST,
-            "/Users",
-            Some(okta_create("stranger@acme.test", "ext-stranger")),
-            &[],
-        )
-        .await;
-    assert_eq!(theirs.status, 201, "{}", theirs.body);
-    let their_id = theirs.body["id"].as_str().unwrap().to_owned();
-    let also_theirs = s
-        .call_as(
-            &other,
-            Method::POST,
-            "/Users",
-            Some(okta_create("look0@acme.test", "ext-look0@acme.test")),
-            &[],
-        )
-        .await;
-    assert_eq!(also_theirs.status, 201, "{}", also_theirs.body);
+    let mut theirs = Vec::new();
+    for (user_name, external_id) in [
+        ("stranger@acme.test", "ext-stranger"),
+        ("look0@acme.test", "ext-look0@acme.test"),
+    ] {
+        let body = okta_create(user_name, external_id);
+        let a = s
+            .call_as(&other, Method::POST, "/Users", Some(body), &[])
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        theirs.push(a.body["id"].as_str().unwrap().to_owned());
+    }
+    let their_id = &theirs[0];
 
     let filter = |f: String| format!("/Users?filter={}", enc(&f));
     // (path, the id of the member it must find, or none)
